@@ -1,0 +1,32 @@
+"""Run the benchmarks: ``python -m bench [NAME ...]`` (``make bench`` runs them all).
+
+Each ``bench/bench_<name>.py`` has ``main(argv: list[str]) -> int`` and prints its figures with a
+ratio against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    here = Path(__file__).parent
+    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    wanted = argv or names
+    status = 0
+    for name in wanted:
+        if name not in names:
+            logging.error("no benchmark %r; have: %s", name, ", ".join(names))
+            return 2
+        module = importlib.import_module(f"bench.bench_{name}")
+        status |= module.main([])
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Southbound drivers: the contract (base), the registry, the built-in drivers and the conformance kit."""

@@ -1,0 +1,254 @@
+"""The southbound contract: one change lifecycle for every driver.
+
+A driver speaks one protocol to one device over one session. The engine drives it through the
+same lifecycle whatever the protocol, and reads the driver's declared :class:`Capabilities`
+*before* it plans — it never discovers a capability by catching an error::
+
+    open ─► [lock] ─► read (snapshot) ─► load ─► [commit (confirmed, persist-id)] ─► verify
+        ─► [confirm] ─► [unlock] ─► close
+    on failure:  pending confirmed commit ─► cancel_commit
+                 staged, not committed     ─► discard
+                 applied                   ─► restore(snapshot)
+                 then read again and compare with the snapshot (verified rollback)
+
+Layers below a driver: transport (bytes) → session (framing, request/reply, timeouts) → driver
+(these operations) → platform data (``device_profiles/<platform>.yaml``, given as
+:class:`DeviceProfile`). Every operation honours its timeout from :class:`Timeouts`, and raises
+only errors from :mod:`gateway.errors` (third-party errors are translated in one place per
+driver).
+
+Drivers are found through the ``agw.drivers`` entry-point group (see :mod:`drivers.registry`).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Mapping
+
+from gateway.errors import DeviceErrorInfo, UnsupportedOperationError, Phase
+from gateway.model import Action
+from gateway.secrets import Credential
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a driver can do natively on a platform. The engine emulates the rest."""
+
+    lock: bool = False
+    """Exclusive lock of the configuration datastore for the length of a change."""
+    candidate: bool = False
+    """Changes are staged by ``load`` and take effect only on ``commit``."""
+    confirmed_commit: bool = False
+    """``commit`` can arm a device-side revert timer that ``confirm`` disarms."""
+    persist_id: bool = False
+    """The armed timer survives the session, so a restarted gateway can confirm or cancel it."""
+    validate: bool = False
+    """The device can validate a staged change before commit."""
+    native_rollback: bool = False
+    """The device can roll back to a previous configuration by itself."""
+    diff: bool = False
+    """The device can produce a native diff of a staged change."""
+    atomic_push: bool = False
+    """One ``load``+``commit`` is applied all-or-nothing by the device."""
+
+    def restricted_to(self, other: "Capabilities") -> "Capabilities":
+        """The capabilities both declare (a profile can only narrow what a driver supports)."""
+        return Capabilities(**{f.name: getattr(self, f.name) and getattr(other, f.name) for f in fields(self)})
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(self) if getattr(self, f.name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Per-operation timeouts, in seconds. Absolute, never multipliers."""
+
+    connect_s: float = 10.0
+    operation_s: float = 10.0
+    commit_s: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceProfile:
+    """A platform, as data: which driver, what it can do, its quirks and driver settings."""
+
+    platform: str
+    driver: str
+    capabilities: Capabilities
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    confirm_timeout_s: int = 120
+    """Device-side revert timer armed by a confirmed commit."""
+    quirks: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """Driver-specific data: prompts, error patterns, transport options..."""
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """Where one device is reached with one protocol, with credentials already resolved."""
+
+    device: str
+    host: str
+    port: int
+    platform: str
+    credential: Credential
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeSet:
+    """A rendered change for one device, as its service template produced it."""
+
+    service: str
+    action: Action
+    content: str
+    """The rendered payload: NETCONF <config> XML, CLI lines, SNMP varbinds (YAML)..."""
+    undo: str | None = None
+    """An explicitly rendered undo, when the service ships an undo template."""
+    checks: tuple[str, ...] = ()
+    """Extra read-back checks declared by the service (e.g. TTP-parsed show commands)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """The part of a device's state that a change touches, in a canonical text form.
+
+    Two snapshots of the same scope are equal exactly when the device state they read is equal.
+    ``scope`` is whatever the driver needs to read the same part again (a subtree filter, a list
+    of OIDs...); both fields are plain text so the journal can store them.
+    """
+
+    content: str
+    scope: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mismatch:
+    path: str
+    expected: str | None
+    actual: str | None
+
+    def __str__(self) -> str:
+        return f"{self.path}: expected {self.expected!r}, found {self.actual!r}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    """The result of reading back a change (or a rollback) from the device."""
+
+    ok: bool
+    checked: int
+    mismatches: tuple[Mismatch, ...] = ()
+    detail: str = ""
+
+
+class Driver(abc.ABC):
+    """One session to one device, speaking one protocol. Not safe for concurrent use:
+    the engine serializes all work on a device."""
+
+    name: ClassVar[str]
+    """The entry-point name this driver registers under (``netconf``, ``cli``...)."""
+    supported: ClassVar[Capabilities]
+    """Everything this driver can do on the best platform; profiles narrow it."""
+
+    def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
+        self.endpoint = endpoint
+        self.profile = profile
+        self.capabilities = self.capabilities_for(profile)
+
+    @classmethod
+    def capabilities_for(cls, profile: DeviceProfile) -> Capabilities:
+        """What the engine may use on this platform: the profile's claims within ``supported``."""
+        return profile.capabilities.restricted_to(cls.supported)
+
+    @property
+    def device(self) -> str:
+        return self.endpoint.device
+
+    # -- session -------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and authenticate, within ``timeouts.connect_s``."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the session. Never raises."""
+
+    @property
+    @abc.abstractmethod
+    def is_open(self) -> bool:
+        """True while the session can still be used (for the session pool)."""
+
+    # -- change lifecycle ----------------------------------------------------------------
+    async def lock(self) -> None:
+        self._unsupported("lock", Phase.LOCK)
+
+    async def unlock(self) -> None:
+        self._unsupported("lock", Phase.UNLOCK)
+
+    @abc.abstractmethod
+    async def read(self, change: ChangeSet) -> Snapshot:
+        """Read the running state the change touches (snapshot before, read-back after)."""
+
+    @abc.abstractmethod
+    async def reread(self, snapshot: Snapshot) -> Snapshot:
+        """Read the same scope as ``snapshot`` again, now (used by recovery and rollback)."""
+
+    @abc.abstractmethod
+    async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
+        """The diff ``change`` would make, computed without changing the running state."""
+
+    @abc.abstractmethod
+    def diff(self, before: Snapshot, after: Snapshot) -> str:
+        """A human-readable, device-native diff between two snapshots of the same scope. Pure."""
+
+    @abc.abstractmethod
+    async def load(self, change: ChangeSet) -> None:
+        """Stage the change (``candidate``) or apply it (no candidate)."""
+
+    async def discard(self) -> None:
+        self._unsupported("candidate", Phase.ROLLBACK)
+
+    async def commit(self, *, confirm_timeout_s: int | None = None, persist_id: str | None = None) -> None:
+        self._unsupported("candidate", Phase.COMMIT)
+
+    async def confirm(self, *, persist_id: str | None = None) -> None:
+        self._unsupported("confirmed_commit", Phase.CONFIRM)
+
+    async def cancel_commit(self, *, persist_id: str | None = None) -> bool:
+        """Revert a pending confirmed commit. False when none was pending (it already reverted)."""
+        self._unsupported("confirmed_commit", Phase.ROLLBACK)
+        return False
+
+    @abc.abstractmethod
+    async def verify(self, change: ChangeSet) -> Verification:
+        """Read back from the device and check every rendered value is there (or gone, for a delete)."""
+
+    @abc.abstractmethod
+    async def restore(self, snapshot: Snapshot) -> None:
+        """Put the scope of ``snapshot`` back as it was (generated undo, replace, SET back...)."""
+
+    # -- helpers -------------------------------------------------------------------------
+    def _unsupported(self, capability: str, phase: Phase) -> None:
+        raise UnsupportedOperationError(
+            f"driver {self.name!r} does not declare the {capability!r} capability on platform "
+            f"{self.profile.platform!r}",
+            device=self.device,
+            phase=phase,
+        )
+
+
+__all__ = [
+    "Action",
+    "Capabilities",
+    "ChangeSet",
+    "DeviceErrorInfo",
+    "DeviceProfile",
+    "Driver",
+    "Endpoint",
+    "Mismatch",
+    "Snapshot",
+    "Timeouts",
+    "Verification",
+]

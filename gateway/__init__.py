@@ -1,0 +1,1 @@
+"""The activation gateway: gRPC northbound, engine, journal, rendering and inventory."""

@@ -1,0 +1,122 @@
+"""Immutable results at the boundary: what the engine hands to the API edge, the CLI and the
+journal. No truthiness tricks: state is explicit, ``ok`` fields are real booleans."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gateway.errors import DeviceErrorInfo
+from gateway.model import Action, TaskState
+
+
+class ActivationState(str, enum.Enum):
+    """Order-level state (TMF652 order states plus rolledBack / fallout)."""
+
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "inProgress"
+    COMPLETED = "completed"
+    PARTIAL = "partial"  # non-atomic: some tasks completed, some did not
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolledBack"
+    FALLOUT = "fallout"
+
+    @property
+    def final(self) -> bool:
+        return self not in (ActivationState.ACKNOWLEDGED, ActivationState.IN_PROGRESS, ActivationState.FALLOUT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    activation_id: str
+    seq: int
+    time: datetime
+    task_id: str = ""  # empty for activation-level events
+    phase: str = ""
+    state: str = ""  # TaskState or ActivationState value
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseTiming:
+    phase: str
+    started_at: datetime
+    duration_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerificationView:
+    ok: bool
+    checked: int
+    mismatches: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackView:
+    method: str  # cancel-commit | discard | restore | device-timer | none
+    ok: bool  # device state re-read and equal to the snapshot
+    reason: str = ""
+    diff: str = ""  # snapshot vs re-read, when not ok
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorView:
+    kind: str  # the AgwError class name, e.g. DeviceRejectedError
+    message: str
+    phase: str = ""
+    retryable: bool = False
+    device_error: DeviceErrorInfo | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskResult:
+    id: str
+    device: str
+    service: str
+    action: Action
+    state: TaskState
+    depends_on: tuple[str, ...] = ()
+    platform: str = ""
+    driver: str = ""
+    rendered: str = ""
+    diff: str = ""
+    verification: VerificationView | None = None
+    rollback: RollbackView | None = None
+    error: ErrorView | None = None
+    timings: tuple[PhaseTiming, ...] = ()
+    note: str = ""  # fallout resolution note, cancellation reason...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationResult:
+    id: str
+    request_id: str
+    order_ref: str
+    atomic: bool
+    state: ActivationState
+    created_at: datetime
+    updated_at: datetime
+    dry_run: bool = False
+    tasks: tuple[TaskResult, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitResult:
+    activation_id: str
+    created: bool  # False: the same request_id was already submitted with the same content
+
+
+__all__ = [
+    "ActivationResult",
+    "ActivationState",
+    "ErrorView",
+    "Event",
+    "PhaseTiming",
+    "RollbackView",
+    "SubmitResult",
+    "TaskResult",
+    "VerificationView",
+]

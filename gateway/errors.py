@@ -1,0 +1,226 @@
+"""The gateway's one exception tree.
+
+Every error raised inside the gateway or a driver derives from :class:`AgwError`. Each carries
+the device it concerns (if any), the phase it happened in, and whether retrying may help.
+Third-party errors (asyncssh, scrapli, pysnmp, SQLAlchemy, ...) are translated into this tree in
+exactly one place per driver or backend, chained with ``raise ... from exc``.
+
+::
+
+    AgwError                               (message, device, phase, retryable)
+    ├── InputError                         bad request: INVALID_ARGUMENT, lists every violation
+    ├── NotFoundError                      unknown activation / fallout id: NOT_FOUND
+    ├── ConflictError                      same request_id, different content: ALREADY_EXISTS
+    ├── StateError                         operation not allowed in this state: FAILED_PRECONDITION
+    ├── ConfigurationError                 bad gateway config, inventory, profile, credentials
+    │   ├── DriverNotFoundError            no driver registered under that name
+    │   └── DriverUnavailableError         driver found but an optional dependency is missing
+    ├── RenderError                        a template failed to render (names template, line, variable)
+    ├── JournalError                       the journal cannot be read or written
+    └── DeviceError                        something went wrong talking to a device
+        ├── ConnectError                   TCP/SSH connect or handshake failed (retryable)
+        ├── AuthenticationError            the device refused the credentials
+        ├── DeviceTimeoutError             an operation exceeded its timeout (retryable)
+        ├── SessionLostError               the session dropped mid-operation (retryable)
+        ├── LockDeniedError                the device's datastore is locked by someone else (retryable)
+        ├── DeviceRejectedError            the device refused the change; carries DeviceErrorInfo
+        ├── VerificationError              read-back differs from what was pushed
+        └── UnsupportedOperationError      the driver does not declare the capability asked for
+
+gRPC status codes for these live in :mod:`gateway.api.status` only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Phase(str, enum.Enum):
+    """Where in an activation an error (or an event) happened."""
+
+    VALIDATE = "validate"
+    RENDER = "render"
+    CONNECT = "connect"
+    LOCK = "lock"
+    SNAPSHOT = "snapshot"
+    PUSH = "push"
+    DIFF = "diff"
+    COMMIT = "commit"
+    VERIFY = "verify"
+    CONFIRM = "confirm"
+    UNLOCK = "unlock"
+    ROLLBACK = "rollback"
+    ROLLBACK_VERIFY = "rollback_verify"
+    RECOVER = "recover"
+    JOURNAL = "journal"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One reason a request was refused: which field and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class DeviceErrorInfo:
+    """The device's own error, parsed: NETCONF rpc-error, CLI line + message, SNMP error-status."""
+
+    message: str
+    tag: str = ""  # NETCONF error-tag (e.g. invalid-value) or SNMP error-status (e.g. notWritable)
+    path: str = ""  # NETCONF error-path, SNMP OID, or CLI parent context
+    severity: str = "error"
+    line: str = ""  # the CLI line the device rejected
+    extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.tag, self.path, self.line and f"line {self.line!r}", self.message) if p]
+        return ": ".join(parts)
+
+
+class AgwError(Exception):
+    """Root of every gateway error."""
+
+    default_retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        phase: Phase | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.device = device
+        self.phase = phase
+        self.retryable = self.default_retryable if retryable is None else retryable
+
+    def __str__(self) -> str:
+        where = []
+        if self.device:
+            where.append(f"device {self.device}")
+        if self.phase:
+            where.append(f"phase {self.phase.value}")
+        prefix = f"[{', '.join(where)}] " if where else ""
+        return f"{prefix}{self.message}"
+
+
+class InputError(AgwError):
+    """The request is invalid. ``violations`` lists every problem found, not only the first."""
+
+    def __init__(self, violations: list[FieldViolation] | tuple[FieldViolation, ...], **kw: object) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(str(v) for v in self.violations) or "invalid request", **kw)  # type: ignore[arg-type]
+
+
+class NotFoundError(AgwError):
+    pass
+
+
+class ConflictError(AgwError):
+    pass
+
+
+class StateError(AgwError):
+    pass
+
+
+class ConfigurationError(AgwError):
+    pass
+
+
+class DriverNotFoundError(ConfigurationError):
+    pass
+
+
+class DriverUnavailableError(ConfigurationError):
+    """A driver's optional dependency is missing; the message names the extra to install."""
+
+
+class RenderError(AgwError):
+    pass
+
+
+class JournalError(AgwError):
+    default_retryable = True
+
+
+class DeviceError(AgwError):
+    """An error talking to a device. ``info`` holds the device's own parsed error, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        phase: Phase | None = None,
+        retryable: bool | None = None,
+        info: DeviceErrorInfo | None = None,
+    ) -> None:
+        super().__init__(message, device=device, phase=phase, retryable=retryable)
+        self.info = info
+
+
+class ConnectError(DeviceError):
+    default_retryable = True
+
+
+class AuthenticationError(DeviceError):
+    pass
+
+
+class DeviceTimeoutError(DeviceError):
+    default_retryable = True
+
+
+class SessionLostError(DeviceError):
+    default_retryable = True
+
+
+class LockDeniedError(DeviceError):
+    default_retryable = True
+
+
+class DeviceRejectedError(DeviceError):
+    pass
+
+
+class VerificationError(DeviceError):
+    pass
+
+
+class UnsupportedOperationError(DeviceError):
+    pass
+
+
+__all__ = [
+    "AgwError",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectError",
+    "DeviceError",
+    "DeviceErrorInfo",
+    "DeviceRejectedError",
+    "DeviceTimeoutError",
+    "DriverNotFoundError",
+    "DriverUnavailableError",
+    "FieldViolation",
+    "InputError",
+    "JournalError",
+    "LockDeniedError",
+    "NotFoundError",
+    "Phase",
+    "RenderError",
+    "SessionLostError",
+    "StateError",
+    "UnsupportedOperationError",
+    "VerificationError",
+]

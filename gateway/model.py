@@ -1,0 +1,58 @@
+"""Domain model shared by the engine, the journal and the API edge: plain, immutable values.
+
+Task states follow TMF652 order-item states plus ``rolledBack`` and ``fallout``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class Action(str, enum.Enum):
+    CREATE = "create"
+    MODIFY = "modify"
+    DELETE = "delete"
+
+
+class TaskState(str, enum.Enum):
+    ACKNOWLEDGED = "acknowledged"
+    PENDING = "pending"
+    IN_PROGRESS = "inProgress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolledBack"
+    FALLOUT = "fallout"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED, TaskState.ROLLED_BACK}
+)
+"""Fallout is *not* final: it waits for a person (retry, force-rollback or resolve)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    id: str
+    device: str
+    service: str
+    action: Action
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActivationRequest:
+    request_id: str
+    order_ref: str = ""
+    atomic: bool = True
+    tasks: tuple[TaskSpec, ...] = ()
+
+
+__all__ = ["FINAL_STATES", "Action", "ActivationRequest", "TaskSpec", "TaskState"]

@@ -1,0 +1,1 @@
+"""The lab: containerlab-style topologies of real device daemons in network namespaces."""
