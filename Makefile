@@ -22,11 +22,33 @@ venv:
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[all,dev]'
 
+LAB_TOPOLOGY ?= lab/topologies/basic.clab.yml
+DATA_DIR ?= var
+
+run: setup
+	$(AGW) lab up $(LAB_TOPOLOGY)
+	@mkdir -p $(DATA_DIR)
+	$(AGW) lab inventory > $(DATA_DIR)/inventory.yaml
+	$(AGW) serve --data-dir $(DATA_DIR) --inventory $(DATA_DIR)/inventory.yaml
+
+lab-up: setup
+	$(AGW) lab up $(LAB_TOPOLOGY)
+
+lab-down:
+	$(AGW) lab down
+
+# The whole suite: unit tests, integration tests against the lab (the pytest plugin brings its
+# own lab up and down) and against a real PostgreSQL.
 test: setup
-	$(VENV)/bin/pytest -q
+	bash scripts/start-postgres.sh
+	AGW_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: setup
 	$(PY) -m bench
+
+# Regenerate gateway/api/generated/ from proto/ (grpc_tools.protoc; the generated code is committed).
+proto:
+	$(PY) proto/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

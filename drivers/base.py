@@ -4,7 +4,7 @@ A driver speaks one protocol to one device over one session. The engine drives i
 same lifecycle whatever the protocol, and reads the driver's declared :class:`Capabilities`
 *before* it plans — it never discovers a capability by catching an error::
 
-    open ─► [lock] ─► read (snapshot) ─► load ─► [commit (confirmed, persist-id)] ─► verify
+    open ─► [lock] ─► read (snapshot) ─► load ─► [validate] ─► [commit (confirmed, persist-id)] ─► verify
         ─► [confirm] ─► [unlock] ─► close
     on failure:  pending confirmed commit ─► cancel_commit
                  staged, not committed     ─► discard
@@ -141,6 +141,8 @@ class Verification:
     checked: int
     mismatches: tuple[Mismatch, ...] = ()
     detail: str = ""
+    readback: Snapshot | None = None
+    """The state read back for the check, same scope as ``read(change)`` (saves the engine a read)."""
 
 
 class Driver(abc.ABC):
@@ -206,6 +208,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def load(self, change: ChangeSet) -> None:
         """Stage the change (``candidate``) or apply it (no candidate)."""
+
+    async def validate(self, change: ChangeSet) -> None:
+        """Ask the device to validate the staged change (``validate`` capability)."""
+        self._unsupported("validate", Phase.VALIDATE)
 
     async def discard(self) -> None:
         self._unsupported("candidate", Phase.ROLLBACK)

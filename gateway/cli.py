@@ -2,15 +2,32 @@
 
 Sub-commands are grouped by concern; each group lives beside the code it drives
 (``agw lab ...`` in :mod:`lab.cli`). Every command that shows state has ``--json``.
+
+Exit status: 0 success; 1 the activation did not end as asked (``--watch``: completed, or
+rolledBack for ``rollback``); 2 a gRPC error (shown as ``error: CODE: message``), a bad file
+or bad usage; 130 interrupted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import json
 import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import click
 
 from lab.cli import lab
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+STATES = ("acknowledged", "inProgress", "completed", "partial", "failed", "cancelled", "rolledBack", "fallout")
 
 
 @click.group()
@@ -22,3 +39,391 @@ def main(verbose: int) -> None:
 
 
 main.add_command(lab)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2))
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    import grpc
+
+    from gateway.api.client import describe_rpc_error
+    from gateway.errors import AgwError
+
+    try:
+        yield
+    except grpc.RpcError as exc:
+        _fail(describe_rpc_error(exc))
+    except AgwError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def client_command(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --server/--timeout and hands the command a connected Client as first argument."""
+
+    @click.option("--server", envvar="AGW_SERVER", default=DEFAULT_SERVER, show_default=True,
+                  help="Gateway address host:port (or $AGW_SERVER).")
+    @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+                  help="Deadline of each call, in seconds (not of --watch).")
+    @functools.wraps(f)
+    def wrapper(*args: Any, server: str, timeout_s: float, **kwargs: Any) -> Any:
+        from gateway.api.client import Client
+
+        with _errors(), Client(server, timeout_s=timeout_s) as client:
+            return f(client, *args, **kwargs)
+
+    return wrapper
+
+
+def _plain(value: Any) -> Any:
+    from gateway.api.convert import to_plain
+
+    return to_plain(value)
+
+
+def _time(dt: datetime) -> str:
+    return dt.astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _total_ms(task: Any) -> str:
+    return f"{sum(t.duration_ms for t in task.timings):.0f}" if task.timings else "-"
+
+
+def _error_text(task: Any) -> str:
+    if task.error is None:
+        if task.rollback is not None and not task.rollback.ok:
+            return f"rollback not verified: {task.rollback.reason}"
+        return ""
+    e = task.error
+    return f"{e.kind}: {e.device_error}" if e.device_error is not None else f"{e.kind}: {e.message}"
+
+
+def _summary(a: Any) -> None:
+    flags = ", ".join(x for x in ("atomic" if a.atomic else "non-atomic", "dry-run" if a.dry_run else "") if x)
+    ref = f", order {a.order_ref}" if a.order_ref else ""
+    click.echo(f"activation {a.id}: {a.state.value} ({flags}; request {a.request_id}{ref})")
+    rows = [[t.id, t.device, t.service, t.action.value, t.state.value, _total_ms(t), _error_text(t)] for t in a.tasks]
+    _table(rows, ["TASK", "DEVICE", "SERVICE", "ACTION", "STATE", "MS", "ERROR"])
+
+
+def _indent(text: str, prefix: str = "      ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def _details(a: Any) -> None:
+    _summary(a)
+    click.echo(f"created {a.created_at.isoformat()}  updated {a.updated_at.isoformat()}")
+    for t in a.tasks:
+        click.echo(f"\ntask {t.id} on {t.device} ({t.platform or '?'} via {t.driver or '?'}): {t.state.value}")
+        if t.depends_on:
+            click.echo(f"  depends on: {', '.join(t.depends_on)}")
+        if t.timings:
+            click.echo("  timings: " + ", ".join(f"{x.phase} {x.duration_ms:.1f}ms" for x in t.timings))
+        if t.rendered:
+            click.echo("  rendered:\n" + _indent(t.rendered))
+        if t.diff:
+            click.echo("  diff:\n" + _indent(t.diff))
+        if t.verification is not None:
+            v = t.verification
+            click.echo(f"  verification: {'ok' if v.ok else 'FAILED'} ({v.checked} checked){' ' + v.detail if v.detail else ''}")
+            for m in v.mismatches:
+                click.echo(f"    - {m}")
+        if t.rollback is not None:
+            r = t.rollback
+            click.echo(f"  rollback: {r.method}, {'verified' if r.ok else 'NOT verified'}{': ' + r.reason if r.reason else ''}")
+            if r.diff:
+                click.echo(_indent(r.diff))
+        if t.error is not None:
+            e = t.error
+            click.echo(f"  error: {e.kind} in {e.phase or '?'}{' (retryable)' if e.retryable else ''}: {e.message}")
+            if e.device_error is not None:
+                d = e.device_error
+                for label, value in (("tag", d.tag), ("path", d.path), ("line", d.line), ("message", d.message)):
+                    if value:
+                        click.echo(f"    device {label}: {value}")
+        if t.note:
+            click.echo(f"  note: {t.note}")
+
+
+def _follow(client: Any, activation_id: str, *, as_json: bool, devices: dict[str, str] | None = None) -> Any:
+    """Print every event, then the result; returns the final ActivationResult."""
+    if devices is None:
+        devices = {t.id: t.device for t in client.get(activation_id).tasks}
+    for ev in client.watch(activation_id):
+        if as_json:
+            click.echo(json.dumps({"event": _plain(ev)}))
+        else:
+            line = [_time(ev.time), ev.task_id or "-", devices.get(ev.task_id, "-"), ev.phase or "-", ev.state or "-"]
+            click.echo("  ".join(line) + (f"  {ev.message}" if ev.message else ""))
+    result = client.get(activation_id)
+    if as_json:
+        click.echo(json.dumps({"activation": _plain(result)}))
+    else:
+        click.echo("")
+        _summary(result)
+        if result.state.value == "fallout":
+            click.echo(f"\n{activation_id} needs a person: see `agw fallout list`")
+    return result
+
+
+def _exit_for(result: Any, wanted: str) -> None:
+    sys.exit(0 if result.state.value == wanted else 1)
+
+
+# -- serve -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--listen", default="127.0.0.1:50051", show_default=True, help="gRPC address host:port.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AGW_DATA_DIR",
+              default="var", show_default=True, help="Journal and state directory (or $AGW_DATA_DIR).")
+@click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path), help="Inventory YAML (default DATA_DIR/inventory.yaml).")
+@click.option("--journal", "journal_url", default="", help="Journal URL (default sqlite in DATA_DIR).")
+@click.option("--templates", type=click.Path(file_okay=False, path_type=Path), help="Service templates directory.")
+@click.option("--profiles", type=click.Path(file_okay=False, path_type=Path), help="Device profiles directory.")
+def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
+          profiles: Path | None) -> None:
+    """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
+    from gateway.app import GatewayConfig, build_engine
+    from gateway.errors import AgwError
+
+    kw: dict[str, Any] = {}
+    if templates is not None:
+        kw["templates_dir"] = templates
+    if profiles is not None:
+        kw["profiles_dir"] = profiles
+    config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url, **kw)
+    try:
+        asyncio.run(_serve(config, build_engine))
+    except AgwError as exc:
+        _fail(str(exc))
+
+
+async def _serve(config: Any, build_engine: Callable[[Any], Any]) -> None:
+    from gateway.api.server import serve as serve_grpc
+
+    engine = build_engine(config)
+    await engine.start()
+    try:
+        await serve_grpc(
+            engine,
+            listen=config.listen,
+            grace_s=config.shutdown_grace_s,
+            on_ready=lambda port: click.echo(f"agw: listening on {config.listen} (port {port})", err=True),
+        )
+    finally:
+        await engine.stop()
+
+
+# -- activations -----------------------------------------------------------------------------
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Render and diff against the live devices; change nothing.")
+@click.option("--watch", is_flag=True, help="Follow the events; exit 0 only if the activation completed.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--request-id", default="", help="Idempotency key (overrides the file's request_id).")
+@client_command
+def activate(client: Any, file: Path, dry_run: bool, watch: bool, as_json: bool, request_id: str) -> None:
+    """Submit the activation in FILE (YAML)."""
+    from gateway.api.activation_file import load_activation
+    from gateway.errors import InputError
+
+    try:
+        request = load_activation(file, request_id=request_id)
+    except InputError as exc:
+        for v in exc.violations:
+            click.echo(f"error: {file}: {v}", err=True)
+        sys.exit(2)
+    if dry_run:
+        result = client.dry_run(request)
+        _json(_plain(result)) if as_json else _details(result)
+        _exit_for(result, "completed")
+    submitted = client.submit(request)
+    if not watch:
+        if as_json:
+            _json(_plain(submitted))
+        else:
+            how = "accepted" if submitted.created else "already submitted with this request_id"
+            click.echo(f"{submitted.activation_id} ({how})")
+        return
+    if not as_json:
+        click.echo(f"activation {submitted.activation_id}" + ("" if submitted.created else " (already submitted)"))
+    devices = {t.id: t.device for t in request.tasks}
+    _exit_for(_follow(client, submitted.activation_id, as_json=as_json, devices=devices), "completed")
+
+
+@main.command()
+@click.argument("activation_id")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def get(client: Any, activation_id: str, as_json: bool) -> None:
+    """Show an activation: per task state, timings, rendered config, diff, verification, errors."""
+    result = client.get(activation_id)
+    _json(_plain(result)) if as_json else _details(result)
+
+
+@main.command()
+@click.argument("activation_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@client_command
+def watch(client: Any, activation_id: str, as_json: bool) -> None:
+    """Follow an activation's events (past ones first); exit 0 only if it completed."""
+    _exit_for(_follow(client, activation_id, as_json=as_json), "completed")
+
+
+@main.command(name="list")
+@click.option("--state", "states", multiple=True, type=click.Choice(STATES), help="Only these states (repeatable).")
+@click.option("--device", default="", help="Only activations with a task on this device.")
+@click.option("--since", type=click.DateTime(), help="Created at or after (local time unless an offset is given).")
+@click.option("--until", type=click.DateTime(), help="Created before.")
+@click.option("--limit", type=click.IntRange(0, 1000), default=0, help="At most this many (0: server default).")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def list_(client: Any, states: tuple[str, ...], device: str, since: datetime | None, until: datetime | None,
+          limit: int, as_json: bool) -> None:
+    """List activations."""
+    from gateway.engine.views import ActivationState
+
+    results = client.list(
+        states=[ActivationState(s) for s in states], device=device,
+        since=since.astimezone() if since else None, until=until.astimezone() if until else None, limit=limit,
+    )
+    if as_json:
+        _json(_plain(results))
+        return
+    rows = [[a.id, a.state.value, a.created_at.astimezone().isoformat(timespec="seconds"), str(len(a.tasks)),
+             ",".join(sorted({t.device for t in a.tasks})), a.request_id, a.order_ref] for a in results]
+    _table(rows, ["ID", "STATE", "CREATED", "TASKS", "DEVICES", "REQUEST", "ORDER"])
+
+
+def _after_action(client: Any, result: Any, *, as_json: bool, watch: bool, wanted: str) -> None:
+    if watch:
+        _exit_for(_follow(client, result.id, as_json=as_json), wanted)
+    _json(_plain(result)) if as_json else _summary(result)
+
+
+@main.command()
+@click.argument("activation_id")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def cancel(client: Any, activation_id: str, as_json: bool) -> None:
+    """Cancel an activation that has not finished."""
+    _after_action(client, client.cancel(activation_id), as_json=as_json, watch=False, wanted="cancelled")
+
+
+@main.command()
+@click.argument("activation_id")
+@click.option("--watch", is_flag=True, help="Follow the undo; exit 0 only if it ended rolledBack.")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def rollback(client: Any, activation_id: str, watch: bool, as_json: bool) -> None:
+    """Undo a completed activation (verified against the pre-change snapshots)."""
+    _after_action(client, client.rollback(activation_id), as_json=as_json, watch=watch, wanted="rolledBack")
+
+
+# -- fallout ---------------------------------------------------------------------------------
+@main.group()
+def fallout() -> None:
+    """Tasks that need a person: list, retry, force-rollback, resolve."""
+
+
+@fallout.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def fallout_list(client: Any, as_json: bool) -> None:
+    """List the tasks in fallout."""
+    items = client.fallout()
+    if as_json:
+        _json([{"activation_id": aid, "task": _plain(t)} for aid, t in items])
+        return
+    rows = [[aid, t.id, t.device, t.service, t.action.value, _error_text(t)] for aid, t in items]
+    _table(rows, ["ACTIVATION", "TASK", "DEVICE", "SERVICE", "ACTION", "REASON"])
+
+
+@fallout.command()
+@click.argument("activation_id")
+@click.argument("task_id", default="")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def retry(client: Any, activation_id: str, task_id: str, as_json: bool) -> None:
+    """Retry the rollback of a task in fallout (all of the activation's, without TASK)."""
+    _after_action(client, client.retry(activation_id, task_id), as_json=as_json, watch=False, wanted="")
+
+
+@fallout.command(name="force-rollback")
+@click.argument("activation_id")
+@click.argument("task_id", default="")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def force_rollback(client: Any, activation_id: str, task_id: str, as_json: bool) -> None:
+    """Restore the pre-change snapshot whatever the device holds now, then verify."""
+    _after_action(client, client.force_rollback(activation_id, task_id), as_json=as_json, watch=False, wanted="")
+
+
+@fallout.command()
+@click.argument("activation_id")
+@click.argument("task_id")
+@click.option("--note", required=True, help="What was done by hand (kept in the journal).")
+@click.option("--json", "as_json", is_flag=True)
+@client_command
+def resolve(client: Any, activation_id: str, task_id: str, note: str, as_json: bool) -> None:
+    """Mark a task in fallout as resolved by a person."""
+    _after_action(client, client.resolve(activation_id, task_id, note), as_json=as_json, watch=False, wanted="")
+
+
+# -- drivers ---------------------------------------------------------------------------------
+def driver_rows() -> list[dict[str, Any]]:
+    """Installed drivers with their declared capabilities; a driver that fails to import is
+    listed as unavailable with the reason (the others still load)."""
+    from drivers import registry as reg
+    from gateway.errors import AgwError
+
+    registry = reg.drivers
+    rows: list[dict[str, Any]] = []
+    for name in registry.names():
+        try:
+            info = registry.info(name)
+            distribution, target = info.distribution, info.value
+        except AgwError:
+            distribution, target = "(registered in process)", ""
+        row: dict[str, Any] = {"name": name, "distribution": distribution, "entry_point": target}
+        try:
+            cls = registry.get(name)
+            row.update(available=True, reason="", capabilities=list(cls.supported.names()))
+        except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is reported, not raised
+            reason = str(exc) if isinstance(exc, AgwError) else f"{type(exc).__name__}: {exc}"
+            row.update(available=False, reason=reason, capabilities=[])
+        rows.append(row)
+    return rows
+
+
+@main.command(name="drivers")
+@click.option("--json", "as_json", is_flag=True)
+def drivers_(as_json: bool) -> None:
+    """List the installed southbound drivers and their declared capabilities."""
+    with _errors():
+        rows = driver_rows()
+    if as_json:
+        _json(rows)
+        return
+    _table(
+        [[r["name"], r["distribution"], ", ".join(r["capabilities"]) if r["available"] else f"unavailable: {r['reason']}"]
+         for r in rows],
+        ["DRIVER", "DISTRIBUTION", "CAPABILITIES"],
+    )
+

@@ -1,0 +1,154 @@
+"""Journal throughput: group commit against one transaction per record, same run, SQLite file on disk.
+
+The workload is the engine's: many activations in flight at once, each created then recorded
+``--records`` times in sequence (each record awaited before the next, as the engine does — it
+writes a transition before the action it announces). Printed per mode: records/s, activations/s,
+mean record latency, write transactions, CPU-seconds per record; then the group-commit ratio.
+
+``python -m bench journal`` or ``python -m bench.bench_journal [--activations N] ...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gateway.engine.views import ActivationState, TaskResult
+from gateway.journal import JournalOptions, SqlJournal
+from gateway.model import Action, TaskState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Figures:
+    mode: str
+    records: int
+    activations: int
+    wall_s: float
+    cpu_s: float
+    transactions: int
+    latency_ms: float
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.wall_s
+
+    def line(self) -> str:
+        return (
+            f"{self.mode:<34} {self.records_per_s:9.0f} records/s  {self.activations / self.wall_s:7.1f} activations/s"
+            f"  mean record {self.latency_ms:6.2f} ms  {self.transactions:6d} transactions"
+            f"  {1e6 * self.cpu_s / self.records:6.1f} CPU-us/record"
+        )
+
+
+async def _run(
+    path: Path, mode: str, options: JournalOptions, *, activations: int, concurrency: int, records: int
+) -> Figures:
+    journal = SqlJournal(f"sqlite:///{path}", options=options)
+    await journal.start()
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(n: int) -> None:
+        async with gate:
+            aid = f"{mode[:4]}-{n}"
+            task = TaskResult(
+                id="t1", device=f"r{n % 50}", service="interface", action=Action.CREATE, state=TaskState.ACKNOWLEDGED
+            )
+            await journal.create_activation(
+                activation_id=aid,
+                request_id=aid,
+                fingerprint="f",
+                order_ref="o",
+                atomic=True,
+                dry_run=False,
+                tasks=(task,),
+                created_at=datetime.now(timezone.utc),
+            )
+            for i in range(records):
+                t0 = time.perf_counter()
+                await journal.record(
+                    activation_id=aid,
+                    task_id="t1",
+                    phase=f"phase-{i}",
+                    state="inProgress",
+                    message=f"step {i}",
+                    task={"state": TaskState.IN_PROGRESS, "diff": f"+ line {i}"},
+                    activation_state=ActivationState.IN_PROGRESS if i == 0 else None,
+                    recovery={"phase": f"phase-{i}", "attempt": i},
+                )
+                latencies.append(time.perf_counter() - t0)
+
+    before_tx = journal.batches
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(activations)))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    figures = Figures(
+        mode=mode,
+        records=activations * records,
+        activations=activations,
+        wall_s=wall,
+        cpu_s=cpu,
+        transactions=journal.batches - before_tx,
+        latency_ms=1e3 * statistics.fmean(latencies),
+    )
+    await journal.close()
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench_journal", description=__doc__.splitlines()[0])
+    parser.add_argument("--activations", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=100, help="activations in flight at once")
+    parser.add_argument("--records", type=int, default=10, help="records per activation")
+    parser.add_argument("--dir", type=Path, default=None, help="where the SQLite files go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("gateway.journal").setLevel(logging.WARNING)  # no open/close lines between figures
+
+    modes = [
+        ("group commit (NORMAL)", JournalOptions()),
+        ("one transaction per record (NORMAL)", JournalOptions(max_batch=1)),
+        ("group commit (FULL, fsync)", JournalOptions(sqlite_synchronous="FULL")),
+        ("one transaction per record (FULL)", JournalOptions(max_batch=1, sqlite_synchronous="FULL")),
+    ]
+    with tempfile.TemporaryDirectory(prefix="agw-bench-journal-", dir=args.dir) as tmp:
+        results = {}
+        for i, (mode, options) in enumerate(modes):
+            results[mode] = asyncio.run(
+                _run(
+                    Path(tmp) / f"journal-{i}.db",
+                    mode,
+                    options,
+                    activations=args.activations,
+                    concurrency=args.concurrency,
+                    records=args.records,
+                )
+            )
+            log.info("%s", results[mode].line())
+    for sync in ("NORMAL", "FULL"):
+        group = results[f"group commit ({sync}{', fsync' if sync == 'FULL' else ''})"]
+        base = results[f"one transaction per record ({sync})"]
+        log.info(
+            "journal %s: group commit / one transaction per record = %.2fx records/s (%.2fx less CPU per record)",
+            sync,
+            group.records_per_s / base.records_per_s,
+            base.cpu_s / group.cpu_s,
+        )
+    target = 250 * (args.records + 1)
+    log.info("journal: target for 250 activations/s with %d records each: %d writes/s", args.records, target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,218 @@
+"""The SSH CLI driver: IOS-like devices (FRR/vtysh in the lab) through scrapli 2.x.
+
+No candidate, no lock, no confirmed commit: ``load`` applies line by line, so the engine's safety
+net is ``restore(snapshot)`` — a generated undo (hier_config remediation from the current running
+configuration back to the snapshot), after which the engine re-reads and compares.
+
+    read     show running-config → canonical text (Snapshot.scope "running-config")
+    preview  hier_config: what the rendered lines would change; nothing is sent
+    load     configuration mode, every line's output checked against the profile's error patterns
+    verify   re-read: rendered lines present under their parents, ``no`` lines absent, TTP checks
+    restore  explicit undo (if the last change had one), then generated undo from the snapshot
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import ClassVar, Sequence
+
+from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, Endpoint, Mismatch, Snapshot, Verification
+from drivers.cli import config as cfg
+from drivers.cli.checks import Check, evaluate, parse_output
+from drivers.cli.errors import rejected_info
+from drivers.cli.session import CliSession, SessionOptions
+from drivers.cli.settings import CliSettings, scrapli_definition
+from gateway.errors import DeviceErrorInfo, DeviceRejectedError, FieldViolation, InputError, Phase
+
+log = logging.getLogger(__name__)
+
+SCOPE = "running-config"
+
+
+def unsafe_lines(lines: Sequence[str]) -> list[FieldViolation]:
+    """Lines holding a control character (a newline inside a value would inject a command)."""
+    bad = []
+    for i, line in enumerate(lines):
+        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in line):
+            bad.append(FieldViolation(field=f"content line {i + 1}", reason="holds a control character"))
+    return bad
+
+
+class CliDriver(Driver):
+    name: ClassVar[str] = "cli"
+    supported: ClassVar[Capabilities] = Capabilities()  # lifecycle without lock/candidate/commit
+
+    def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
+        super().__init__(endpoint=endpoint, profile=profile)
+        self.settings = CliSettings.from_profile(profile.settings, platform=profile.platform)
+        self._platform = cfg.platform_of(self.settings.hier_config_platform)
+        self._strip = self.settings.strip_lines or cfg.DEFAULT_STRIP
+        cred = endpoint.credential
+        self._session = CliSession(
+            SessionOptions(
+                device=endpoint.device,
+                host=endpoint.host,
+                port=endpoint.port,
+                username=cred.username,
+                password=cred.password,
+                private_key_path=cred.private_key_path,
+                definition=scrapli_definition(self.settings),
+                platform=profile.platform,
+                transport=self.settings.transport,
+                connect_timeout_s=profile.timeouts.connect_s,
+            )
+        )
+        self._last_undo: str | None = None
+
+    # -- session -------------------------------------------------------------------------
+    async def open(self) -> None:
+        await self._session.open()
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._session.is_open
+
+    async def _ready(self) -> CliSession:
+        """The session, reopened if a timeout or a dropped connection closed it."""
+        if not self._session.is_open:
+            log.info("%s: (re)opening the CLI session", self.device)
+            await self._session.open()
+        return self._session
+
+    @property
+    def _op_s(self) -> float:
+        return self.profile.timeouts.operation_s
+
+    # -- reading -------------------------------------------------------------------------
+    async def _running(self, phase: Phase) -> str:
+        session = await self._ready()
+        return await session.send(self.settings.show_running, timeout_s=self._op_s, phase=phase)
+
+    def _canonical(self, text: str) -> str:
+        return cfg.canonical_text(text, platform=self._platform, strip=self._strip)
+
+    async def read(self, change: ChangeSet) -> Snapshot:
+        return Snapshot(content=self._canonical(await self._running(Phase.SNAPSHOT)), scope=SCOPE)
+
+    async def reread(self, snapshot: Snapshot) -> Snapshot:
+        return Snapshot(content=self._canonical(await self._running(Phase.ROLLBACK_VERIFY)), scope=SCOPE)
+
+    async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
+        """A unified diff of the running configuration as hier_config predicts it after the change."""
+        self._check_lines(change.content, Phase.DIFF)
+        running = cfg.parse(snapshot.content, platform=self._platform, strip=self._strip)
+        after = cfg.future(running, change.content, platform=self._platform)
+        # hier_config puts new lines first: diff order-insensitive views (sorted top-level blocks)
+        return cfg.unified_diff(_blocks_sorted(snapshot.content), _blocks_sorted(cfg.canonical(after)),
+                                before_name=f"{self.device}:{SCOPE}", after_name=f"{self.device}:{SCOPE} (after)")
+
+    def diff(self, before: Snapshot, after: Snapshot) -> str:
+        return cfg.unified_diff(before.content, after.content,
+                                before_name=f"{self.device}:{before.scope} (before)",
+                                after_name=f"{self.device}:{after.scope} (after)")
+
+    # -- pushing -------------------------------------------------------------------------
+    def _check_lines(self, content: str, phase: Phase) -> None:
+        violations = unsafe_lines(content.replace("\r\n", "\n").split("\n"))
+        if violations:
+            raise InputError(violations, device=self.device, phase=phase)
+
+    async def _push(self, lines: Sequence[cfg.PushLine], phase: Phase) -> None:
+        if not lines:
+            return
+        session = await self._ready()
+        timeout_s = self.profile.timeouts.commit_s if len(lines) > 50 else self._op_s
+        answered = await session.configure([p.text for p in lines], timeout_s=timeout_s, phase=phase)
+        for push_line, (_, output) in zip(lines, answered):
+            info = rejected_info(line=push_line.text, output=output, parents=push_line.parents,
+                                 patterns=self.settings.error_patterns)
+            if info is not None:
+                where = f" under {info.path!r}" if info.path else ""
+                raise DeviceRejectedError(
+                    f"the device rejected line {push_line.text!r}{where}: {info.message}",
+                    device=self.device, phase=phase, info=info,
+                )
+        if len(answered) < len(lines):  # the transport stopped early without a pattern we know
+            last_line, last_output = answered[-1] if answered else ("", "")
+            raise DeviceRejectedError(
+                f"the device stopped the push after line {last_line!r}: {last_output.strip() or 'no message'}",
+                device=self.device, phase=phase,
+                info=DeviceErrorInfo(message=last_output.strip() or "push stopped", line=last_line),
+            )
+        log.debug("%s: pushed %d lines", self.device, len(lines))
+
+    async def load(self, change: ChangeSet) -> None:
+        self._check_lines(change.content, Phase.PUSH)
+        if change.undo:
+            self._check_lines(change.undo, Phase.PUSH)
+        self._last_undo = change.undo
+        await self._push(cfg.push_lines(change.content, section_exit=self.settings.section_exit), Phase.PUSH)
+
+    # -- verifying -----------------------------------------------------------------------
+    async def verify(self, change: ChangeSet) -> Verification:
+        running = cfg.parse(await self._running(Phase.VERIFY), platform=self._platform, strip=self._strip)
+        checked, mismatches = cfg.check_present(change.content, running, section_exit=self.settings.section_exit)
+        details = []
+        for text in change.checks:
+            check = Check.from_text(text)
+            if check is None:
+                continue
+            ok, detail = await self._run_check(check)
+            checked += 1
+            details.append(detail)
+            if not ok:
+                mismatches.append(Mismatch(path=f"check {check.name}", expected=str(dict(check.expect)),
+                                           actual=detail))
+        return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches),
+                            detail="; ".join(details))
+
+    async def _run_check(self, check: Check) -> tuple[bool, str]:
+        """Run a show-command check, again until it passes or ``check_settle_s`` has passed:
+        operational state (a route in the RIB) follows the configuration a few ms later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.check_settle_s
+        delay_s = 0.01
+        while True:
+            session = await self._ready()
+            output = await session.send(check.command, timeout_s=self._op_s, phase=Phase.VERIFY)
+            ok, detail = evaluate(check, parse_output(output, check.ttp))
+            if ok or loop.time() + delay_s > deadline:
+                return ok, detail
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 0.2)
+
+    # -- rolling back --------------------------------------------------------------------
+    async def restore(self, snapshot: Snapshot) -> None:
+        if snapshot.scope != SCOPE:
+            raise InputError([FieldViolation(field="snapshot.scope", reason=f"expected {SCOPE!r}")],
+                             device=self.device, phase=Phase.ROLLBACK)
+        undo, self._last_undo = self._last_undo, None
+        if undo:
+            try:
+                await self._push(cfg.push_lines(undo, section_exit=self.settings.section_exit), Phase.ROLLBACK)
+            except DeviceRejectedError as exc:  # the generated undo below still repairs it
+                log.warning("%s: explicit undo rejected (%s); using the generated undo", self.device, exc.message)
+        wanted = cfg.parse(snapshot.content, platform=self._platform, strip=self._strip)
+        current = cfg.parse(await self._running(Phase.ROLLBACK), platform=self._platform, strip=self._strip)
+        lines = cfg.undo_lines(current, wanted, section_exit=self.settings.section_exit,
+                               rules=self.settings.negation_rules())
+        log.info("%s: restoring the snapshot with %d generated line(s)", self.device, len(lines))
+        await self._push(lines, Phase.ROLLBACK)
+
+
+def _blocks_sorted(text: str) -> str:
+    """Top-level blocks (a line and its indented children) sorted: an order-insensitive view."""
+    blocks: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith(" ") and blocks:
+            blocks[-1] += line
+        else:
+            blocks.append(line)
+    return "".join(sorted(blocks))
+
+
+__all__ = ["CliDriver", "unsafe_lines"]

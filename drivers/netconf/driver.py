@@ -1,0 +1,351 @@
+"""The NETCONF driver: the change lifecycle of :mod:`drivers.base` over our own asyncssh session.
+
+Layers: :mod:`.transport` (SSH channel) → :mod:`.framing` (pure) → :mod:`.session` (hello,
+message-ids, timeouts) → :mod:`.rpc` (pure builders/parser) and :mod:`.xmlconfig` (pure scope,
+verify, canonical text, restore) → this module. Third-party and session errors become
+:mod:`gateway.errors` in exactly one place, :func:`translate` (used through ``_guard``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import asyncssh
+from lxml import etree
+
+from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, Endpoint, Snapshot, Verification
+from drivers.netconf import rpc, xmlconfig
+from drivers.netconf.framing import FramingError
+from drivers.netconf.session import NetconfSession, ProtocolError, RpcTimeout, SessionClosed, SessionOptions
+from drivers.netconf.transport import SshOptions
+from gateway.errors import (
+    AgwError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    DeviceError,
+    DeviceTimeoutError,
+    Phase,
+    RenderError,
+    SessionLostError,
+    UnsupportedOperationError,
+)
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_CAP = "urn:ietf:params:netconf:capability:candidate:1.0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetconfSettings:
+    """The driver's view of a profile's ``settings`` and ``quirks``."""
+
+    list_keys: xmlconfig.ListKeys
+    host_key_check: bool = True
+    known_hosts: str = ""
+    keepalive_interval_s: float = 0.0
+    hello_settle_ms: float = 0.0
+    validate_drops_candidate: bool = False
+    no_pending_commit_errors: tuple[Mapping[str, Any], ...] = ()
+    """rpc-errors by which the device says "no confirmed commit is pending" (cancel-commit → False)."""
+
+    @classmethod
+    def from_profile(cls, profile: DeviceProfile) -> "NetconfSettings":
+        s, q = profile.settings, profile.quirks
+        try:
+            return cls(
+                list_keys=xmlconfig.ListKeys(s.get("list_keys") or {}),
+                host_key_check=bool(s.get("host_key_check", True)),
+                known_hosts=str(s.get("known_hosts", "") or ""),
+                keepalive_interval_s=float(s.get("keepalive_interval_s", 0) or 0),
+                hello_settle_ms=float(q.get("hello_settle_ms", 0) or 0),
+                validate_drops_candidate=bool(q.get("validate_drops_candidate", False)),
+                no_pending_commit_errors=tuple(dict(r) for r in s.get("no_pending_commit_errors") or ()),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigurationError(f"device profile {profile.platform!r}: bad netconf settings: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything derived from one rendered ``<config>`` (cached: the engine asks several times)."""
+
+    payload: bytes
+    scope: str
+    filter: bytes
+    expect: xmlconfig.Expectations
+
+
+@functools.lru_cache(maxsize=512)
+def analyse(content: str, list_keys: xmlconfig.ListKeys) -> Analysis:
+    root = xmlconfig.parse_config(content)
+    flt = xmlconfig.scope_element(root, list_keys)
+    return Analysis(
+        payload=xmlconfig.edit_payload(root),
+        scope=etree.tostring(flt).decode(),
+        filter=xmlconfig.filter_content(flt),
+        expect=xmlconfig.expectations(root, list_keys),
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _scope_filter(scope: str) -> bytes:
+    return xmlconfig.filter_content(scope)
+
+
+def translate(exc: BaseException, *, device: str, phase: Phase) -> AgwError:
+    """The one place where third-party and session errors become gateway errors."""
+    connecting = phase is Phase.CONNECT
+    if isinstance(exc, AgwError):
+        return exc
+    if isinstance(exc, (RpcTimeout, TimeoutError)):
+        return DeviceTimeoutError(f"no answer from the device: {exc}", device=device, phase=phase)
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return AuthenticationError(f"the device refused the credentials: {exc.reason}", device=device, phase=phase)
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return ConnectError(f"host key not verifiable: {exc.reason}", device=device, phase=phase, retryable=False)
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        return ConnectError(f"netconf subsystem refused: {exc.reason}", device=device, phase=phase)
+    if isinstance(exc, (ProtocolError, FramingError, etree.XMLSyntaxError)):
+        return SessionLostError(f"NETCONF protocol error: {exc}", device=device, phase=phase, retryable=not connecting)
+    if isinstance(exc, (SessionClosed, asyncssh.DisconnectError, asyncssh.ConnectionLost)):
+        cls = ConnectError if connecting else SessionLostError
+        text = exc.reason if isinstance(exc, asyncssh.Error) else str(exc)
+        return cls(f"session lost: {text}", device=device, phase=phase)
+    if isinstance(exc, OSError):
+        cls = ConnectError if connecting else SessionLostError
+        return cls(f"{type(exc).__name__}: {exc.strerror or exc}", device=device, phase=phase)
+    if isinstance(exc, xmlconfig.ConfigXmlError):
+        return RenderError(f"configuration XML: {exc}", device=device, phase=phase)
+    if isinstance(exc, asyncssh.Error):
+        return ConnectError(f"SSH error: {exc.reason}", device=device, phase=phase)
+    log.error("unexpected error on %s during %s", device, phase.value, exc_info=exc)
+    return DeviceError(f"unexpected {type(exc).__name__}: {exc}", device=device, phase=phase, retryable=False)
+
+
+class NetconfDriver(Driver):
+    name = "netconf"
+    supported = Capabilities(
+        lock=True,
+        candidate=True,
+        confirmed_commit=True,
+        persist_id=True,
+        validate=True,
+        diff=False,
+        native_rollback=False,
+        atomic_push=True,
+    )
+
+    def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
+        super().__init__(endpoint=endpoint, profile=profile)
+        self.settings = NetconfSettings.from_profile(profile)
+        cred = endpoint.credential
+        self._ssh = SshOptions(
+            host=endpoint.host,
+            port=endpoint.port,
+            username=cred.username,
+            password=cred.password,
+            private_key_path=cred.private_key_path,
+            host_key_check=self.settings.host_key_check,
+            known_hosts=self.settings.known_hosts,
+            connect_timeout_s=profile.timeouts.connect_s,
+            keepalive_interval_s=self.settings.keepalive_interval_s,
+        )
+        self._session_options = SessionOptions(
+            hello_timeout_s=profile.timeouts.connect_s, hello_settle_ms=self.settings.hello_settle_ms
+        )
+        self._conn_options: asyncssh.SSHClientConnectionOptions | None = None
+        self._session: NetconfSession | None = None
+        self._locked = False
+
+    # -- errors: the one translation point ----------------------------------------------------
+    @contextlib.contextmanager
+    def _guard(self, phase: Phase) -> Iterator[None]:
+        try:
+            yield
+        except AgwError:
+            raise
+        except Exception as exc:  # CancelledError (a BaseException) passes through untouched
+            raise translate(exc, device=self.device, phase=phase) from exc
+
+    # -- session ------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self.is_open:
+            return
+        with self._guard(Phase.CONNECT):
+            if self._conn_options is None:
+                self._conn_options = self._ssh.connection_options()
+            session = await NetconfSession.connect(
+                self._ssh, options=self._session_options, conn_options=self._conn_options
+            )
+            if self.capabilities.candidate and not session.has_capability(CANDIDATE_CAP):
+                await session.close()
+                raise UnsupportedOperationError(
+                    "the profile declares a candidate datastore but the device does not advertise :candidate",
+                    device=self.device,
+                    phase=Phase.CONNECT,
+                )
+            self._session = session
+            self._locked = False
+            log.info("netconf session %s open to %s (chunked=%s)", session.session_id, self.device, session.chunked)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        self._locked = False
+        if session is not None:
+            await session.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._session is not None and self._session.is_open
+
+    @property
+    def server_capabilities(self) -> frozenset[str]:
+        return self._session.server_capabilities if self._session else frozenset()
+
+    async def _rpc(
+        self, body: bytes, *, operation: str, phase: Phase, timeout_s: float | None = None, want_data: bool = False
+    ) -> rpc.Reply:
+        """Send one RPC and raise on rpc-error. Callers run inside ``_guard``."""
+        if self._session is None:
+            raise SessionLostError("no open session", device=self.device, phase=phase)
+        timeout = self.profile.timeouts.operation_s if timeout_s is None else timeout_s
+        reply = rpc.parse_reply(await self._session.rpc(body, timeout_s=timeout), want_data=want_data)
+        rpc.raise_for_reply(reply, operation=operation, device=self.device, phase=phase)
+        return reply
+
+    def _analysis(self, change: ChangeSet) -> Analysis:
+        return analyse(change.content, self.settings.list_keys)
+
+    async def _read(self, filter_: bytes, *, source: str = "running", phase: Phase) -> etree._Element | None:
+        reply = await self._rpc(rpc.get_config(source=source, subtree=filter_), operation="get-config", phase=phase, want_data=True)
+        return reply.data
+
+    # -- change lifecycle -----------------------------------------------------------------------
+    async def lock(self) -> None:
+        with self._guard(Phase.LOCK):
+            await self._rpc(rpc.lock("candidate"), operation="lock", phase=Phase.LOCK)
+            self._locked = True
+
+    async def unlock(self) -> None:
+        with self._guard(Phase.UNLOCK):
+            await self._rpc(rpc.unlock("candidate"), operation="unlock", phase=Phase.UNLOCK)
+            self._locked = False
+
+    async def read(self, change: ChangeSet) -> Snapshot:
+        with self._guard(Phase.SNAPSHOT):
+            a = self._analysis(change)
+            data = await self._read(a.filter, phase=Phase.SNAPSHOT)
+            return Snapshot(content=xmlconfig.canonical(data, self.settings.list_keys), scope=a.scope)
+
+    async def reread(self, snapshot: Snapshot) -> Snapshot:
+        with self._guard(Phase.ROLLBACK_VERIFY):
+            data = await self._read(_scope_filter(snapshot.scope), phase=Phase.ROLLBACK_VERIFY)
+            return Snapshot(content=xmlconfig.canonical(data, self.settings.list_keys), scope=snapshot.scope)
+
+    async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
+        """Stage in the candidate, read the candidate's scope, diff, discard. Running is untouched."""
+        with self._guard(Phase.DIFF):
+            a = self._analysis(change)
+            took_lock = not self._locked
+            if took_lock:
+                await self.lock()
+            try:
+                await self._rpc(rpc.edit_config(a.payload), operation="edit-config", phase=Phase.DIFF)
+                data = await self._read(a.filter, source="candidate", phase=Phase.DIFF)
+            finally:
+                if self.is_open:
+                    await self._rpc(rpc.discard_changes(), operation="discard-changes", phase=Phase.DIFF)
+                    if took_lock:
+                        await self.unlock()
+            after = xmlconfig.canonical(data, self.settings.list_keys)
+            return xmlconfig.diff(snapshot.content, after, before_name="running", after_name="candidate")
+
+    def diff(self, before: Snapshot, after: Snapshot) -> str:
+        return xmlconfig.diff(before.content, after.content)
+
+    async def load(self, change: ChangeSet) -> None:
+        with self._guard(Phase.PUSH):
+            a = self._analysis(change)
+            await self._rpc(rpc.edit_config(a.payload), operation="edit-config", phase=Phase.PUSH)
+
+    async def validate(self, change: ChangeSet) -> None:
+        """Validate the change. With quirk ``validate_drops_candidate`` the rendered config is
+        validated inline, never ``<validate><source><candidate/>`` (which loses the change)."""
+        with self._guard(Phase.VALIDATE):
+            if self.settings.validate_drops_candidate:
+                body = rpc.validate(config=self._analysis(change).payload)
+            else:
+                body = rpc.validate(source="candidate")
+            await self._rpc(body, operation="validate", phase=Phase.VALIDATE)
+
+    async def discard(self) -> None:
+        with self._guard(Phase.ROLLBACK):
+            await self._rpc(rpc.discard_changes(), operation="discard-changes", phase=Phase.ROLLBACK)
+
+    async def commit(self, *, confirm_timeout_s: int | None = None, persist_id: str | None = None) -> None:
+        """Commit; with ``confirm_timeout_s`` a confirmed commit (persisted under ``persist_id``,
+        which alone implies the profile's ``confirm_timeout_s``)."""
+        with self._guard(Phase.COMMIT):
+            if persist_id is not None and confirm_timeout_s is None:
+                confirm_timeout_s = self.profile.confirm_timeout_s
+            body = rpc.commit(confirm_timeout_s=confirm_timeout_s, persist=persist_id)
+            await self._rpc(body, operation="commit", phase=Phase.COMMIT, timeout_s=self.profile.timeouts.commit_s)
+
+    async def confirm(self, *, persist_id: str | None = None) -> None:
+        with self._guard(Phase.CONFIRM):
+            await self._rpc(
+                rpc.commit(persist_id=persist_id),
+                operation="confirming commit",
+                phase=Phase.CONFIRM,
+                timeout_s=self.profile.timeouts.commit_s,
+            )
+
+    async def cancel_commit(self, *, persist_id: str | None = None) -> bool:
+        with self._guard(Phase.ROLLBACK):
+            if self._session is None:
+                raise SessionLostError("no open session", device=self.device, phase=Phase.ROLLBACK)
+            raw = await self._session.rpc(
+                rpc.cancel_commit(persist_id=persist_id), timeout_s=self.profile.timeouts.commit_s
+            )
+            reply = rpc.parse_reply(raw)
+            if not reply.ok and all(
+                any(rpc.error_matches(e, rule) for rule in self.settings.no_pending_commit_errors)
+                for e in reply.errors
+            ):
+                log.info("no confirmed commit pending on %s: %s", self.device, reply.errors[0])
+                return False
+            rpc.raise_for_reply(reply, operation="cancel-commit", device=self.device, phase=Phase.ROLLBACK)
+            return True
+
+    async def verify(self, change: ChangeSet) -> Verification:
+        with self._guard(Phase.VERIFY):
+            a = self._analysis(change)
+            data = await self._read(a.filter, phase=Phase.VERIFY)
+            lk = self.settings.list_keys
+            result = xmlconfig.verify(a.expect, data, lk)
+            readback = Snapshot(content=xmlconfig.canonical(data, lk), scope=a.scope)
+            return Verification(
+                ok=result.ok,
+                checked=result.checked,
+                mismatches=result.mismatches,
+                detail=result.detail,
+                readback=readback,
+            )
+
+    async def restore(self, snapshot: Snapshot) -> None:
+        """Discard anything staged, edit the snapshot's scope back into the candidate, commit."""
+        with self._guard(Phase.ROLLBACK):
+            payload = xmlconfig.restore_config(snapshot.content, snapshot.scope, self.settings.list_keys)
+            await self._rpc(rpc.discard_changes(), operation="discard-changes", phase=Phase.ROLLBACK)
+            await self._rpc(rpc.edit_config(payload), operation="edit-config (restore)", phase=Phase.ROLLBACK)
+            await self._rpc(
+                rpc.commit(), operation="commit (restore)", phase=Phase.ROLLBACK, timeout_s=self.profile.timeouts.commit_s
+            )
+
+
+__all__ = ["NetconfDriver", "NetconfSettings", "analyse", "translate"]

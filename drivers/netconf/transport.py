@@ -1,0 +1,131 @@
+"""SSH transport for NETCONF: an asyncssh connection and one ``netconf`` subsystem channel.
+
+Bytes only: framing and request/reply live in :mod:`drivers.netconf.session`. The channel is
+driven through asyncssh's protocol callbacks (no stream readers, no polling, no extra task), so
+a reply is handed to the session in the same event-loop turn it arrives in.
+
+Errors are asyncssh's / the OS's own; the driver translates them (one place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import asyncssh
+
+from gateway.secrets import Secret
+
+log = logging.getLogger(__name__)
+
+SUBSYSTEM = "netconf"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SshOptions:
+    """How to reach one device's NETCONF SSH server."""
+
+    host: str
+    port: int = 830
+    username: str
+    password: Secret | None = None
+    private_key_path: str = ""
+    host_key_check: bool = True
+    """When True, the server's host key must be in ``known_hosts`` (or ~/.ssh/known_hosts)."""
+    known_hosts: str = ""
+    """Path of a known_hosts file; empty: the user's default one. Ignored without host_key_check."""
+    connect_timeout_s: float = 10.0
+    keepalive_interval_s: float = 0.0
+    """SSH keepalive interval (0 = off); a dead peer is then noticed between operations."""
+
+    def connection_options(self) -> asyncssh.SSHClientConnectionOptions:
+        """asyncssh options, built once per device (building them costs CPU)."""
+        if self.host_key_check:
+            known_hosts: object = self.known_hosts or ()
+        else:
+            known_hosts = None
+        return asyncssh.SSHClientConnectionOptions(
+            username=self.username,
+            password=self.password.reveal() if self.password else None,
+            client_keys=[self.private_key_path] if self.private_key_path else None,
+            known_hosts=known_hosts,  # type: ignore[arg-type]
+            agent_path=None,
+            config=[],
+            connect_timeout=self.connect_timeout_s,
+            keepalive_interval=self.keepalive_interval_s or None,
+            preferred_auth=("publickey", "password") if self.private_key_path else ("password",),
+        )
+
+
+class ChannelProtocol(asyncssh.SSHClientSession[bytes]):
+    """Forwards channel events to the session's callbacks."""
+
+    def __init__(self, on_data: Callable[[bytes], None], on_lost: Callable[[BaseException | None], None]) -> None:
+        self._on_data = on_data
+        self._on_lost = on_lost
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype is None:  # stdout of the subsystem; stderr (EXTENDED_DATA) is ignored
+            self._on_data(data)
+
+    def eof_received(self) -> bool:
+        return False  # close the channel
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost(exc)
+
+
+class Transport:
+    """One SSH connection carrying one NETCONF channel."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self._conn = conn
+        self._chan = chan
+
+    @classmethod
+    async def open(
+        cls,
+        options: SshOptions,
+        *,
+        on_data: Callable[[bytes], None],
+        on_lost: Callable[[BaseException | None], None],
+        conn_options: asyncssh.SSHClientConnectionOptions | None = None,
+    ) -> "Transport":
+        """Connect, authenticate and start the ``netconf`` subsystem (the caller bounds the time)."""
+        conn = await asyncssh.connect(
+            options.host, options.port, options=conn_options or options.connection_options()
+        )
+        try:
+            chan, _ = await conn.create_session(
+                lambda: ChannelProtocol(on_data, on_lost), subsystem=SUBSYSTEM, encoding=None
+            )
+        except BaseException:
+            conn.abort()
+            raise
+        log.debug("ssh channel open to %s:%s", options.host, options.port)
+        return cls(conn, chan)
+
+    def write(self, data: bytes) -> None:
+        self._chan.write(data)
+
+    @property
+    def closing(self) -> bool:
+        return self._chan.is_closing()
+
+    def abort(self) -> None:
+        """Drop the connection now, without waiting for the peer (a hung device)."""
+        self._conn.abort()
+
+    async def close(self, *, timeout_s: float = 2.0) -> None:
+        """Close politely; abort if the peer does not finish closing in time. Never raises."""
+        try:
+            self._chan.close()
+            self._conn.close()
+            await asyncio.wait_for(self._conn.wait_closed(), timeout_s)
+        except Exception:  # noqa: BLE001 - closing must never fail
+            self._conn.abort()
+
+
+__all__ = ["ChannelProtocol", "SshOptions", "Transport"]

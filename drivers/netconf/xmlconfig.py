@@ -1,0 +1,427 @@
+"""What a rendered ``<config>`` touches, how to check it, and how to put it back. Pure (lxml).
+
+From a rendered ``<config>`` (which may carry ``nc:operation="delete"/"remove"``) this module
+derives:
+
+* the **scope**: a subtree filter selecting exactly what the change touches — each list entry
+  (by its keys, from profile data :class:`ListKeys`) and each leaf outside a list entry;
+* the **expectations** for verification: every rendered leaf must read back equal, every deleted
+  or removed node must be absent (:func:`verify`);
+* the **canonical text** of a read-back (:func:`canonical`): keys first, other siblings sorted,
+  whitespace dropped, identity prefixes normalized — equal state ⇔ equal text;
+* a **restore edit** from a snapshot (:func:`restore_config`): what the snapshot holds goes back
+  with ``operation="replace"``, what it lacks is removed (``operation="remove"``);
+* a readable unified **diff** of two canonical texts (:func:`diff`).
+
+Known limits: ``ordered-by user`` lists are compared as sets; leaf-lists are checked by membership.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from drivers.base import Mismatch, Verification
+from lxml import etree
+
+log = logging.getLogger(__name__)
+
+NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+OPERATION = f"{{{NC_NS}}}operation"
+REMOVING = frozenset({"delete", "remove"})
+_PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True, huge_tree=True)
+_NCNAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class ConfigXmlError(ValueError):
+    """The rendered configuration (or a stored snapshot/scope) is not what this module needs."""
+
+
+class ListKeys:
+    """List keys per (namespace, list name), from profile settings ``list_keys``:
+    ``{namespace: {list: [key, ...]}}``. Hashable, so derived results can be cached."""
+
+    __slots__ = ("_map", "_hash")
+
+    def __init__(self, data: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> None:
+        m: dict[tuple[str, str], tuple[str, ...]] = {}
+        for ns, lists in (data or {}).items():
+            for name, keys in lists.items():
+                if isinstance(keys, str) or not keys:
+                    raise ConfigXmlError(f"list_keys[{ns!r}][{name!r}] must be a non-empty list of key names")
+                m[(ns, name)] = tuple(keys)
+        self._map = m
+        self._hash = hash(frozenset(m.items()))
+
+    def keys_of(self, el: etree._Element) -> tuple[str, ...]:
+        return self._map.get(_split(el.tag), ()) if self._map else ()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ListKeys) and other._map == self._map
+
+
+# -- parsing ----------------------------------------------------------------------------------
+def parse(text: str | bytes) -> etree._Element:
+    try:
+        return etree.fromstring(text.encode() if isinstance(text, str) else text, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ConfigXmlError(f"not well-formed XML: {exc}") from exc
+
+
+def parse_config(text: str | bytes) -> etree._Element:
+    """The rendered ``<config>`` element (any namespace; NETCONF's is used on the wire)."""
+    root = parse(text)
+    if not isinstance(root.tag, str) or etree.QName(root).localname != "config":
+        raise ConfigXmlError(f"the rendered configuration must be a <config> element, not <{root.tag}>")
+    if not _elements(root):
+        raise ConfigXmlError("the rendered <config> is empty")
+    return root
+
+
+def edit_payload(root: etree._Element) -> bytes:
+    """The ``<config>`` element in the NETCONF namespace, serialized for edit-config."""
+    if root.tag == f"{{{NC_NS}}}config":
+        return etree.tostring(root)
+    out = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS})
+    for child in _elements(root):
+        out.append(_copy(child))
+    return etree.tostring(out)
+
+
+def _elements(el: etree._Element) -> list[etree._Element]:
+    return [c for c in el if isinstance(c.tag, str)]
+
+
+def _copy(el: etree._Element) -> etree._Element:
+    return etree.fromstring(etree.tostring(el), _PARSER)
+
+
+@functools.lru_cache(maxsize=4096)
+def _split(tag: str) -> tuple[str, str]:
+    """``{ns}local`` → (ns, local), cached (Clark notation; much cheaper than ``etree.QName``)."""
+    if tag[:1] == "{":
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return "", tag
+
+
+def _ns(el: etree._Element) -> str:
+    return _split(el.tag)[0]
+
+
+def _sub(parent: etree._Element, tag: str) -> etree._Element:
+    """A child element declaring its namespace as default only where it changes."""
+    ns = etree.QName(tag).namespace
+    if ns and ns != _ns(parent):
+        return etree.SubElement(parent, tag, nsmap={None: ns})
+    return etree.SubElement(parent, tag)
+
+
+def _text(el: etree._Element) -> str:
+    return (el.text or "").strip()
+
+
+def _value(el: etree._Element) -> str:
+    """A leaf's value, identity prefixes resolved to ``{namespace}name`` so prefixes don't matter."""
+    text = _text(el)
+    prefix, sep, local = text.partition(":")
+    if sep and prefix in el.nsmap and prefix is not None and "/" not in local:
+        return f"{{{el.nsmap[prefix]}}}{local}"
+    return text
+
+
+def _key_values(el: etree._Element, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    ns = _ns(el)
+    out = []
+    for k in keys:
+        kel = el.find(f"{{{ns}}}{k}")
+        if kel is None:
+            raise ConfigXmlError(f"list entry <{etree.QName(el).localname}> lacks its key <{k}>")
+        out.append((k, _text(kel)))
+    return tuple(out)
+
+
+def _module(ns: str) -> str:
+    tail = re.split(r"[:/]", ns.rstrip("/:"))[-1] or "ns"
+    name = _NCNAME_BAD.sub("_", tail)
+    return name if name[0].isalpha() or name[0] == "_" else f"m{name}"
+
+
+def _step(el: etree._Element, parent_ns: str, lk: ListKeys) -> str:
+    ns, name = _split(el.tag)
+    step = f"{_module(ns)}:{name}" if ns != parent_ns else name
+    keys = lk.keys_of(el)
+    if keys:
+        step += "".join(f"[{k}={v!r}]" for k, v in _key_values(el, keys))
+    return step
+
+
+# -- scope ------------------------------------------------------------------------------------
+def scope_filter(root: etree._Element, lk: ListKeys) -> str:
+    """The subtree filter (a ``<filter type="subtree">`` document) selecting what ``root`` touches."""
+    return etree.tostring(scope_element(root, lk)).decode()
+
+
+def scope_element(root: etree._Element, lk: ListKeys) -> etree._Element:
+    flt = etree.Element(f"{{{NC_NS}}}filter", nsmap={None: NC_NS})
+    flt.set("type", "subtree")
+    _scope_into(root, flt, lk)
+    return flt
+
+
+def _scope_into(el: etree._Element, fp: etree._Element, lk: ListKeys) -> None:
+    for child in _elements(el):
+        keys = lk.keys_of(child)
+        if keys:
+            kv = _key_values(child, keys)
+            if not any(_filter_entry_keys(f, lk) == kv for f in fp.iterchildren(child.tag)):
+                entry = _sub(fp, child.tag)
+                for k, v in kv:
+                    _sub(entry, f"{{{_ns(child)}}}{k}").text = v
+        elif _elements(child):
+            container = next((f for f in fp.iterchildren(child.tag) if _filter_kind(f, lk) == "container"), None)
+            if container is None:
+                container = _sub(fp, child.tag)
+            _scope_into(child, container, lk)
+        elif not any(True for _ in fp.iterchildren(child.tag)):
+            _sub(fp, child.tag)
+
+
+def _filter_kind(f: etree._Element, lk: ListKeys) -> str:
+    if lk.keys_of(f):
+        return "entry"
+    return "container" if _elements(f) else "leaf"
+
+
+def _filter_entry_keys(f: etree._Element, lk: ListKeys) -> tuple[tuple[str, str], ...]:
+    keys = lk.keys_of(f)
+    return _key_values(f, keys) if keys else ()
+
+
+def filter_content(scope: str | etree._Element) -> bytes:
+    """The inside of a scope filter (stored text or element), for ``get-config``."""
+    flt = parse(scope) if isinstance(scope, str) else scope
+    return b"".join(etree.tostring(c) for c in _elements(flt))
+
+
+# -- verification -----------------------------------------------------------------------------
+Step = tuple[str, tuple[tuple[str, str], ...]]
+"""One path step: the element's Clark tag and its list-key values (empty outside lists)."""
+Path = tuple[Step, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expectations:
+    present: tuple[tuple[Path, str, str], ...]
+    """(path, normalized value, rendered value) of every rendered leaf."""
+    absent: tuple[tuple[Path, str | None], ...]
+    """(path, leaf value or None) of every deleted/removed node."""
+
+
+def _fast_step(el: etree._Element, lk: ListKeys) -> Step:
+    keys = lk.keys_of(el)
+    return (el.tag, _key_values(el, keys) if keys else ())
+
+
+def path_text(path: Path) -> str:
+    """``/module:container/list[key='v']/leaf``: the module prefix only where the namespace changes."""
+    out = []
+    parent_ns = ""
+    for tag, kv in path:
+        ns, name = _split(tag)
+        step = f"{_module(ns)}:{name}" if ns != parent_ns else name
+        out.append(step + "".join(f"[{k}={v!r}]" for k, v in kv))
+        parent_ns = ns
+    return "/" + "/".join(out)
+
+
+def expectations(root: etree._Element, lk: ListKeys) -> Expectations:
+    present: list[tuple[Path, str, str]] = []
+    absent: list[tuple[Path, str | None]] = []
+
+    def walk(el: etree._Element, path: Path) -> None:
+        for child in _elements(el):
+            p = path + (_fast_step(child, lk),)
+            kids = len(child)
+            if child.get(OPERATION) in REMOVING:
+                absent.append((p, _value(child) if not kids and _text(child) else None))
+            elif kids:
+                walk(child, p)
+            else:
+                present.append((p, _value(child), _text(child)))
+
+    walk(root, ())
+    return Expectations(present=tuple(present), absent=tuple(absent))
+
+
+def index(data: etree._Element | None, lk: ListKeys) -> tuple[set[Path], dict[Path, list[tuple[str, str]]]]:
+    """Every node path of a read-back, and the (normalized, raw) values of its leaves."""
+    nodes: set[Path] = set()
+    leaves: dict[Path, list[tuple[str, str]]] = {}
+
+    def walk(el: etree._Element, path: Path) -> None:
+        for child in el:
+            if not isinstance(child.tag, str):
+                continue
+            p = path + (_fast_step(child, lk),)
+            nodes.add(p)
+            if len(child):
+                walk(child, p)
+            else:
+                leaves.setdefault(p, []).append((_value(child), _text(child)))
+
+    if data is not None:
+        walk(data, ())
+    return nodes, leaves
+
+
+def verify(expect: Expectations, data: etree._Element | None, lk: ListKeys) -> Verification:
+    nodes, leaves = index(data, lk)
+    mismatches: list[Mismatch] = []
+    for path, norm, raw in expect.present:
+        found = leaves.get(path)
+        if not found:
+            mismatches.append(Mismatch(path=path_text(path), expected=raw, actual=None))
+        elif all(v != norm for v, _ in found):
+            mismatches.append(Mismatch(path=path_text(path), expected=raw, actual=", ".join(r for _, r in found)))
+    for path, value in expect.absent:
+        if value is None:
+            if path in nodes:
+                actual = ", ".join(r for _, r in leaves.get(path, ())) or "present"
+                mismatches.append(Mismatch(path=path_text(path), expected=None, actual=actual))
+        elif any(v == value for v, _ in leaves.get(path, ())):
+            mismatches.append(Mismatch(path=path_text(path), expected=None, actual=value))
+    checked = len(expect.present) + len(expect.absent)
+    detail = f"{checked - len(mismatches)} of {checked} checks matched"
+    return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches), detail=detail)
+
+
+# -- canonical text ---------------------------------------------------------------------------
+def canonical(data: etree._Element | None, lk: ListKeys) -> str:
+    """Canonical text of a read-back's children: equal device state ⇔ equal text.
+
+    Siblings are ordered by (list key position, tag, key values or leaf value); ties (keyless
+    repeated containers) keep the device's order.
+    """
+    out = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS})
+    if data is not None:
+        for child in _canon_children(data, NC_NS, (), lk):
+            out.append(child)
+    return etree.tostring(out, pretty_print=True).decode()
+
+
+def _canon_children(el: etree._Element, parent_ns: str, keys: tuple[str, ...], lk: ListKeys) -> list[etree._Element]:
+    items: list[tuple[tuple[int, str, tuple[str, ...]], etree._Element]] = []
+    for child in el:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        ns, local = _split(tag)
+        nsmap: dict[str | None, str] = {None: ns} if ns and ns != parent_ns else {}
+        if len(child):
+            child_keys = lk.keys_of(child)
+            new = etree.Element(tag, nsmap=nsmap or None)  # type: ignore[arg-type]
+            kids = _canon_children(child, ns, child_keys, lk)
+            new.extend(kids)
+            sig = tuple(_text(k) for k in kids[: len(child_keys)])
+        else:
+            text = _value(child)
+            if text.startswith("{"):
+                ident_ns, _, local = text[1:].partition("}")
+                prefix = _module(ident_ns)
+                nsmap[prefix] = ident_ns
+                text = f"{prefix}:{local}"
+            new = etree.Element(tag, nsmap=nsmap or None)  # type: ignore[arg-type]
+            new.text = text
+            sig = (text,)
+        rank = keys.index(local) if local in keys else len(keys)
+        items.append(((rank, tag, sig), new))
+    items.sort(key=lambda item: item[0])
+    return [new for _, new in items]
+
+
+# -- restore ----------------------------------------------------------------------------------
+def restore_config(content: str, scope: str, lk: ListKeys) -> bytes:
+    """An edit-config ``<config>`` that puts the scope back as ``content`` (a snapshot) holds it."""
+    snap = parse(content)
+    flt = parse(scope)
+    out = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS, "nc": NC_NS})
+    _restore_into(flt, [snap], out, lk)
+    return etree.tostring(out)
+
+
+def _restore_into(fp: etree._Element, snaps: list[etree._Element], out: etree._Element, lk: ListKeys) -> None:
+    for f in _elements(fp):
+        candidates = [s for parent in snaps for s in parent.iterchildren(f.tag)]
+        kind = _filter_kind(f, lk)
+        if kind == "container":
+            _restore_into(f, candidates, _sub(out, f.tag), lk)
+            continue
+        if kind == "entry":
+            kv = _filter_entry_keys(f, lk)
+            found = [s for s in candidates if _key_values(s, lk.keys_of(s)) == kv]
+        else:
+            found = candidates
+        if found:
+            for s in found:
+                node = _copy(s)
+                node.set(OPERATION, "replace")
+                out.append(node)
+        else:
+            node = _sub(out, f.tag)
+            for k in _elements(f):  # an entry's keys
+                _sub(node, k.tag).text = _text(k)
+            node.set(OPERATION, "remove")
+
+
+# -- diff -------------------------------------------------------------------------------------
+def diff(before: str, after: str, *, before_name: str = "before", after_name: str = "after") -> str:
+    """A unified diff of two canonical texts ('' when equal)."""
+    lines = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), fromfile=before_name, tofile=after_name, lineterm="", n=3
+    )
+    return "\n".join(lines)
+
+
+def targets(scope: str, lk: ListKeys) -> list[str]:
+    """Readable paths of what a scope selects (for logs and messages)."""
+    out: list[str] = []
+
+    def walk(f: etree._Element, path: str, parent_ns: str) -> None:
+        for c in _elements(f):
+            p = f"{path}/{_step(c, parent_ns, lk)}"
+            if _filter_kind(c, lk) == "container":
+                walk(c, p, _ns(c))
+            else:
+                out.append(p)
+
+    walk(parse(scope), "", NC_NS)
+    return out
+
+
+__all__ = [
+    "ConfigXmlError",
+    "Expectations",
+    "ListKeys",
+    "canonical",
+    "diff",
+    "edit_payload",
+    "expectations",
+    "filter_content",
+    "index",
+    "parse",
+    "parse_config",
+    "path_text",
+    "restore_config",
+    "scope_element",
+    "scope_filter",
+    "targets",
+    "verify",
+]

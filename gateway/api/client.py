@@ -1,0 +1,120 @@
+"""A small synchronous client of ActivationService, for the ``agw`` command and scripts.
+
+Errors stay ``grpc.RpcError``; :func:`describe_rpc_error` formats one as ``CODE: message``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterator, Sequence
+
+import grpc
+
+from gateway.api import convert, status
+from gateway.api.generated.activation.v1 import activation_pb2 as pb
+from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
+from gateway.engine.views import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
+from gateway.model import ActivationRequest
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def describe_rpc_error(exc: grpc.RpcError) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    return f"{name}: {details}"
+
+
+def violations_of(exc: grpc.RpcError) -> list[str]:
+    """The field violations of an INVALID_ARGUMENT, one "field: reason" each (rich details)."""
+    md = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return [str(v) for v in status.bad_request_details(md)]
+
+
+class Client:
+    def __init__(self, target: str = DEFAULT_SERVER, *, timeout_s: float = 60.0) -> None:
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._stub = pb_grpc.ActivationServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- calls -------------------------------------------------------------------------------
+    def submit(self, request: ActivationRequest) -> SubmitResult:
+        r = self._stub.Submit(convert.request_to_proto(request), timeout=self.timeout_s)
+        return SubmitResult(activation_id=r.activation_id, created=r.created)
+
+    def dry_run(self, request: ActivationRequest) -> ActivationResult:
+        return convert.activation_from_proto(self._stub.DryRun(convert.request_to_proto(request), timeout=self.timeout_s))
+
+    def watch(self, activation_id: str) -> Iterator[Event]:
+        """Past events, then live ones, until the activation is final (no deadline)."""
+        for ev in self._stub.Watch(pb.WatchRequest(activation_id=activation_id)):
+            yield convert.event_from_proto(ev)
+
+    def get(self, activation_id: str) -> ActivationResult:
+        return convert.activation_from_proto(self._stub.Get(pb.GetRequest(activation_id=activation_id), timeout=self.timeout_s))
+
+    def cancel(self, activation_id: str) -> ActivationResult:
+        return convert.activation_from_proto(
+            self._stub.Cancel(pb.CancelRequest(activation_id=activation_id), timeout=self.timeout_s)
+        )
+
+    def rollback(self, activation_id: str) -> ActivationResult:
+        return convert.activation_from_proto(
+            self._stub.Rollback(pb.RollbackRequest(activation_id=activation_id), timeout=self.timeout_s)
+        )
+
+    def list(
+        self,
+        *,
+        states: Sequence[ActivationState] = (),
+        device: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 0,
+    ) -> list[ActivationResult]:
+        req = pb.ListRequest(
+            states=[convert.ACTIVATION_STATE_TO_PB[s] for s in states], device=device, limit=limit
+        )
+        if since is not None:
+            req.since.CopyFrom(convert.ts_from_datetime(since))
+        if until is not None:
+            req.until.CopyFrom(convert.ts_from_datetime(until))
+        resp = self._stub.List(req, timeout=self.timeout_s)
+        return [convert.activation_from_proto(a) for a in resp.activations]
+
+    def fallout(self) -> list[tuple[str, TaskResult]]:
+        resp = self._stub.ListFallout(pb.ListFalloutRequest(), timeout=self.timeout_s)
+        return [(i.activation_id, convert.task_from_proto(i.task)) for i in resp.items]
+
+    def retry(self, activation_id: str, task_id: str = "") -> ActivationResult:
+        req = pb.FalloutActionRequest(activation_id=activation_id, task_id=task_id)
+        return convert.activation_from_proto(self._stub.RetryFallout(req, timeout=self.timeout_s))
+
+    def force_rollback(self, activation_id: str, task_id: str = "") -> ActivationResult:
+        req = pb.FalloutActionRequest(activation_id=activation_id, task_id=task_id)
+        return convert.activation_from_proto(self._stub.ForceRollbackFallout(req, timeout=self.timeout_s))
+
+    def resolve(self, activation_id: str, task_id: str, note: str) -> ActivationResult:
+        req = pb.FalloutActionRequest(activation_id=activation_id, task_id=task_id, note=note)
+        return convert.activation_from_proto(self._stub.ResolveFallout(req, timeout=self.timeout_s))
+
+
+__all__ = ["DEFAULT_SERVER", "Client", "describe_rpc_error", "violations_of"]

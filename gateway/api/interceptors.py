@@ -1,0 +1,172 @@
+"""Cross-cutting concerns of every call: a correlation id, one log line, Prometheus metrics.
+
+The log line names the method, the status code, the duration, the correlation id (the caller's
+``x-request-id`` metadata, or a fresh one) and the request's own key (``request_id`` or
+``activation_id``) — never the parameters, which may carry customer data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import time
+import uuid
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import grpc
+import grpc.aio
+from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
+
+correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("agw_correlation_id", default="")
+"""The correlation id of the call being served (for log records further down)."""
+
+CALLS = Counter(
+    "agw_grpc_server_handled_total",
+    "gRPC calls completed by the gateway, by method and status code.",
+    ["method", "code"],
+)
+LATENCY = Histogram(
+    "agw_grpc_server_handling_seconds",
+    "Time to complete a gRPC call (streams: until the stream ends), by method.",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+
+_QUIET = frozenset(
+    {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+"""Codes that answer the caller's mistake: logged at INFO (server trouble is WARNING/ERROR)."""
+
+
+def _key(request: Any) -> str:
+    for name in ("request_id", "activation_id"):
+        value = getattr(request, name, "")
+        if isinstance(value, str) and value:
+            return f"{name}={value[:64]!r}"
+    return ""
+
+
+def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) or context.cancelled():
+        return grpc.StatusCode.CANCELLED
+    if exc is None:
+        return grpc.StatusCode.OK
+    return grpc.StatusCode.UNKNOWN
+
+
+class _Call:
+    __slots__ = ("method", "cid", "key", "start", "token")
+
+    def __init__(self, method: str, context: grpc.aio.ServicerContext, request: Any) -> None:
+        self.method = method
+        md = dict(context.invocation_metadata() or ())
+        self.cid = str(md.get("x-request-id", ""))[:64] or uuid.uuid4().hex[:12]
+        self.key = _key(request)
+        self.start = time.perf_counter()
+        self.token = correlation_id.set(self.cid)
+
+    def done(self, context: grpc.aio.ServicerContext, exc: BaseException | None) -> None:
+        elapsed_s = time.perf_counter() - self.start
+        code = _code(context, exc)
+        CALLS.labels(self.method, code.name).inc()
+        LATENCY.labels(self.method).observe(elapsed_s)
+        if code in _QUIET:
+            level = logging.INFO
+        elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+            level = logging.ERROR
+        else:
+            level = logging.WARNING
+        log.log(
+            level,
+            "rpc %s %s %.1fms cid=%s %s",
+            self.method,
+            code.name,
+            elapsed_s * 1000,
+            self.cid,
+            self.key,
+        )
+        try:
+            correlation_id.reset(self.token)
+        except ValueError:  # finished in another context (stream cancelled): nothing to reset
+            pass
+
+
+def _wrap_unary(method: str, inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        call = _Call(method, context, request)
+        exc: BaseException | None = None
+        try:
+            return await inner(request, context)
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            call.done(context, exc)
+
+    return behaviour
+
+
+def _wrap_stream_gen(method: str, inner: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        call = _Call(method, context, request)
+        exc: BaseException | None = None
+        try:
+            async for item in inner(request, context):
+                yield item
+        except BaseException as e:
+            exc = e
+            raise
+        finally:
+            call.done(context, exc)
+
+    return behaviour
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    """Logs and measures every unary-request call (ours, health, ...). Calls with a request
+    stream (server reflection) pass through untouched."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner = handler.unary_stream
+            wrapped = (
+                _wrap_stream_gen(method, inner) if inspect.isasyncgenfunction(inner) else _wrap_unary(method, inner)
+            )
+            return grpc.unary_stream_rpc_method_handler(
+                wrapped,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+__all__ = ["CALLS", "LATENCY", "ObservabilityInterceptor", "correlation_id"]

@@ -1,0 +1,133 @@
+"""The grpc.aio server: ActivationService + health checking + server reflection.
+
+:func:`start_server` binds (port 0 in tests) and returns the server and its bound port;
+:func:`stop_server` shuts down gracefully (health NOT_SERVING first, then in-flight calls get
+``grace_s`` to finish); :func:`serve` runs until SIGTERM/SIGINT (or a given event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import weakref
+from typing import Callable
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.api.generated.activation.v1 import activation_pb2 as pb
+from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
+from gateway.api.interceptors import ObservabilityInterceptor
+from gateway.api.servicer import ActivationServicer, EngineFacade
+from gateway.api.validate import DEFAULT_LIMITS, MIB, EdgeLimits
+from gateway.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ActivationService"].full_name
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_MAX_MESSAGE_BYTES = 8 * MIB
+"""gRPC transport limit; above EdgeLimits.max_request_bytes so the edge answers oversize first."""
+DEFAULT_GRACE_S = 10.0
+
+_health: "weakref.WeakKeyDictionary[grpc.aio.Server, health.aio.HealthServicer]" = weakref.WeakKeyDictionary()
+
+
+async def start_server(
+    engine: EngineFacade,
+    *,
+    listen: str = DEFAULT_LISTEN,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    limits: EdgeLimits = DEFAULT_LIMITS,
+) -> tuple[grpc.aio.Server, int]:
+    """Start serving ``engine`` on ``listen`` ("host:port"; port 0 picks a free one).
+
+    Returns the started server and the bound port. Raises ConfigurationError when the address
+    cannot be bound or the limits are inconsistent.
+    """
+    if max_message_bytes <= limits.max_request_bytes:
+        raise ConfigurationError(
+            f"max_message_bytes ({max_message_bytes}) must exceed limits.max_request_bytes "
+            f"({limits.max_request_bytes}) so that oversized requests get a clear answer"
+        )
+    server = grpc.aio.server(
+        interceptors=[ObservabilityInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_ActivationServiceServicer_to_server(ActivationServicer(engine, limits=limits), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise ConfigurationError(f"cannot listen on {listen!r}: {exc}") from exc
+    if port == 0:
+        raise ConfigurationError(f"cannot listen on {listen!r}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _health[server] = health_servicer
+    log.info("serving %s on %s (port %d)", SERVICE_NAME, listen, port)
+    return server, port
+
+
+async def stop_server(server: grpc.aio.Server, *, grace_s: float = DEFAULT_GRACE_S) -> None:
+    """Graceful shutdown: report NOT_SERVING, refuse new calls, give in-flight ones ``grace_s``."""
+    health_servicer = _health.pop(server, None)
+    if health_servicer is not None:
+        await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace_s)
+    log.info("server stopped")
+
+
+async def serve(
+    engine: EngineFacade,
+    *,
+    listen: str = DEFAULT_LISTEN,
+    grace_s: float = DEFAULT_GRACE_S,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    limits: EdgeLimits = DEFAULT_LIMITS,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or until ``stop`` is set), then shut down gracefully."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    server, port = await start_server(engine, listen=listen, max_message_bytes=max_message_bytes, limits=limits)
+    try:
+        if on_ready is not None:
+            on_ready(port)
+        await stop.wait()
+        log.info("shutting down (grace %.1fs)", grace_s)
+    finally:
+        await stop_server(server, grace_s=grace_s)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+__all__ = [
+    "DEFAULT_GRACE_S",
+    "DEFAULT_LISTEN",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "SERVICE_NAME",
+    "serve",
+    "start_server",
+    "stop_server",
+]

@@ -1,0 +1,180 @@
+"""Structural validation at the gRPC edge: every violation at once, before the engine is called.
+
+Only what can be checked on the message alone lives here (required fields, duplicates, references
+between tasks, sizes). Semantic checks — unknown device or service, parameters against the
+service schema, dependency cycles — are the engine's; it raises InputError the same way. Field
+names follow the message: ``request_id``, ``tasks[3].depends_on[0]``, ``tasks[1].parameters.mtu``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from gateway.api.generated.activation.v1 import activation_pb2 as pb
+from gateway.errors import FieldViolation, InputError
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeLimits:
+    """Size limits checked by the edge. The gRPC receive limit is set above ``max_request_bytes``
+    so that an oversized request is answered by the edge (naming the field), not the transport."""
+
+    max_tasks: int = 1000
+    max_task_parameters_bytes: int = 64 * KIB
+    max_request_bytes: int = 4 * MIB
+    max_id_length: int = 256
+    max_note_length: int = 4096
+    max_list_limit: int = 1000
+
+
+DEFAULT_LIMITS = EdgeLimits()
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TS_MIN_S = -62135596800  # 0001-01-01T00:00:00Z
+_TS_MAX_S = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _short(text: str, n: int = 64) -> str:
+    return repr(text if len(text) <= n else text[:n] + "…")
+
+
+def _name(field: str, value: str, limits: EdgeLimits, *, required: bool = True) -> Iterator[FieldViolation]:
+    if not value.strip():
+        if required:
+            yield FieldViolation(field, "required")
+        elif value:
+            yield FieldViolation(field, "blank")
+        return
+    if len(value) > limits.max_id_length:
+        yield FieldViolation(field, f"longer than {limits.max_id_length} characters")
+    if _CONTROL.search(value):
+        yield FieldViolation(field, "contains a control character")
+
+
+def _finite_numbers(field: str, value: struct_pb2.Value) -> Iterator[FieldViolation]:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value" and not math.isfinite(value.number_value):
+        yield FieldViolation(field, "not a finite number")
+    elif kind == "struct_value":
+        for key, v in value.struct_value.fields.items():
+            yield from _finite_numbers(f"{field}.{key}", v)
+    elif kind == "list_value":
+        for i, v in enumerate(value.list_value.values):
+            yield from _finite_numbers(f"{field}[{i}]", v)
+
+
+def _task(i: int, task: pb.Task, ids: dict[str, int], limits: EdgeLimits) -> Iterator[FieldViolation]:
+    f = f"tasks[{i}]"
+    yield from _name(f"{f}.id", task.id, limits)
+    yield from _name(f"{f}.device", task.device, limits)
+    yield from _name(f"{f}.service", task.service, limits)
+    if task.service.strip() and not _SERVICE_NAME.match(task.service):
+        yield FieldViolation(f"{f}.service", "must be letters, digits, '_' or '-'")
+    if task.action == pb.ACTION_UNSPECIFIED:
+        yield FieldViolation(f"{f}.action", "required (create, modify or delete)")
+    elif task.action not in pb.Action.values():
+        yield FieldViolation(f"{f}.action", f"unknown value {task.action}")
+    size = task.parameters.ByteSize()
+    if size > limits.max_task_parameters_bytes:
+        yield FieldViolation(
+            f"{f}.parameters", f"{size} bytes, more than the limit of {limits.max_task_parameters_bytes}"
+        )
+    for key, v in task.parameters.fields.items():
+        yield from _finite_numbers(f"{f}.parameters.{key}", v)
+    seen: set[str] = set()
+    for k, dep in enumerate(task.depends_on):
+        fd = f"{f}.depends_on[{k}]"
+        if not dep:
+            yield FieldViolation(fd, "empty task id")
+        elif dep == task.id:
+            yield FieldViolation(fd, "a task cannot depend on itself")
+        elif dep not in ids:
+            yield FieldViolation(fd, f"unknown task id {_short(dep)}")
+        elif dep in seen:
+            yield FieldViolation(fd, f"duplicate dependency {_short(dep)}")
+        seen.add(dep)
+
+
+def submit_violations(msg: pb.SubmitRequest, limits: EdgeLimits = DEFAULT_LIMITS) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    size = msg.ByteSize()
+    if size > limits.max_request_bytes:
+        out.append(FieldViolation("request", f"{size} bytes, more than the limit of {limits.max_request_bytes}"))
+    out.extend(_name("request_id", msg.request_id, limits))
+    out.extend(_name("order_ref", msg.order_ref, limits, required=False))
+    if not msg.tasks:
+        out.append(FieldViolation("tasks", "at least one task is required"))
+    elif len(msg.tasks) > limits.max_tasks:
+        out.append(FieldViolation("tasks", f"{len(msg.tasks)} tasks, more than the limit of {limits.max_tasks}"))
+    ids: dict[str, int] = {}
+    for i, task in enumerate(msg.tasks):
+        if task.id in ids:
+            out.append(FieldViolation(f"tasks[{i}].id", f"duplicate of tasks[{ids[task.id]}].id {_short(task.id)}"))
+        elif task.id:
+            ids[task.id] = i
+    for i, task in enumerate(msg.tasks):
+        out.extend(_task(i, task, ids, limits))
+    return out
+
+
+def _timestamp(field: str, ts: timestamp_pb2.Timestamp) -> Iterator[FieldViolation]:
+    if not (_TS_MIN_S <= ts.seconds <= _TS_MAX_S and 0 <= ts.nanos < 1_000_000_000):
+        yield FieldViolation(field, "timestamp out of range")
+
+
+def list_violations(msg: pb.ListRequest, limits: EdgeLimits = DEFAULT_LIMITS) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    for k, state in enumerate(msg.states):
+        if state == pb.ACTIVATION_STATE_UNSPECIFIED or state not in pb.ActivationState.values():
+            out.append(FieldViolation(f"states[{k}]", f"unknown activation state {state}"))
+    out.extend(_name("device", msg.device, limits, required=False))
+    if not 0 <= msg.limit <= limits.max_list_limit:
+        out.append(FieldViolation("limit", f"must be between 0 and {limits.max_list_limit}"))
+    for name in ("since", "until"):
+        if msg.HasField(name):
+            out.extend(_timestamp(name, getattr(msg, name)))
+    if msg.HasField("since") and msg.HasField("until") and not out:
+        if msg.until.ToNanoseconds() < msg.since.ToNanoseconds():
+            out.append(FieldViolation("until", "earlier than since"))
+    return out
+
+
+def activation_id_violations(activation_id: str, limits: EdgeLimits = DEFAULT_LIMITS) -> list[FieldViolation]:
+    return list(_name("activation_id", activation_id, limits))
+
+
+def fallout_violations(
+    msg: pb.FalloutActionRequest, *, resolve: bool, limits: EdgeLimits = DEFAULT_LIMITS
+) -> list[FieldViolation]:
+    out = activation_id_violations(msg.activation_id, limits)
+    out.extend(_name("task_id", msg.task_id, limits, required=resolve))
+    if resolve and not msg.note.strip():
+        out.append(FieldViolation("note", "required: say what was done"))
+    if len(msg.note) > limits.max_note_length:
+        out.append(FieldViolation("note", f"longer than {limits.max_note_length} characters"))
+    return out
+
+
+def raise_if_any(violations: Iterable[FieldViolation]) -> None:
+    found = list(violations)
+    if found:
+        raise InputError(found)
+
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "EdgeLimits",
+    "activation_id_violations",
+    "fallout_violations",
+    "list_violations",
+    "raise_if_any",
+    "submit_violations",
+]

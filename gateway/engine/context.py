@@ -1,0 +1,119 @@
+"""What every step of the engine needs: the journal, sessions, locks, events — and the one
+function through which every transition is written (journal first, then announced)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from drivers.base import Verification
+from gateway.engine.devices import DeviceLocks, SessionPool
+from gateway.engine.events import EventBus
+from gateway.engine.views import (
+    ActivationState,
+    ErrorView,
+    Event,
+    PhaseTiming,
+    VerificationView,
+)
+from gateway.errors import AgwError, DeviceError, Phase
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class EngineContext:
+    journal: Any  # gateway.journal.Journal
+    pool: SessionPool
+    locks: DeviceLocks
+    bus: EventBus
+
+    async def record(
+        self,
+        activation_id: str,
+        *,
+        task_id: str = "",
+        phase: Phase | str = "",
+        state: str = "",
+        message: str = "",
+        task: Mapping[str, Any] | None = None,
+        activation_state: ActivationState | None = None,
+        recovery: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Write a transition to the journal, then tell the watchers. Returns after the write."""
+        phase_value = phase.value if isinstance(phase, Phase) else phase
+        event = await self.journal.record(
+            activation_id=activation_id,
+            task_id=task_id,
+            phase=phase_value,
+            state=state,
+            message=message,
+            task=task,
+            activation_state=activation_state,
+            recovery=recovery,
+        )
+        self.bus.publish(event)
+        return event
+
+
+@dataclass
+class PhaseClock:
+    """Per-phase timings of one task."""
+
+    timings: list[PhaseTiming] = field(default_factory=list)
+    _phase: str = ""
+    _started_at: datetime | None = None
+    _t0: float = 0.0
+
+    def start(self, phase: Phase | str) -> None:
+        self.stop()
+        self._phase = phase.value if isinstance(phase, Phase) else phase
+        self._started_at = utcnow()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._started_at is not None:
+            self.timings.append(
+                PhaseTiming(
+                    phase=self._phase,
+                    started_at=self._started_at,
+                    duration_ms=(time.perf_counter() - self._t0) * 1000.0,
+                )
+            )
+            self._started_at = None
+
+    def snapshot(self) -> tuple[PhaseTiming, ...]:
+        return tuple(self.timings)
+
+
+def error_view(exc: BaseException, *, phase: Phase | None = None) -> ErrorView:
+    if isinstance(exc, AgwError):
+        return ErrorView(
+            kind=type(exc).__name__,
+            message=exc.message,
+            phase=(exc.phase or phase).value if (exc.phase or phase) else "",
+            retryable=exc.retryable,
+            device_error=exc.info if isinstance(exc, DeviceError) else None,
+        )
+    return ErrorView(
+        kind=type(exc).__name__,
+        message=str(exc) or type(exc).__name__,
+        phase=phase.value if phase else "",
+        retryable=False,
+    )
+
+
+def verification_view(v: Verification) -> VerificationView:
+    return VerificationView(
+        ok=v.ok, checked=v.checked, mismatches=tuple(str(m) for m in v.mismatches), detail=v.detail
+    )
+
+
+__all__ = ["EngineContext", "PhaseClock", "error_view", "utcnow", "verification_view"]

@@ -1,0 +1,242 @@
+"""The engine's facade: what the gRPC edge and the CLI call.
+
+``submit`` plans (validates and renders everything), journals the activation and returns its id
+at once; the work runs in the background. ``start`` recovers every activation the journal says
+was in flight when the gateway last stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from typing import Any, AsyncIterator, Sequence
+
+from drivers.base import Driver
+from drivers.registry import Registry
+from gateway.engine.context import EngineContext, error_view, utcnow
+from gateway.engine.devices import DeviceLocks, SessionPool
+from gateway.engine.events import EventBus
+from gateway.engine.plan import Plan, make_plan
+from gateway.engine.repair import Mode, Repairer
+from gateway.engine.runner import ActivationRun
+from gateway.engine.views import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
+from gateway.errors import AgwError, StateError
+from gateway.model import ActivationRequest, TaskState
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        journal: Any,
+        inventory: Any,
+        profiles: Any,
+        templates: Any,
+        credentials: Any,
+        registry: Registry[Driver],
+        select_endpoint: Any,
+    ) -> None:
+        self.journal = journal
+        self.inventory = inventory
+        self.profiles = profiles
+        self.templates = templates
+        self.select_endpoint = select_endpoint
+        pool = SessionPool(registry=registry, resolve_credential=credentials.resolve)
+        self.ctx = EngineContext(journal=journal, pool=pool, locks=DeviceLocks(), bus=EventBus())
+        self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles)
+        self._runs: dict[str, ActivationRun | None] = {}  # None: a rollback is running
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._submit_lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.journal.start()
+        await self.recover()
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ctx.pool.close_all()
+        await self.journal.close()
+
+    async def wait_idle(self) -> None:
+        """Wait for every background activation (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def recover(self) -> None:
+        """Roll back every activation that was in flight when the gateway stopped."""
+        for activation_id in await self.journal.unfinished():
+            result = await self.journal.get(activation_id)
+            log.warning("recovering activation %s (state %s)", activation_id, result.state.value)
+            try:
+                await self.repairer.repair(result, mode=Mode.RECOVER)
+            except StateError:
+                states = [t.state for t in result.tasks]
+                final = ActivationState.CANCELLED if all(s != TaskState.COMPLETED for s in states) else ActivationState.PARTIAL
+                await self.ctx.record(activation_id, phase="recover", state=final.value,
+                                      message="gateway restarted; nothing was in flight", activation_state=final)
+
+    # -- activation RPCs -----------------------------------------------------------------------------
+    def plan(self, request: ActivationRequest) -> Plan:
+        return make_plan(request, inventory=self.inventory, profiles=self.profiles, templates=self.templates,
+                         select_endpoint=self.select_endpoint)
+
+    async def submit(self, request: ActivationRequest) -> SubmitResult:
+        plan = self.plan(request)  # raises InputError with every violation
+        # the journal enforces idempotency: same request_id and content → the existing activation,
+        # different content → ConflictError
+        activation_id = str(uuid.uuid4())
+        now = utcnow()
+        tasks = [
+            TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service, action=p.spec.action,
+                       state=TaskState.ACKNOWLEDGED, depends_on=p.spec.depends_on, platform=p.platform,
+                       driver=p.profile.driver)
+            for p in sorted(plan.tasks, key=lambda p: p.index)
+        ]
+        async with self._submit_lock:
+            activation_id, created = await self.journal.create_activation(
+                activation_id=activation_id, request_id=request.request_id, fingerprint=plan.fingerprint,
+                order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=now,
+            )
+        if created:
+            run = ActivationRun(self.ctx, activation_id=activation_id, plan=plan)
+            self._runs[activation_id] = run
+            self._spawn(self._run(run), name=f"activation-{activation_id}")
+        return SubmitResult(activation_id=activation_id, created=created)
+
+    async def _run(self, run: ActivationRun) -> None:
+        try:
+            await run.run()
+        except Exception:  # noqa: BLE001 - a bug must not lose the activation
+            log.exception("activation %s crashed inside the engine", run.id)
+            try:
+                await self.ctx.record(run.id, phase="end", state=ActivationState.FALLOUT.value,
+                                      message="internal error in the engine; see the gateway log",
+                                      activation_state=ActivationState.FALLOUT)
+            except AgwError:
+                log.exception("could not record the failure of %s", run.id)
+        finally:
+            self._runs.pop(run.id, None)
+
+    async def dry_run(self, request: ActivationRequest) -> ActivationResult:
+        """Render and diff against the live devices; nothing is changed and nothing journaled."""
+        plan = self.plan(request)
+        results: list[TaskResult] = []
+        now = utcnow()
+        for p in sorted(plan.tasks, key=lambda p: p.index):
+            diff, error, state = "", None, TaskState.COMPLETED
+            async with self.ctx.locks.hold([p.spec.device]):
+                drv = None
+                try:
+                    drv = await self.ctx.pool.get(device=p.spec.device, platform=p.platform, address=p.address,
+                                                  port=p.port, credentials_ref=p.credentials_ref, profile=p.profile)
+                    locked = False
+                    if drv.capabilities.lock:
+                        await drv.lock()
+                        locked = True
+                    try:
+                        snapshot = await drv.read(p.change)
+                        diff = await drv.preview(p.change, snapshot)
+                    finally:
+                        if locked:
+                            await drv.unlock()
+                except AgwError as exc:
+                    error, state = error_view(exc), TaskState.FAILED
+                    if drv is not None:
+                        await self.ctx.pool.discard(drv)
+            results.append(TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service,
+                                      action=p.spec.action, state=state, depends_on=p.spec.depends_on,
+                                      platform=p.platform, driver=p.profile.driver, rendered=p.change.content,
+                                      diff=diff, error=error))
+        ok = all(r.state == TaskState.COMPLETED for r in results)
+        return ActivationResult(id="", request_id=request.request_id, order_ref=request.order_ref,
+                                atomic=request.atomic, state=ActivationState.COMPLETED if ok else ActivationState.FAILED,
+                                created_at=now, updated_at=utcnow(), dry_run=True, tasks=tuple(results))
+
+    async def watch(self, activation_id: str) -> AsyncIterator[Event]:
+        await self.journal.get(activation_id)  # NotFoundError before the stream starts
+
+        async def past() -> list[Event]:
+            return await self.journal.events(activation_id)
+
+        async def is_over() -> bool:
+            state = (await self.journal.get(activation_id)).state
+            return state.final or state == ActivationState.FALLOUT
+
+        async for event in self.ctx.bus.stream(activation_id, past=past, is_over=is_over):
+            yield event
+
+    async def get(self, activation_id: str) -> ActivationResult:
+        return await self.journal.get(activation_id)
+
+    async def list(self, *, states: Sequence[ActivationState] = (), device: str = "", since: datetime | None = None,
+                   until: datetime | None = None, limit: int = 100) -> list[ActivationResult]:
+        return await self.journal.list(states=states, device=device, since=since, until=until, limit=limit)
+
+    async def cancel(self, activation_id: str) -> ActivationResult:
+        result = await self.journal.get(activation_id)
+        run = self._runs.get(activation_id)
+        if result.state.final or run is None:
+            raise StateError(f"activation {activation_id} is {result.state.value}; only a running activation can be cancelled")
+        run.cancel_event.set()
+        await self.ctx.record(activation_id, phase="cancel", state=result.state.value, message="cancel requested")
+        return await self.journal.get(activation_id)
+
+    async def rollback(self, activation_id: str) -> ActivationResult:
+        result = await self.journal.get(activation_id)
+        if result.state not in (ActivationState.COMPLETED, ActivationState.PARTIAL) or activation_id in self._runs:
+            raise StateError(f"activation {activation_id} is {result.state.value}; only a completed (or partial) "
+                             "activation can be rolled back")
+        self._runs[activation_id] = None  # type: ignore[assignment] # busy: no second rollback meanwhile
+        self._spawn(self._repair(result, Mode.UNDO), name=f"rollback-{activation_id}")
+        await asyncio.sleep(0)
+        return await self.journal.get(activation_id)
+
+    async def _repair(self, result: ActivationResult, mode: Mode, task_id: str = "") -> None:
+        try:
+            await self.repairer.repair(result, mode=mode, task_id=task_id)
+        except Exception:  # noqa: BLE001
+            log.exception("%s of activation %s failed", mode.value, result.id)
+        finally:
+            self._runs.pop(result.id, None)
+
+    # -- fallout -----------------------------------------------------------------------------------------
+    async def fallout(self) -> list[tuple[str, TaskResult]]:
+        return await self.journal.fallout()
+
+    async def _fallout_action(self, activation_id: str, task_id: str, mode: Mode) -> ActivationResult:
+        result = await self.journal.get(activation_id)
+        if not any(t.state == TaskState.FALLOUT and (not task_id or t.id == task_id) for t in result.tasks):
+            raise StateError(f"activation {activation_id} has no task in fallout" + (f" named {task_id!r}" if task_id else ""))
+        await self.repairer.repair(result, mode=mode, task_id=task_id)
+        return await self.journal.get(activation_id)
+
+    async def retry(self, activation_id: str, task_id: str = "") -> ActivationResult:
+        return await self._fallout_action(activation_id, task_id, Mode.RETRY)
+
+    async def force_rollback(self, activation_id: str, task_id: str = "") -> ActivationResult:
+        return await self._fallout_action(activation_id, task_id, Mode.FORCE)
+
+    async def resolve(self, activation_id: str, task_id: str, note: str) -> ActivationResult:
+        if not note.strip():
+            from gateway.errors import FieldViolation, InputError
+
+            raise InputError([FieldViolation("note", "a resolution note is required")])
+        result = await self.journal.get(activation_id)
+        await self.repairer.resolve(result, task_id=task_id, note=note)
+        return await self.journal.get(activation_id)
+
+
+__all__ = ["Engine"]

@@ -1,0 +1,66 @@
+"""Live event fan-out for ``Watch``: the journal is the record, this only wakes watchers.
+
+A watcher subscribes *before* it reads past events from the journal, then drops live events it
+has already seen (by ``seq``), so it never misses nor repeats one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import AsyncIterator, Awaitable, Callable
+
+from gateway.engine.views import ActivationState, Event
+
+_END_STATES = {s.value for s in ActivationState if s.final} | {ActivationState.FALLOUT.value}
+
+
+def is_terminal(event: Event) -> bool:
+    """An activation-level event announcing a state where the stream ends."""
+    return not event.task_id and event.state in _END_STATES
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+
+    def publish(self, event: Event) -> None:
+        for queue in self._subscribers.get(event.activation_id, ()):
+            queue.put_nowait(event)
+
+    async def stream(
+        self,
+        activation_id: str,
+        *,
+        past: Callable[[], Awaitable[list[Event]]],
+        is_over: Callable[[], Awaitable[bool]],
+    ) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._subscribers[activation_id].add(queue)
+        try:
+            last = 0
+            for event in await past():
+                last = event.seq
+                yield event
+            if await is_over():
+                for event in await past():  # anything written between the two reads
+                    if event.seq > last:
+                        yield event
+                return
+            while True:
+                event = await queue.get()
+                if event.seq <= last:
+                    continue
+                last = event.seq
+                yield event
+                if is_terminal(event):
+                    return
+        finally:
+            subs = self._subscribers.get(activation_id)
+            if subs is not None:
+                subs.discard(queue)
+                if not subs:
+                    self._subscribers.pop(activation_id, None)
+
+
+__all__ = ["EventBus", "is_terminal"]

@@ -1,0 +1,238 @@
+"""Planning: check a request against the inventory and the service catalogue, order its tasks.
+
+Pure logic (no I/O beyond the in-memory inventory/template store), so every rule here is unit
+tested. All violations are collected, never only the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol, Sequence
+
+from drivers.base import ChangeSet, DeviceProfile
+from gateway.errors import AgwError, FieldViolation, InputError
+from gateway.model import Action, ActivationRequest, TaskSpec
+
+
+class _Templates(Protocol):
+    def services(self) -> list[str]: ...
+    def platforms(self, service: str) -> list[str]: ...
+    def has(self, service: str, platform: str) -> bool: ...
+    def validate(
+        self, *, service: str, action: Action, parameters: Mapping[str, Any], output_format: str = "text"
+    ) -> list[FieldViolation]: ...
+    def render(
+        self,
+        *,
+        service: str,
+        platform: str,
+        action: Action,
+        parameters: Mapping[str, Any],
+        device: str,
+        output_format: str = "text",
+    ) -> ChangeSet: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannedTask:
+    spec: TaskSpec
+    index: int
+    platform: str
+    port: int
+    credentials_ref: str
+    address: str
+    profile: DeviceProfile
+    change: ChangeSet
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    request: ActivationRequest
+    tasks: tuple[PlannedTask, ...]  # in a dependency-respecting order
+    fingerprint: str
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(sorted({t.spec.device for t in self.tasks}))
+
+    def task(self, task_id: str) -> PlannedTask:
+        for t in self.tasks:
+            if t.spec.id == task_id:
+                return t
+        raise KeyError(task_id)
+
+
+def fingerprint(request: ActivationRequest) -> str:
+    """A stable digest of a request's content (what the idempotency check compares)."""
+    body = {
+        "order_ref": request.order_ref,
+        "atomic": request.atomic,
+        "tasks": [
+            {
+                "id": t.id,
+                "device": t.device,
+                "service": t.service,
+                "action": t.action.value,
+                "parameters": t.parameters,
+                "depends_on": list(t.depends_on),
+            }
+            for t in request.tasks
+        ],
+    }
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def structural_violations(request: ActivationRequest) -> list[FieldViolation]:
+    """Checks that need no inventory: ids, duplicates, dependencies, cycles."""
+    out: list[FieldViolation] = []
+    if not request.request_id.strip():
+        out.append(FieldViolation("request_id", "must not be empty (it is the idempotency key)"))
+    if not request.tasks:
+        out.append(FieldViolation("tasks", "at least one task is required"))
+    seen: dict[str, int] = {}
+    for i, t in enumerate(request.tasks):
+        if not t.id.strip():
+            out.append(FieldViolation(f"tasks[{i}].id", "must not be empty"))
+        elif t.id in seen:
+            out.append(FieldViolation(f"tasks[{i}].id", f"duplicate task id {t.id!r} (also tasks[{seen[t.id]}])"))
+        else:
+            seen[t.id] = i
+    for i, t in enumerate(request.tasks):
+        for j, dep in enumerate(t.depends_on):
+            if dep == t.id:
+                out.append(FieldViolation(f"tasks[{i}].depends_on[{j}]", "a task cannot depend on itself"))
+            elif dep not in seen:
+                out.append(FieldViolation(f"tasks[{i}].depends_on[{j}]", f"unknown task id {dep!r}"))
+    if not out:
+        cycle = find_cycle(request.tasks)
+        if cycle:
+            i = seen[cycle[0]]
+            out.append(FieldViolation(f"tasks[{i}].depends_on", "dependency cycle: " + " -> ".join(cycle)))
+    return out
+
+
+def find_cycle(tasks: Sequence[TaskSpec]) -> list[str]:
+    """One dependency cycle as a list of task ids (first id repeated at the end), or []."""
+    deps = {t.id: list(t.depends_on) for t in tasks}
+    white, grey, black = 0, 1, 2
+    color = {tid: white for tid in deps}
+    stack: list[str] = []
+
+    def visit(tid: str) -> list[str]:
+        color[tid] = grey
+        stack.append(tid)
+        for d in deps.get(tid, []):
+            if d not in color:
+                continue
+            if color[d] == grey:
+                return stack[stack.index(d):] + [d]
+            if color[d] == white:
+                found = visit(d)
+                if found:
+                    return found
+        stack.pop()
+        color[tid] = black
+        return []
+
+    for tid in deps:
+        if color[tid] == white:
+            found = visit(tid)
+            if found:
+                return found
+    return []
+
+
+def topological_order(tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
+    """Tasks ordered so that every task comes after its dependencies; ties keep request order."""
+    by_id = {t.id: t for t in tasks}
+    done: set[str] = set()
+    out: list[TaskSpec] = []
+    remaining = list(tasks)
+    while remaining:
+        progressed = False
+        for t in list(remaining):
+            if all(d in done or d not in by_id for d in t.depends_on):
+                out.append(t)
+                done.add(t.id)
+                remaining.remove(t)
+                progressed = True
+        if not progressed:  # a cycle: structural_violations reports it first
+            raise ValueError("dependency cycle")
+    return out
+
+
+def make_plan(
+    request: ActivationRequest,
+    *,
+    inventory: Any,
+    profiles: Any,
+    templates: _Templates,
+    select_endpoint: Any,
+) -> Plan:
+    """Validate everything and render every task. Raises InputError listing all violations."""
+    violations = structural_violations(request)
+    planned: list[PlannedTask] = []
+    index = {t.id: i for i, t in enumerate(request.tasks)}
+    known_services = set(templates.services())
+    for i, t in enumerate(request.tasks):
+        where = f"tasks[{i}]"
+        try:
+            device = inventory.device(t.device)
+        except AgwError:
+            violations.append(FieldViolation(f"{where}.device", f"unknown device {t.device!r}"))
+            continue
+        if t.service not in known_services:
+            violations.append(
+                FieldViolation(f"{where}.service", f"unknown service {t.service!r}; known: {', '.join(sorted(known_services))}")
+            )
+            continue
+        try:
+            endpoint = select_endpoint(device, t.service, templates)
+        except AgwError as exc:
+            violations.append(FieldViolation(f"{where}.service", exc.message))
+            continue
+        try:
+            profile = profiles.get(endpoint.platform)
+        except AgwError as exc:
+            violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {exc.message}"))
+            continue
+        fmt = str(profile.settings.get("render_format", "text"))
+        problems = templates.validate(service=t.service, action=t.action, parameters=t.parameters, output_format=fmt)
+        if problems:
+            violations.extend(FieldViolation(f"{where}.{p.field}", p.reason) for p in problems)
+            continue
+        try:
+            change = templates.render(
+                service=t.service,
+                platform=endpoint.platform,
+                action=t.action,
+                parameters=t.parameters,
+                device=t.device,
+                output_format=fmt,
+            )
+        except AgwError as exc:
+            violations.append(FieldViolation(f"{where}.parameters", exc.message))
+            continue
+        planned.append(
+            PlannedTask(
+                spec=t,
+                index=i,
+                platform=endpoint.platform,
+                port=endpoint.port,
+                credentials_ref=endpoint.credentials,
+                address=device.address,
+                profile=profile,
+                change=change,
+            )
+        )
+    if violations:
+        raise InputError(violations)
+    order = {t.id: n for n, t in enumerate(topological_order(request.tasks))}
+    planned.sort(key=lambda p: order[p.spec.id])
+    return Plan(request=request, tasks=tuple(planned), fingerprint=fingerprint(request))
+
+
+__all__ = ["Plan", "PlannedTask", "find_cycle", "fingerprint", "make_plan", "structural_violations", "topological_order"]

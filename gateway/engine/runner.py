@@ -1,0 +1,442 @@
+"""Running one activation: the change pipeline per task, the atomic barrier, verified rollback.
+
+Per task::
+
+    connect ─► [lock] ─► snapshot ─► push ─► [commit with revert timer + persist-id] ─► verify
+            ─► (atomic: wait until every task of the activation is verified)
+            ─► [confirm] ─► [unlock] ─► completed
+
+Tasks of one activation that share a device share one *device transaction* (:class:`DeviceTxn`):
+one session, one datastore lock, one confirmed-commit timer (persist-id), so they are confirmed
+or reverted together. In an atomic activation all device transactions are confirmed only after
+every task is verified; any failure rolls back every device transaction. Otherwise each task is
+its own transaction.
+
+Rollback is always verified: after cancel-commit / discard / restore the device is read again
+and compared with the pre-change snapshot. Equal → ``rolledBack``; different or unreachable →
+``fallout`` (a person decides: retry, force-rollback or resolve).
+
+Every transition is written to the journal *before* the action it announces, with what recovery
+needs (snapshot, persist-id, what is pending on the device).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from drivers.base import Driver, Snapshot
+from gateway.engine.context import EngineContext, PhaseClock, error_view, utcnow, verification_view
+from gateway.engine.devices import session_is_suspect
+from gateway.engine.plan import Plan, PlannedTask
+from gateway.engine.views import ActivationState, RollbackView
+from gateway.errors import AgwError, Phase, VerificationError
+from gateway.model import TaskState
+
+log = logging.getLogger(__name__)
+
+PENDING_CONFIRM = "confirmed-commit"
+PENDING_APPLIED = "applied"
+PENDING_STAGED = "staged"
+
+
+class CancelRequested(Exception):
+    """Raised at a phase boundary when the activation was cancelled."""
+
+
+@dataclass
+class TaskRun:
+    planned: PlannedTask
+    state: TaskState = TaskState.ACKNOWLEDGED
+    clock: PhaseClock = field(default_factory=PhaseClock)
+    snapshot: Snapshot | None = None
+    touched: bool = False  # something may have been sent that changes the device
+    staged: bool = False  # loaded into a candidate, not yet committed
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    prepared_ok: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.planned.spec.id
+
+    @property
+    def device(self) -> str:
+        return self.planned.spec.device
+
+
+@dataclass
+class DeviceTxn:
+    """The tasks of one activation on one device that are confirmed or reverted together."""
+
+    device: str
+    persist_id: str
+    tasks: list[TaskRun] = field(default_factory=list)
+    driver: Driver | None = None
+    locked: bool = False
+    pending_confirm: bool = False
+    broken: bool = False  # the session failed: reconnect before rolling back
+
+    def caps(self):  # noqa: ANN201 - Capabilities
+        return self.tasks[0].planned.profile.capabilities
+
+
+def final_activation_state(states: list[TaskState], *, cancelled: bool) -> ActivationState:
+    if any(s == TaskState.FALLOUT for s in states):
+        return ActivationState.FALLOUT
+    if states and all(s == TaskState.COMPLETED for s in states):
+        return ActivationState.COMPLETED
+    if cancelled:
+        return ActivationState.CANCELLED
+    if any(s == TaskState.COMPLETED for s in states):
+        return ActivationState.PARTIAL
+    if any(s == TaskState.ROLLED_BACK for s in states):
+        return ActivationState.ROLLED_BACK
+    if all(s == TaskState.CANCELLED for s in states):
+        return ActivationState.CANCELLED
+    return ActivationState.FAILED
+
+
+class ActivationRun:
+    def __init__(self, ctx: EngineContext, *, activation_id: str, plan: Plan, attempt: int = 1) -> None:
+        self.ctx = ctx
+        self.id = activation_id
+        self.plan = plan
+        self.atomic = plan.request.atomic
+        self.attempt = attempt
+        self.cancel_event = asyncio.Event()
+        self.tasks = {p.spec.id: TaskRun(planned=p) for p in plan.tasks}
+        self.failed = asyncio.Event()  # atomic: some task failed, stop and roll back all
+
+    # -- journal helpers ---------------------------------------------------------------------
+    async def _rec(self, tr: TaskRun, phase: Phase, *, state: TaskState | None = None, message: str = "",
+                   task: dict | None = None, recovery: dict | None = None) -> None:
+        fields = dict(task or {})
+        if state is not None:
+            tr.state = state
+            fields["state"] = state
+        await self.ctx.record(
+            self.id,
+            task_id=tr.id,
+            phase=phase,
+            state=(state or tr.state).value,
+            message=message,
+            task=fields or None,
+            recovery=recovery,
+        )
+
+    def _persist_id(self, device: str) -> str:
+        return f"agw-{self.id}-{device}-{self.attempt}"
+
+    def _check_cancel(self) -> None:
+        if self.cancel_event.is_set():
+            raise CancelRequested()
+
+    # -- entry point -------------------------------------------------------------------------
+    async def run(self) -> ActivationState:
+        await self.ctx.record(self.id, state=ActivationState.IN_PROGRESS.value, phase="start",
+                              message=f"{len(self.tasks)} task(s), atomic={self.atomic}",
+                              activation_state=ActivationState.IN_PROGRESS)
+        for tr in self.tasks.values():
+            await self._rec(tr, Phase.VALIDATE, state=TaskState.PENDING, message="rendered, waiting for its turn",
+                            task={"rendered": tr.planned.change.content, "platform": tr.planned.platform,
+                                  "driver": tr.planned.profile.driver})
+        try:
+            if self.atomic:
+                await self._run_atomic()
+            else:
+                await self._run_independent()
+        finally:
+            await self._release_all()
+        states = [tr.state for tr in self.tasks.values()]
+        final = final_activation_state(states, cancelled=self.cancel_event.is_set())
+        await self.ctx.record(self.id, state=final.value, phase="end", message=f"activation {final.value}",
+                              activation_state=final)
+        return final
+
+    # -- atomic: every device transaction confirmed together or reverted together ------------
+    async def _run_atomic(self) -> None:
+        txns: dict[str, DeviceTxn] = {}
+        for tr in self.tasks.values():
+            txn = txns.setdefault(tr.device, DeviceTxn(device=tr.device, persist_id=self._persist_id(tr.device)))
+            txn.tasks.append(tr)
+        self._txns = txns
+        async with self.ctx.locks.hold(txns):
+            await asyncio.gather(*(self._prepare_when_ready(tr, txns[tr.device]) for tr in self.tasks.values()))
+            if not self.failed.is_set() and not self.cancel_event.is_set():
+                results = await asyncio.gather(*(self._confirm(txn) for txn in txns.values()), return_exceptions=True)
+                if any(isinstance(r, BaseException) for r in results):
+                    self.failed.set()
+            if self.failed.is_set() or self.cancel_event.is_set():
+                await asyncio.gather(*(self._rollback_txn(txn) for txn in txns.values()))
+                for tr in self.tasks.values():
+                    if tr.state in (TaskState.PENDING, TaskState.ACKNOWLEDGED):
+                        await self._rec(tr, Phase.VALIDATE, state=TaskState.CANCELLED,
+                                        message="not started: another task of this atomic activation failed"
+                                        if self.failed.is_set() else "cancelled before it started",
+                                        task={"note": "not started"})
+            else:
+                for txn in txns.values():
+                    await self._unlock(txn)
+                    for tr in txn.tasks:
+                        tr.clock.stop()
+                        await self._rec(tr, Phase.CONFIRM, state=TaskState.COMPLETED, message="verified and confirmed",
+                                        task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
+
+    async def _prepare_when_ready(self, tr: TaskRun, txn: DeviceTxn) -> None:
+        try:
+            for dep in tr.planned.spec.depends_on:
+                await self.tasks[dep].done.wait()
+            if self.failed.is_set() or self.cancel_event.is_set():
+                return
+            if not all(self.tasks[d].prepared_ok for d in tr.planned.spec.depends_on):
+                return
+            async with self._txn_lock(txn):
+                ok = await self._prepare(tr, txn)
+            if not ok:
+                self.failed.set()
+        finally:
+            tr.done.set()
+
+    def _txn_lock(self, txn: DeviceTxn) -> asyncio.Lock:
+        lock = getattr(txn, "_lock", None)
+        if lock is None:
+            lock = asyncio.Lock()
+            txn._lock = lock  # type: ignore[attr-defined]
+        return lock
+
+    # -- independent tasks: each task is its own transaction ------------------------------------
+    async def _run_independent(self) -> None:
+        self._txns = {}
+
+        async def one(tr: TaskRun) -> None:
+            try:
+                for dep in tr.planned.spec.depends_on:
+                    await self.tasks[dep].done.wait()
+                bad = [d for d in tr.planned.spec.depends_on if self.tasks[d].state != TaskState.COMPLETED]
+                if bad or self.cancel_event.is_set():
+                    why = f"dependency {', '.join(bad)} did not complete" if bad else "cancelled before it started"
+                    await self._rec(tr, Phase.VALIDATE, state=TaskState.CANCELLED, message=why, task={"note": why})
+                    return
+                txn = DeviceTxn(device=tr.device, persist_id=f"{self._persist_id(tr.device)}-{tr.id}", tasks=[tr])
+                self._txns[tr.id] = txn
+                async with self.ctx.locks.hold([tr.device]):
+                    ok = await self._prepare(tr, txn)
+                    if ok and not self.cancel_event.is_set():
+                        try:
+                            await self._confirm(txn)
+                        except Exception:  # noqa: BLE001 - recorded by _confirm
+                            ok = False
+                        if ok:
+                            await self._unlock(txn)
+                            tr.clock.stop()
+                            await self._rec(tr, Phase.CONFIRM, state=TaskState.COMPLETED,
+                                            message="verified and confirmed",
+                                            task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
+                    if tr.state != TaskState.COMPLETED:
+                        await self._rollback_txn(txn)
+                    await self._release(txn)
+            finally:
+                tr.done.set()
+
+        await asyncio.gather(*(one(tr) for tr in self.tasks.values()))
+
+    # -- the pipeline up to "verified" ---------------------------------------------------------
+    async def _session(self, txn: DeviceTxn, tr: TaskRun) -> Driver:
+        if txn.driver is None or not txn.driver.is_open or txn.broken:
+            if txn.driver is not None:
+                await self.ctx.pool.discard(txn.driver)
+                txn.driver = None
+            p = tr.planned
+            txn.driver = await self.ctx.pool.get(
+                device=p.spec.device, platform=p.platform, address=p.address, port=p.port,
+                credentials_ref=p.credentials_ref, profile=p.profile,
+            )
+            txn.broken = False
+        return txn.driver
+
+    async def _prepare(self, tr: TaskRun, txn: DeviceTxn) -> bool:
+        """Run one task up to verified. False (and the task recorded as failing) on any error."""
+        p = tr.planned
+        caps = p.profile.capabilities
+        phase = Phase.CONNECT
+        try:
+            self._check_cancel()
+            await self._rec(tr, Phase.CONNECT, state=TaskState.IN_PROGRESS, message=f"{p.profile.driver} {p.address}:{p.port}")
+            tr.clock.start(Phase.CONNECT)
+            drv = await self._session(txn, tr)
+            if caps.lock and not txn.locked:
+                phase = Phase.LOCK
+                tr.clock.start(phase)
+                await self._rec(tr, phase)
+                await drv.lock()
+                txn.locked = True
+            phase = Phase.SNAPSHOT
+            tr.clock.start(phase)
+            await self._rec(tr, phase)
+            tr.snapshot = await drv.read(p.change)
+            self._check_cancel()
+            phase = Phase.PUSH
+            tr.clock.start(phase)
+            pending = PENDING_STAGED if caps.candidate else PENDING_APPLIED
+            await self._rec(tr, phase, recovery={"snapshot": tr.snapshot, "pending": pending, "phase": phase.value,
+                                                 "persist_id": txn.persist_id, "attempt": self.attempt})
+            tr.touched = True
+            tr.staged = caps.candidate
+            await drv.load(p.change)
+            if caps.validate and p.profile.settings.get("validate_before_commit", False):
+                phase = Phase.VALIDATE
+                tr.clock.start(phase)
+                await self._rec(tr, phase)
+                await drv.validate(p.change)
+            if caps.candidate:
+                phase = Phase.COMMIT
+                tr.clock.start(phase)
+                if caps.confirmed_commit:
+                    timeout_s = p.profile.confirm_timeout_s
+                    await self._rec(tr, phase, message=f"confirmed commit, device reverts in {timeout_s} s unless confirmed",
+                                    recovery={"pending": PENDING_CONFIRM, "persist_id": txn.persist_id})
+                    txn.pending_confirm = True
+                    await drv.commit(confirm_timeout_s=timeout_s, persist_id=txn.persist_id)
+                else:
+                    await self._rec(tr, phase, recovery={"pending": PENDING_APPLIED})
+                    await drv.commit()
+                tr.staged = False
+            phase = Phase.VERIFY
+            tr.clock.start(phase)
+            await self._rec(tr, phase)
+            verification = await drv.verify(p.change)
+            after = verification.readback or await drv.read(p.change)
+            diff = drv.diff(tr.snapshot, after)
+            await self._rec(tr, phase, message="verified" if verification.ok else "verification failed",
+                            task={"verification": verification_view(verification), "diff": diff},
+                            recovery={"after": after})
+            if not verification.ok:
+                shown = "; ".join(str(m) for m in verification.mismatches[:5])
+                raise VerificationError(
+                    f"read-back differs from what was pushed ({len(verification.mismatches)} mismatch(es)): {shown}",
+                    device=tr.device, phase=Phase.VERIFY,
+                )
+            tr.prepared_ok = True
+            return True
+        except CancelRequested:
+            await self._rec(tr, phase, message="cancel requested", task={"note": "cancelled by request"})
+            return False
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, then rolled back
+            if isinstance(exc, AgwError) and exc.device is None:
+                exc.device = tr.device
+            if session_is_suspect(exc):
+                txn.broken = True
+            log.info("task %s of %s failed in %s: %s", tr.id, self.id, phase.value, exc)
+            tr.clock.stop()
+            await self._rec(tr, phase, message=f"failed: {exc}",
+                            task={"error": error_view(exc, phase=phase), "timings": tr.clock.snapshot()})
+            return False
+
+    async def _confirm(self, txn: DeviceTxn) -> None:
+        if not txn.pending_confirm or txn.driver is None:
+            return
+        tr = txn.tasks[0]
+        tr.clock.start(Phase.CONFIRM)
+        await self._rec(tr, Phase.CONFIRM, message=f"confirming commit {txn.persist_id}")
+        try:
+            await txn.driver.confirm(persist_id=txn.persist_id)
+            txn.pending_confirm = False
+        except Exception as exc:  # noqa: BLE001
+            if session_is_suspect(exc):
+                txn.broken = True
+            await self._rec(tr, Phase.CONFIRM, message=f"confirm failed: {exc}",
+                            task={"error": error_view(exc, phase=Phase.CONFIRM)})
+            raise
+
+    async def _unlock(self, txn: DeviceTxn) -> None:
+        if txn.locked and txn.driver is not None and not txn.broken:
+            try:
+                await txn.driver.unlock()
+            except Exception as exc:  # noqa: BLE001 - the session is dropped instead
+                log.warning("unlock of %s failed: %s", txn.device, exc)
+                txn.broken = True
+        txn.locked = False
+
+    async def _release(self, txn: DeviceTxn) -> None:
+        await self._unlock(txn)
+        if txn.broken and txn.driver is not None:
+            await self.ctx.pool.discard(txn.driver)
+            txn.driver = None
+
+    async def _release_all(self) -> None:
+        for txn in getattr(self, "_txns", {}).values():
+            await self._release(txn)
+
+    # -- verified rollback ------------------------------------------------------------------------
+    async def _rollback_txn(self, txn: DeviceTxn) -> None:
+        """Undo everything this transaction did on its device, then verify each task's scope."""
+        touched = [tr for tr in txn.tasks if tr.touched]
+        if not touched:
+            for tr in txn.tasks:
+                if tr.state == TaskState.IN_PROGRESS:
+                    tr.clock.stop()
+                    await self._rec(tr, Phase.ROLLBACK, state=TaskState.FAILED,
+                                    message="failed before any change reached the device",
+                                    task={"timings": tr.clock.snapshot()})
+            return
+        caps = txn.caps()
+        method = "none"
+        reason = ""
+        first = touched[0]
+        await self._rec(first, Phase.ROLLBACK, message="rolling back")
+        try:
+            drv = await self._session(txn, first)
+            if caps.candidate and any(tr.staged for tr in touched):
+                await drv.discard()  # edits still in the candidate never reach running
+                method = "discard"
+            applied = [tr for tr in touched if not tr.staged]
+            if txn.pending_confirm:
+                await self._rec(first, Phase.ROLLBACK, message=f"cancelling confirmed commit {txn.persist_id}")
+                reverted = await drv.cancel_commit(persist_id=txn.persist_id)
+                txn.pending_confirm = False
+                method = "cancel-commit" if reverted else "device-timer"
+            elif applied:
+                for tr in reversed(applied):
+                    if tr.snapshot is not None:
+                        await drv.restore(tr.snapshot)
+                method = "restore"
+        except Exception as exc:  # noqa: BLE001
+            if session_is_suspect(exc):
+                txn.broken = True
+            reason = f"rollback ({method}) failed: {exc}"
+            if txn.pending_confirm:
+                timeout_s = first.planned.profile.confirm_timeout_s
+                reason += (f"; the device's confirmed-commit timer (persist-id {txn.persist_id}) reverts the change "
+                           f"by itself within {timeout_s} s; retry once the device answers")
+        await self._verify_rollback(txn, touched, method=method, reason=reason)
+
+    async def _verify_rollback(self, txn: DeviceTxn, touched: list[TaskRun], *, method: str, reason: str) -> None:
+        for tr in touched:
+            tr.clock.start(Phase.ROLLBACK_VERIFY)
+            view: RollbackView
+            if reason or tr.snapshot is None:
+                view = RollbackView(method=method, ok=False, reason=reason or "no snapshot was taken")
+            else:
+                try:
+                    drv = await self._session(txn, tr)
+                    now = await drv.reread(tr.snapshot)
+                    if now.content == tr.snapshot.content:
+                        view = RollbackView(method=method, ok=True)
+                    else:
+                        view = RollbackView(method=method, ok=False, reason="device differs from the pre-change snapshot",
+                                            diff=drv.diff(tr.snapshot, now))
+                except Exception as exc:  # noqa: BLE001
+                    if session_is_suspect(exc):
+                        txn.broken = True
+                    view = RollbackView(method=method, ok=False, reason=f"could not re-read the device: {exc}")
+            tr.clock.stop()
+            state = TaskState.ROLLED_BACK if view.ok else TaskState.FALLOUT
+            await self._rec(tr, Phase.ROLLBACK_VERIFY, state=state,
+                            message="rolled back, device equals its snapshot" if view.ok else f"fallout: {view.reason}",
+                            task={"rollback": view, "timings": tr.clock.snapshot()},
+                            recovery={"pending": "" if view.ok else (PENDING_CONFIRM if txn.pending_confirm else
+                                                                      PENDING_APPLIED)})
+
+
+__all__ = ["ActivationRun", "CancelRequested", "final_activation_state", "utcnow"]

@@ -1,0 +1,140 @@
+"""The journal interface: what the engine writes before every action and reads on restart.
+
+Every transition is written (committed) *before* the action it announces: :meth:`Journal.record`
+returns only once its transaction has committed. Backends are free to commit many concurrent
+records in one transaction (group commit) as long as that promise holds for each caller.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Mapping, Sequence
+
+from drivers.base import Snapshot
+from gateway.engine.views import ActivationResult, ActivationState, Event, TaskResult
+
+TASK_FIELDS: frozenset[str] = frozenset(
+    {"state", "platform", "driver", "rendered", "diff", "verification", "rollback", "error", "timings", "note"}
+)
+"""The :class:`TaskResult` fields :meth:`Journal.record` may change (identity fields are fixed at creation)."""
+
+RECOVERY_FIELDS: frozenset[str] = frozenset({"snapshot", "after", "persist_id", "pending", "phase", "attempt"})
+"""Keys of a task's private recovery record (see :class:`TaskRecovery`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskRecovery:
+    """What a restarted gateway needs to undo or finish one task; never shown to API callers.
+
+    ``pending`` names what is outstanding on the device: ``"confirmed-commit"`` (a commit with a
+    revert timer awaits confirm), ``"applied"`` (a change is live without a device-side timer),
+    ``""`` (nothing). ``snapshot`` is the device state before the change, ``after`` the state
+    read back after it (so a repair can tell whether someone changed the device since).
+    """
+
+    snapshot: Snapshot | None = None
+    after: Snapshot | None = None
+    persist_id: str = ""
+    pending: str = ""
+    phase: str = ""
+    attempt: int = 0
+
+
+class Journal(abc.ABC):
+    """Durable state of activations, their tasks and their events."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open the store and create (or check) its schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Write everything already queued, then release the store. Idempotent."""
+
+    async def __aenter__(self) -> Journal:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def create_activation(
+        self,
+        *,
+        activation_id: str,
+        request_id: str,
+        fingerprint: str,
+        order_ref: str,
+        atomic: bool,
+        dry_run: bool,
+        tasks: Sequence[TaskResult],
+        created_at: datetime,
+    ) -> tuple[str, bool]:
+        """Create an activation in state ``acknowledged`` with its first event.
+
+        ``request_id`` is unique among non-dry-run activations: if it is already known with the
+        same ``fingerprint`` return ``(existing_id, False)``; with another fingerprint raise
+        :class:`~gateway.errors.ConflictError`. Otherwise return ``(activation_id, True)``.
+        """
+
+    @abc.abstractmethod
+    async def record(
+        self,
+        *,
+        activation_id: str,
+        task_id: str = "",
+        phase: str = "",
+        state: str = "",
+        message: str = "",
+        task: Mapping[str, Any] | None = None,
+        activation_state: ActivationState | None = None,
+        recovery: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """In one transaction: append an event, apply ``task`` field changes, set the activation
+        state, merge ``recovery`` into the task's recovery record. Returns after the commit."""
+
+    @abc.abstractmethod
+    async def get(self, activation_id: str) -> ActivationResult:
+        """The activation; :class:`~gateway.errors.NotFoundError` if unknown."""
+
+    @abc.abstractmethod
+    async def find_by_request_id(self, request_id: str) -> ActivationResult | None:
+        """The non-dry-run activation submitted with ``request_id``, if any."""
+
+    @abc.abstractmethod
+    async def list(
+        self,
+        *,
+        states: Sequence[ActivationState] = (),
+        device: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[ActivationResult]:
+        """Activations, newest first; ``since`` inclusive, ``until`` exclusive (on ``created_at``)."""
+
+    @abc.abstractmethod
+    async def events(self, activation_id: str, *, after_seq: int = 0) -> builtins.list[Event]:
+        """Events of an activation with ``seq > after_seq``, in order."""
+
+    @abc.abstractmethod
+    async def recovery(self, activation_id: str, task_id: str) -> TaskRecovery:
+        """The task's recovery record; :class:`~gateway.errors.NotFoundError` if unknown."""
+
+    @abc.abstractmethod
+    async def unfinished(self) -> builtins.list[str]:
+        """Ids of activations still ``acknowledged`` or ``inProgress`` (oldest first)."""
+
+    @abc.abstractmethod
+    async def fallout(self) -> builtins.list[tuple[str, TaskResult]]:
+        """Every task in state ``fallout``, with its activation id (oldest activation first)."""
+
+
+__all__ = ["RECOVERY_FIELDS", "TASK_FIELDS", "Journal", "TaskRecovery"]

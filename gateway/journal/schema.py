@@ -1,0 +1,124 @@
+"""The journal's one schema, for SQLite and PostgreSQL alike (SQLAlchemy Core).
+
+::
+
+    activations  id PK, request_id, idem_key UNIQUE (= request_id, NULL for dry runs), fingerprint,
+                 order_ref, atomic, dry_run, state, created_at, updated_at, last_seq
+    tasks        (activation_id, task_id) PK, position, device, service, action, state, depends_on,
+                 platform, driver, rendered, diff, verification, rollback, error, timings, note,
+                 recovery                                          nested values are JSON text
+    events       (activation_id, seq) PK, time, task_id, phase, state, message
+    schema_version  version PK, applied_at
+
+Times are stored in UTC; :class:`UtcDateTime` hands back timezone-aware datetimes on both backends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_VERSION = 1
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out. SQLite keeps naive UTC text (sortable)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be journaled")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+metadata = MetaData()
+
+activations = Table(
+    "agw_activations",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("request_id", String, nullable=False),
+    Column("idem_key", String, nullable=True, unique=True),
+    Column("fingerprint", String, nullable=False),
+    Column("order_ref", String, nullable=False),
+    Column("atomic", Boolean, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("state", String, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Index("ix_agw_activations_state", "state"),
+    Index("ix_agw_activations_created_at", "created_at"),
+)
+
+tasks = Table(
+    "agw_tasks",
+    metadata,
+    Column("activation_id", String, ForeignKey("agw_activations.id", ondelete="CASCADE"), primary_key=True),
+    Column("task_id", String, primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("device", String, nullable=False),
+    Column("service", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("depends_on", Text, nullable=False),
+    Column("platform", String, nullable=False),
+    Column("driver", String, nullable=False),
+    Column("rendered", Text, nullable=False),
+    Column("diff", Text, nullable=False),
+    Column("verification", Text, nullable=True),
+    Column("rollback", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("timings", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("recovery", Text, nullable=False),
+    Index("ix_agw_tasks_device", "device"),
+    Index("ix_agw_tasks_state", "state"),
+)
+
+events = Table(
+    "agw_events",
+    metadata,
+    Column("activation_id", String, ForeignKey("agw_activations.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("time", UtcDateTime, nullable=False),
+    Column("task_id", String, nullable=False),
+    Column("phase", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+schema_version = Table(
+    "agw_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+__all__ = ["SCHEMA_VERSION", "UtcDateTime", "activations", "events", "metadata", "schema_version", "tasks"]

@@ -1,0 +1,483 @@
+"""SqlJournal: the journal on SQLAlchemy Core — SQLite (default, one file) or PostgreSQL (psycopg 3).
+
+Async API over a sync engine: every database call runs in a dedicated thread pool (one thread for
+SQLite, a few for PostgreSQL). Writes go through **group commit**: ``create_activation`` and
+``record`` calls are queued; one writer task drains the queue and applies the whole batch in ONE
+transaction; each caller's future resolves only after that transaction committed. Under load a
+batch grows while the previous one is being written, so the cost of a commit (and of the thread
+hop) is shared by every record in it; with no load a batch is a single record, with no added delay.
+
+If a batch transaction fails, its operations are retried one transaction each, so one bad record
+fails alone. SQLAlchemy / DB-API errors become :class:`~gateway.errors.JournalError` in exactly one
+place, :func:`_translated`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.engine.views import ActivationResult, ActivationState, Event, TaskResult
+from gateway.errors import AgwError, JournalError, NotFoundError, Phase
+from gateway.journal import codec
+from gateway.journal.base import Journal, TaskRecovery
+from gateway.journal.batch import Create, Op, Record, apply_batch
+from gateway.journal.schema import SCHEMA_VERSION, activations, events, metadata, schema_version, tasks
+from gateway.model import TaskState
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_UNFINISHED = (ActivationState.ACKNOWLEDGED.value, ActivationState.IN_PROGRESS.value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalOptions:
+    max_batch: int = 512
+    """Most operations committed in one transaction; 1 turns group commit off (the baseline)."""
+    sqlite_synchronous: str = "NORMAL"
+    """NORMAL (WAL: a commit survives a crash of the process, not of the machine) or FULL."""
+    busy_timeout_ms: int = 10_000
+    """SQLite: how long to wait for another process's write lock."""
+    pg_pool_size: int = 4
+    """PostgreSQL: connections (and threads) for reads beside the writer."""
+    connect_timeout_s: int = 10
+
+
+# -- queued write operations -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """THE place where database errors become gateway errors."""
+    try:
+        yield
+    except AgwError:
+        raise
+    except sa_exc.SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None)
+        detail = f"{type(orig).__name__}: {orig}" if orig is not None else f"{type(exc).__name__}: {exc}"
+        detail = detail.strip().splitlines()[0] if detail.strip() else type(exc).__name__
+        # lost connections, locks and timeouts may pass; a constraint or SQL error will not
+        retryable = isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError))
+        raise JournalError(f"journal {what} failed: {detail}", phase=Phase.JOURNAL, retryable=retryable) from exc
+    except OSError as exc:
+        raise JournalError(f"journal {what} failed: {exc}", phase=Phase.JOURNAL) from exc
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class SqlJournal(Journal):
+    """The journal on one SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``)."""
+
+    def __init__(self, url: str, *, options: JournalOptions | None = None) -> None:
+        self.url = sa.engine.make_url(url)
+        self.options = options or JournalOptions()
+        if self.options.max_batch < 1:
+            raise codec.usage_error("max_batch must be at least 1")
+        self._engine: Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._queue: list[Op] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        """Write transactions committed so far (for the benchmark and tests)."""
+
+    @property
+    def backend(self) -> str:
+        return self.url.get_backend_name()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._engine is not None:
+            return
+        sqlite = self.backend == "sqlite"
+        workers = 1 if sqlite else self.options.pg_pool_size
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agw-journal")
+        self._closing = False
+        self._wakeup = asyncio.Event()  # bound to this start's event loop
+        try:
+            self._engine = await self._run(self._open_engine, "open")
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="agw-journal-writer")
+        log.info("journal open: %s", self.url.render_as_string(hide_password=True))
+
+    async def close(self) -> None:
+        if self._engine is None or self._closing:
+            return
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None:
+            await self._writer
+            self._writer = None
+        engine, self._engine = self._engine, None
+        await self._run(engine.dispose, "close")
+        assert self._executor is not None
+        self._executor.shutdown(wait=True)
+        self._executor = None
+        log.info("journal closed after %d write transactions", self.batches)
+
+    def _open_engine(self) -> Engine:
+        if self.backend == "sqlite":
+            database = self.url.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(self.url, connect_args={"timeout": self.options.busy_timeout_ms / 1000})
+            self._configure_sqlite(engine)
+        else:
+            engine = sa.create_engine(
+                self.url,
+                pool_size=self.options.pg_pool_size,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": self.options.connect_timeout_s},
+            )
+        try:
+            metadata.create_all(engine)
+            with engine.begin() as conn:
+                self._check_schema_version(conn)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
+
+    def _configure_sqlite(self, engine: Engine) -> None:
+        synchronous = self.options.sqlite_synchronous.upper()
+        if synchronous not in ("NORMAL", "FULL"):
+            raise codec.usage_error(f"sqlite_synchronous must be NORMAL or FULL, not {synchronous!r}")
+        busy_ms = int(self.options.busy_timeout_ms)
+
+        @sa_event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa_event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # A writer takes the write lock up front: no deadlock upgrading a read lock.
+            write = conn.get_execution_options().get("agw_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    @staticmethod
+    def _check_schema_version(conn: Connection) -> None:
+        found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+        if found is None:
+            conn.execute(sa.insert(schema_version).values(version=SCHEMA_VERSION, applied_at=_now()))
+        elif found > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal schema version {found} is newer than this gateway supports ({SCHEMA_VERSION})",
+                phase=Phase.JOURNAL,
+                retryable=False,
+            )
+
+    async def _run(self, fn: Callable[..., T], what: str, *args: Any) -> T:
+        if self._executor is None:
+            raise JournalError("journal is not started", phase=Phase.JOURNAL, retryable=False)
+
+        def call() -> T:
+            with _translated(what):
+                return fn(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def _read(self, fn: Callable[..., T], what: str, *args: Any) -> T:
+        engine = self._require_engine()
+
+        def in_connection(*a: Any) -> T:
+            with engine.connect() as conn:
+                return fn(conn, *a)
+
+        return await self._run(in_connection, what, *args)
+
+    def _require_engine(self) -> Engine:
+        if self._engine is None or self._closing:
+            raise JournalError("journal is not open", phase=Phase.JOURNAL, retryable=False)
+        return self._engine
+
+    # -- writes --------------------------------------------------------------------------------
+    async def create_activation(
+        self,
+        *,
+        activation_id: str,
+        request_id: str,
+        fingerprint: str,
+        order_ref: str,
+        atomic: bool,
+        dry_run: bool,
+        tasks: Sequence[TaskResult],
+        created_at: datetime,
+    ) -> tuple[str, bool]:
+        op = Create(
+            activation_id=codec.text(activation_id, "activation_id"),
+            request_id=codec.text(request_id, "request_id"),
+            fingerprint=codec.text(fingerprint, "fingerprint"),
+            order_ref=codec.text(order_ref, "order_ref"),
+            atomic=bool(atomic),
+            dry_run=bool(dry_run),
+            task_rows=[codec.task_row(activation_id, i, t) for i, t in enumerate(tasks)],
+            created_at=codec.utc(created_at, "created_at"),
+            future=asyncio.get_running_loop().create_future(),
+        )
+        result: tuple[str, bool] = await self._submit(op)
+        return result
+
+    async def record(
+        self,
+        *,
+        activation_id: str,
+        task_id: str = "",
+        phase: str = "",
+        state: str = "",
+        message: str = "",
+        task: Mapping[str, Any] | None = None,
+        activation_state: ActivationState | None = None,
+        recovery: Mapping[str, Any] | None = None,
+    ) -> Event:
+        op = Record(
+            activation_id=codec.text(activation_id, "activation_id"),
+            task_id=codec.text(task_id, "task_id"),
+            phase=codec.text(phase, "phase"),
+            state=codec.text(state, "state"),
+            message=codec.text(message, "message"),
+            task_cols=codec.task_changes(task or {}),
+            activation_state=None if activation_state is None else ActivationState(activation_state).value,
+            recovery=None if recovery is None else codec.recovery_changes(recovery),
+            time=_now(),
+            future=asyncio.get_running_loop().create_future(),
+        )
+        if (op.task_cols or op.recovery) and not op.task_id:
+            raise codec.usage_error("task or recovery changes need a task_id")
+        event: Event = await self._submit(op)
+        return event
+
+    async def _submit(self, op: Op) -> Any:
+        self._require_engine()
+        self._queue.append(op)
+        self._wakeup.set()
+        return await op.future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._queue[: self.options.max_batch]
+            del self._queue[: len(batch)]
+            try:
+                assert self._executor is not None
+                outcomes = await loop.run_in_executor(self._executor, self._write_batch, batch)
+            except Exception as exc:  # a bug, not a database error: fail the batch, keep writing
+                log.exception("journal writer failed on a batch of %d", len(batch))
+                err = JournalError(f"journal write failed: {exc!r}", phase=Phase.JOURNAL)
+                outcomes = [err] * len(batch)
+            for op, outcome in zip(batch, outcomes, strict=True):
+                if op.future.done():  # the caller went away; the write stands
+                    continue
+                if isinstance(outcome, BaseException):
+                    op.future.set_exception(outcome)
+                else:
+                    op.future.set_result(outcome)
+
+    def _apply(self, batch: list[Op]) -> list[Any]:
+        engine = self._engine  # not _require_engine(): close() drains the queue through here
+        assert engine is not None
+        outcomes = apply_batch(engine, batch)
+        self.batches += 1
+        return outcomes
+
+    def _write_batch(self, batch: list[Op]) -> list[Any]:
+        """Runs in the journal thread: the batch in one transaction, else one transaction each."""
+        try:
+            with _translated("write"):
+                return self._apply(batch)
+        except JournalError as exc:
+            if len(batch) == 1:
+                return [exc]
+            log.warning("group commit of %d operations failed (%s); retrying one by one", len(batch), exc)
+        outcomes: list[Any] = []
+        for op in batch:
+            attempts = 2 if isinstance(op, Create) else 1  # a lost unique race is read back on retry
+            for attempt in range(attempts):
+                try:
+                    with _translated("write"):
+                        outcomes.extend(self._apply([op]))
+                    break
+                except JournalError as exc:
+                    if attempt == attempts - 1:
+                        outcomes.append(exc)
+        return outcomes
+
+    async def get(self, activation_id: str) -> ActivationResult:
+        found = await self._read(self._load, "read", [activation_id])
+        if not found:
+            raise NotFoundError(f"activation {activation_id} not found", phase=Phase.JOURNAL)
+        return found[0]
+
+    async def find_by_request_id(self, request_id: str) -> ActivationResult | None:
+        def query(conn: Connection) -> builtins.list[ActivationResult]:
+            row = conn.execute(sa.select(activations.c.id).where(activations.c.idem_key == request_id)).first()
+            return [] if row is None else self._load(conn, [row.id])
+
+        found = await self._read(query, "read")
+        return found[0] if found else None
+
+    async def list(
+        self,
+        *,
+        states: Sequence[ActivationState] = (),
+        device: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> builtins.list[ActivationResult]:
+        if not isinstance(limit, int) or limit < 1:
+            raise codec.usage_error(f"limit must be a positive int, not {limit!r}")
+        q = sa.select(activations.c.id)
+        if states:
+            q = q.where(activations.c.state.in_([ActivationState(s).value for s in states]))
+        if device:
+            q = q.where(sa.exists().where(tasks.c.activation_id == activations.c.id, tasks.c.device == device))
+        if since is not None:
+            q = q.where(activations.c.created_at >= codec.utc(since, "since"))
+        if until is not None:
+            q = q.where(activations.c.created_at < codec.utc(until, "until"))
+        q = q.order_by(activations.c.created_at.desc(), activations.c.id.desc()).limit(limit)
+
+        def query(conn: Connection) -> builtins.list[ActivationResult]:
+            return self._load(conn, [r.id for r in conn.execute(q)])
+
+        return await self._read(query, "list")
+
+    @staticmethod
+    def _load(conn: Connection, ids: builtins.list[str]) -> builtins.list[ActivationResult]:
+        """Activations with their tasks, in the order of ``ids`` (unknown ids are left out)."""
+        if not ids:
+            return []
+        rows = {r.id: r for r in conn.execute(sa.select(activations).where(activations.c.id.in_(ids)))}
+        by_activation: dict[str, builtins.list[TaskResult]] = {i: [] for i in ids}
+        q = sa.select(tasks).where(tasks.c.activation_id.in_(ids)).order_by(tasks.c.activation_id, tasks.c.position)
+        for t in conn.execute(q).mappings():
+            by_activation[t["activation_id"]].append(codec.decode_task(t))
+        return [
+            ActivationResult(
+                id=r.id,
+                request_id=r.request_id,
+                order_ref=r.order_ref,
+                atomic=bool(r.atomic),
+                state=ActivationState(r.state),
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+                dry_run=bool(r.dry_run),
+                tasks=tuple(by_activation[r.id]),
+            )
+            for r in (rows.get(i) for i in ids)
+            if r is not None
+        ]
+
+    async def events(self, activation_id: str, *, after_seq: int = 0) -> builtins.list[Event]:
+        q = (
+            sa.select(events)
+            .where(events.c.activation_id == activation_id, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+        )
+
+        def query(conn: Connection) -> builtins.list[Event]:
+            return [
+                Event(
+                    activation_id=r.activation_id,
+                    seq=r.seq,
+                    time=r.time,
+                    task_id=r.task_id,
+                    phase=r.phase,
+                    state=r.state,
+                    message=r.message,
+                )
+                for r in conn.execute(q)
+            ]
+
+        return await self._read(query, "read events")
+
+    async def recovery(self, activation_id: str, task_id: str) -> TaskRecovery:
+        q = sa.select(tasks.c.recovery).where(tasks.c.activation_id == activation_id, tasks.c.task_id == task_id)
+
+        def query(conn: Connection) -> str | None:
+            return conn.execute(q).scalar()
+
+        raw = await self._read(query, "read recovery")
+        if raw is None:
+            raise NotFoundError(f"task {task_id!r} not found in activation {activation_id}", phase=Phase.JOURNAL)
+        return codec.decode_recovery(raw)
+
+    async def unfinished(self) -> builtins.list[str]:
+        q = (
+            sa.select(activations.c.id)
+            .where(activations.c.state.in_(_UNFINISHED))
+            .order_by(activations.c.created_at, activations.c.id)
+        )
+
+        def query(conn: Connection) -> builtins.list[str]:
+            return [r.id for r in conn.execute(q)]
+
+        return await self._read(query, "read")
+
+    async def fallout(self) -> builtins.list[tuple[str, TaskResult]]:
+        q = (
+            sa.select(tasks)
+            .join(activations, activations.c.id == tasks.c.activation_id)
+            .where(tasks.c.state == TaskState.FALLOUT.value)
+            .order_by(activations.c.created_at, activations.c.id, tasks.c.position)
+        )
+
+        def query(conn: Connection) -> builtins.list[tuple[str, TaskResult]]:
+            return [(t["activation_id"], codec.decode_task(t)) for t in conn.execute(q).mappings()]
+
+        return await self._read(query, "read fallout")
+
+
+def open_journal(url: str, *, options: JournalOptions | None = None) -> Journal:
+    """A journal for ``url`` (not started: ``await journal.start()`` or ``async with``).
+
+    ``url`` is a SQLAlchemy URL — ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
+    ``postgresql+psycopg://user:pw@host/db`` — or a plain file path, taken as a SQLite file.
+    """
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser()}"
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa_exc.ArgumentError as exc:
+        raise codec.usage_error(f"journal URL is not valid: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise codec.usage_error(
+            f"journal backend {parsed.get_backend_name()!r} is not supported (use sqlite or postgresql+psycopg)"
+        )
+    return SqlJournal(url, options=options)
+
+
+__all__ = ["JournalOptions", "SqlJournal", "open_journal"]

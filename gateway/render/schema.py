@@ -1,0 +1,240 @@
+"""Service definitions (``templates/<service>/service.yaml``) and parameter validation.
+
+A service file holds ``description``, ``parameters`` (a JSON Schema, Draft 2020-12, for
+create/modify), ``keys`` (the parameters that identify the object) and optional ``checks``.
+For ``delete`` only the keys are required; the other parameters stay allowed, optional, and
+may be ``null``. Validation reports *every* problem as a :class:`FieldViolation` whose field is
+a dotted path (``parameters.ipv4.prefix_length``, ``parameters.vlans[2]``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from gateway.errors import ConfigurationError, FieldViolation
+from gateway.inventory._yaml import load_yaml_file, type_name
+from gateway.model import Action
+
+log = logging.getLogger(__name__)
+
+RESERVED_NAMES = ("action", "device", "parameters")
+"""Template variables the renderer sets itself. A service may still declare a parameter with one
+of these names (a prefix-list entry has an ``action: permit``): the top-level name is then the
+renderer's, and the parameter is reached as ``parameters.<name>``."""
+_SERVICE_KEYS = ("description", "parameters", "keys", "checks")
+_MAX_REASON = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    keys: tuple[str, ...]
+    checks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Check templates per platform; ``"*"`` applies to every platform."""
+    source: str = ""
+
+    def checks_for(self, platform: str) -> tuple[str, ...]:
+        return tuple(self.checks.get("*", ())) + tuple(self.checks.get(platform, ()))
+
+
+def load_service(path: Path, *, name: str) -> ServiceSpec:
+    """Read and check one ``service.yaml``; a bad file is a :class:`ConfigurationError`."""
+    data = load_yaml_file(path)
+    src = str(path)
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{src}: a service definition must be a mapping, not {type_name(data)}")
+    problems: list[str] = []
+    unknown = sorted(str(k) for k in data if k not in _SERVICE_KEYS)
+    if unknown:
+        problems.append(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(_SERVICE_KEYS)})")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append(f"description: must be a string, not {type_name(description)}")
+    params = data.get("parameters")
+    props: dict[str, Any] = {}
+    if not isinstance(params, dict):
+        problems.append(f"parameters: must be a JSON Schema object, not {type_name(params)}")
+    else:
+        try:
+            Draft202012Validator.check_schema(params)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            problems.append(f"parameters: not a valid JSON Schema at {where}: {exc.message[:_MAX_REASON]}")
+        if params.get("type") != "object":
+            problems.append("parameters.type: must be 'object'")
+        props = params.get("properties") or {}
+        if not isinstance(props, dict):
+            problems.append("parameters.properties: must be a mapping")
+            props = {}
+    keys = data.get("keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        problems.append("keys: must be a list of parameter names")
+        keys = []
+    for k in keys:
+        if k not in props:
+            problems.append(f"keys: {k!r} is not a parameter of the service")
+    checks = _parse_checks(data.get("checks"), problems)
+    if problems:
+        raise ConfigurationError(f"{src}: " + "; ".join(problems))
+    return ServiceSpec(
+        name=name, description=description, parameters=params, keys=tuple(keys), checks=checks, source=src
+    )
+
+
+def _parse_checks(raw: Any, problems: list[str]) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    if isinstance(raw, list):
+        raw = {"*": raw}
+    if not isinstance(raw, dict):
+        problems.append("checks: must be a list of check templates, or a mapping of platform to such a list")
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for platform, items in raw.items():
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            problems.append(f"checks.{platform}: must be a list of strings")
+            continue
+        out[str(platform)] = tuple(items)
+    return out
+
+
+def delete_schema(spec: ServiceSpec) -> dict[str, Any]:
+    """The schema used for ``delete``: only the keys are required; the rest may be null."""
+    schema = copy.deepcopy(dict(spec.parameters))
+    schema["required"] = list(spec.keys)
+    if spec.keys:
+        schema.pop("minProperties", None)  # the keys identify the object; nothing else is needed
+    props = schema.get("properties") or {}
+    for name, sub in list(props.items()):
+        if name not in spec.keys:
+            props[name] = {"anyOf": [{"type": "null"}, sub]}
+    return schema
+
+
+def make_validator(schema: Mapping[str, Any]) -> Draft202012Validator:
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def path_of(parts: Iterable[Any], *, root: str = "parameters") -> str:
+    out = root
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def schema_violations(validator: Draft202012Validator, params: Mapping[str, Any]) -> list[FieldViolation]:
+    """Every JSON Schema problem of ``params``, one violation per field."""
+    out: list[FieldViolation] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(fld: str, reason: str) -> None:
+        if (fld, reason) not in seen:
+            seen.add((fld, reason))
+            out.append(FieldViolation(fld, reason))
+
+    for err in sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path]):
+        base = list(err.absolute_path)
+        if err.validator == "required" and isinstance(err.instance, dict):
+            for name in err.validator_value:
+                if name not in err.instance:
+                    add(path_of(base + [name]), "required parameter is missing")
+        elif err.validator == "additionalProperties" and isinstance(err.instance, dict) and err.validator_value is False:
+            known = err.schema.get("properties", {}) or {}
+            patterns = list((err.schema.get("patternProperties") or {}).keys())
+            allowed = ", ".join(sorted(known)) or "none"
+            for name in err.instance:
+                if name not in known and not any(re.search(p, name) for p in patterns):
+                    add(path_of(base + [name]), f"unknown parameter (allowed: {allowed})")
+        else:
+            add(path_of(base), _short(err.message))
+    return out
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def _bad_char(ch: str, output_format: str) -> bool:
+    if output_format == "xml":
+        # XML 1.0 forbids C0 controls except TAB, LF, CR (escaping cannot help), and U+FFFE/U+FFFF
+        o = ord(ch)
+        return (o < 0x20 and ch not in "\t\n\r") or o in (0xFFFE, 0xFFFF) or 0xD800 <= o <= 0xDFFF
+    # CLI text and the rest: any control or line-separator character can inject a command
+    return unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs")
+
+
+def character_violations(params: Any, *, output_format: str, parts: list[Any] | None = None) -> list[FieldViolation]:
+    """Strings (values and keys, at any depth) holding characters the output format cannot
+    carry safely: for text output any newline, carriage return or other control character."""
+    parts = [] if parts is None else parts
+    out: list[FieldViolation] = []
+    if isinstance(params, str):
+        bad = next((ch for ch in params if _bad_char(ch, output_format)), None)
+        if bad is not None:
+            what = "XML" if output_format == "xml" else f"{output_format} (command injection)"
+            out.append(FieldViolation(path_of(parts), f"contains the control character U+{ord(bad):04X}, not allowed in {what} output"))
+    elif isinstance(params, Mapping):
+        for k, v in params.items():
+            if isinstance(k, str) and any(_bad_char(ch, output_format) for ch in k):
+                out.append(FieldViolation(path_of(parts), "a parameter name contains a control character"))
+                continue
+            out.extend(character_violations(v, output_format=output_format, parts=parts + [k]))
+    elif isinstance(params, (list, tuple)):
+        for i, v in enumerate(params):
+            out.extend(character_violations(v, output_format=output_format, parts=parts + [i]))
+    return out
+
+
+def prepare(schema: Mapping[str, Any], value: Any, *, defaults: bool) -> Any:
+    """A plain copy of ``value`` for rendering: integral floats become ints where the schema
+    says ``integer`` (protobuf Struct carries every number as a float) and, with ``defaults``,
+    schema defaults fill missing object properties."""
+    if isinstance(value, Mapping):
+        props = schema.get("properties") or {}
+        out = {k: prepare(props.get(k) or {}, v, defaults=defaults) for k, v in value.items()}
+        if defaults:
+            for name, sub in props.items():
+                if name not in out and isinstance(sub, Mapping) and "default" in sub:
+                    out[name] = copy.deepcopy(sub["default"])
+        return out
+    if isinstance(value, (list, tuple)):
+        items = schema.get("items") or {}
+        return [prepare(items if isinstance(items, Mapping) else {}, v, defaults=defaults) for v in value]
+    if isinstance(value, float) and value.is_integer() and _says_integer(schema):
+        return int(value)
+    return value
+
+
+def _says_integer(schema: Mapping[str, Any]) -> bool:
+    t = schema.get("type")
+    if t == "integer" or (isinstance(t, list) and "integer" in t):
+        return True
+    return any(isinstance(s, Mapping) and _says_integer(s) for s in schema.get("anyOf", []) or [])
+
+
+def action_of(action: Action | str) -> Action:
+    return action if isinstance(action, Action) else Action(action)
+
+
+__all__ = [
+    "RESERVED_NAMES",
+    "ServiceSpec",
+    "action_of",
+    "character_violations",
+    "delete_schema",
+    "load_service",
+    "make_validator",
+    "prepare",
+    "schema_violations",
+]

@@ -1,0 +1,582 @@
+"""The journal against real stores: a SQLite file and a PostgreSQL server (both backends, each test)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from drivers.base import Snapshot
+from gateway.engine.views import (
+    ActivationState,
+    ErrorView,
+    Event,
+    PhaseTiming,
+    RollbackView,
+    TaskResult,
+    VerificationView,
+)
+from gateway.errors import ConflictError, DeviceErrorInfo, JournalError, NotFoundError
+from gateway.journal import JournalOptions, SqlJournal, TaskRecovery, open_journal
+from gateway.journal import sql as sql_module
+from gateway.journal.schema import SCHEMA_VERSION, events, schema_version, tasks
+from gateway.journal.testing import journal, journal_url, pg_admin  # noqa: F401 - fixtures
+from gateway.model import Action, TaskState
+from gateway.secrets import MASK, Secret
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+def task(tid: str = "t1", device: str = "nc1", **kw: object) -> TaskResult:
+    fields = {"service": "interface", "action": Action.CREATE, "state": TaskState.ACKNOWLEDGED, **kw}
+    return TaskResult(id=tid, device=device, **fields)  # type: ignore[arg-type]
+
+
+def full_task() -> TaskResult:
+    """A task with every field set, nested views included."""
+    return TaskResult(
+        id="t-full",
+        device="r1",
+        service="system-contact",
+        action=Action.MODIFY,
+        state=TaskState.FALLOUT,
+        depends_on=("t-a", "t-b"),
+        platform="yuma123",
+        driver="netconf",
+        rendered="<config><system>é</system></config>",
+        diff="- a\n+ b",
+        verification=VerificationView(
+            ok=False, checked=3, mismatches=("/x: expected 'a', found 'b'",), detail="1 differs"
+        ),
+        rollback=RollbackView(method="cancel-commit", ok=False, reason="device unreachable", diff="-x\n+y"),
+        error=ErrorView(
+            kind="DeviceRejectedError",
+            message="bad value",
+            phase="commit",
+            retryable=False,
+            device_error=DeviceErrorInfo(
+                message="invalid value",
+                tag="invalid-value",
+                path="/if:interfaces",
+                severity="error",
+                line="",
+                extra=(("app-tag", "x"), ("bad-element", "mtu")),
+            ),
+        ),
+        timings=(
+            PhaseTiming(phase="push", started_at=T0, duration_ms=1.25),
+            PhaseTiming(phase="verify", started_at=T0 + timedelta(seconds=1), duration_ms=0.5),
+        ),
+        note="needs a person",
+    )
+
+
+async def create(
+    j: SqlJournal,
+    aid: str,
+    *,
+    request_id: str | None = None,
+    fingerprint: str = "fp",
+    tasks_: tuple[TaskResult, ...] = (),
+    created_at: datetime = T0,
+    dry_run: bool = False,
+) -> tuple[str, bool]:
+    return await j.create_activation(
+        activation_id=aid,
+        request_id=request_id or f"req-{aid}",
+        fingerprint=fingerprint,
+        order_ref=f"order-{aid}",
+        atomic=True,
+        dry_run=dry_run,
+        tasks=tasks_ or (task(),),
+        created_at=created_at,
+    )
+
+
+# -- creation and idempotency -------------------------------------------------------------------
+
+
+async def test_create_then_get_returns_everything_written(journal: SqlJournal) -> None:
+    tasks_ = (task("t1", "nc1"), full_task())
+    assert await create(journal, "a1", tasks_=tasks_) == ("a1", True)
+    got = await journal.get("a1")
+    assert got.id == "a1" and got.request_id == "req-a1" and got.order_ref == "order-a1"
+    assert got.atomic is True and got.dry_run is False
+    assert got.state is ActivationState.ACKNOWLEDGED
+    assert got.created_at == T0 and got.updated_at == T0 and got.created_at.tzinfo is not None
+    assert got.tasks == tasks_  # exact round trip of every nested view, in order
+    (first,) = await journal.events("a1")
+    assert (first.seq, first.state, first.task_id, first.time) == (1, "acknowledged", "", T0)
+
+
+async def test_same_request_id_same_fingerprint_returns_existing(journal: SqlJournal) -> None:
+    assert await create(journal, "a1", request_id="r") == ("a1", True)
+    assert await create(journal, "a2", request_id="r") == ("a1", False)
+    with pytest.raises(NotFoundError):
+        await journal.get("a2")
+    assert len(await journal.events("a1")) == 1
+    found = await journal.find_by_request_id("r")
+    assert found is not None and found.id == "a1"
+    assert await journal.find_by_request_id("nope") is None
+
+
+async def test_same_request_id_other_fingerprint_conflicts(journal: SqlJournal) -> None:
+    await create(journal, "a1", request_id="r", fingerprint="one")
+    with pytest.raises(ConflictError) as err:
+        await create(journal, "a2", request_id="r", fingerprint="two")
+    assert "'r'" in str(err.value) and "a1" in str(err.value)
+    with pytest.raises(NotFoundError):
+        await journal.get("a2")
+
+
+async def test_dry_runs_do_not_take_the_request_id(journal: SqlJournal) -> None:
+    assert await create(journal, "d1", request_id="r", dry_run=True) == ("d1", True)
+    assert await create(journal, "d2", request_id="r", dry_run=True, fingerprint="other") == ("d2", True)
+    assert await journal.find_by_request_id("r") is None
+    assert await create(journal, "a1", request_id="r") == ("a1", True)
+    found = await journal.find_by_request_id("r")
+    assert found is not None and found.id == "a1" and (await journal.get("d1")).dry_run is True
+
+
+async def test_concurrent_creates_with_one_request_id_make_one_activation(journal: SqlJournal) -> None:
+    results = await asyncio.gather(*(create(journal, f"a{i}", request_id="race") for i in range(20)))
+    winners = [r for r in results if r[1]]
+    assert len(winners) == 1
+    assert {r[0] for r in results} == {winners[0][0]}
+
+
+async def test_concurrent_creates_from_two_journals_on_one_store(journal: SqlJournal, journal_url: str) -> None:
+    other = SqlJournal(journal_url, options=JournalOptions(busy_timeout_ms=5_000, connect_timeout_s=3))
+    await other.start()
+    try:
+        for n in range(5):
+            rid = f"race-{n}"
+            coros = [
+                create(j, f"{tag}{n}-{i}", request_id=rid, fingerprint="same" if i % 2 else "diff")
+                for i in range(4)
+                for tag, j in (("x", journal), ("y", other))
+            ]
+            results = await asyncio.gather(*coros, return_exceptions=True)
+            created = [r for r in results if isinstance(r, tuple) and r[1]]
+            assert len(created) == 1, results
+            winner = await journal.find_by_request_id(rid)
+            assert winner is not None and winner.id == created[0][0]
+            for r in results:
+                assert (isinstance(r, tuple) and r[0] == winner.id) or isinstance(r, ConflictError), r
+    finally:
+        await other.close()
+
+
+# -- record: events, atomicity, group commit -----------------------------------------------------
+
+
+async def test_events_are_numbered_in_order_and_after_seq_filters(journal: SqlJournal) -> None:
+    await create(journal, "a1", tasks_=(task("t1"), task("t2")))
+    recorded = await asyncio.gather(
+        *(
+            journal.record(
+                activation_id="a1", task_id=f"t{1 + i % 2}", phase="push", state="inProgress", message=f"m{i}"
+            )
+            for i in range(50)
+        )
+    )
+    assert sorted(e.seq for e in recorded) == list(range(2, 52))
+    stored = await journal.events("a1")
+    assert [e.seq for e in stored] == list(range(1, 52))
+    assert stored[1:] == sorted(recorded, key=lambda e: e.seq)  # what record() returned is what is stored
+    assert [e.seq for e in await journal.events("a1", after_seq=40)] == list(range(41, 52))
+    assert await journal.events("a1", after_seq=51) == []
+    times = [e.time for e in stored[1:]]
+    assert times == sorted(times) and all(t.tzinfo is not None for t in times)
+
+
+async def test_record_applies_event_task_and_activation_state_together(journal: SqlJournal) -> None:
+    await create(journal, "a1", tasks_=(task("t1"), task("t2")))
+    before = await journal.get("a1")
+    ev = await journal.record(
+        activation_id="a1",
+        task_id="t1",
+        phase="commit",
+        state="inProgress",
+        message="committing",
+        task={"state": TaskState.IN_PROGRESS, "rendered": "<config/>", "platform": "yuma123"},
+        activation_state=ActivationState.IN_PROGRESS,
+    )
+    assert isinstance(ev, Event) and ev.seq == 2 and ev.message == "committing"
+    got = await journal.get("a1")
+    assert got.state is ActivationState.IN_PROGRESS
+    assert got.updated_at == ev.time and got.updated_at > before.updated_at
+    assert got.tasks[0] == dataclasses.replace(
+        before.tasks[0], state=TaskState.IN_PROGRESS, rendered="<config/>", platform="yuma123"
+    )
+    assert got.tasks[1] == before.tasks[1]
+
+
+async def test_every_task_field_round_trips_through_record(journal: SqlJournal) -> None:
+    await create(journal, "a1", tasks_=(task("t-full", "r1"),))
+    target = full_task()
+    changes = {
+        name: getattr(target, name)
+        for name in (
+            "state",
+            "platform",
+            "driver",
+            "rendered",
+            "diff",
+            "verification",
+            "rollback",
+            "error",
+            "timings",
+            "note",
+        )
+    }
+    await journal.record(activation_id="a1", task_id="t-full", task=changes)
+    got = (await journal.get("a1")).tasks[0]
+    assert got == dataclasses.replace(target, service="interface", action=Action.CREATE, depends_on=())
+    # and cleared again: None for optional views, () for timings
+    await journal.record(
+        activation_id="a1",
+        task_id="t-full",
+        task={"verification": None, "rollback": None, "error": None, "timings": ()},
+    )
+    got = (await journal.get("a1")).tasks[0]
+    assert (got.verification, got.rollback, got.error, got.timings) == (None, None, None, ())
+
+
+async def test_failed_record_changes_nothing(journal: SqlJournal, journal_url: str) -> None:
+    """An event row already holding the next seq makes the insert fail: the task and activation
+    updates of the same transaction must be rolled back with it."""
+    await create(journal, "a1")
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(events).values(
+                activation_id="a1", seq=2, time=T0, task_id="", phase="", state="", message="intruder"
+            )
+        )
+    engine.dispose()
+    with pytest.raises(JournalError) as err:
+        await journal.record(
+            activation_id="a1",
+            task_id="t1",
+            task={"note": "changed"},
+            activation_state=ActivationState.IN_PROGRESS,
+            message="lost",
+        )
+    assert err.value.__cause__ is not None  # translated, chained
+    # in a batch with good records of another activation: the batch fails, each is retried alone
+    await create(journal, "a2")
+    results = await asyncio.gather(
+        journal.record(activation_id="a1", task_id="t1", task={"note": "changed"}, message="lost"),
+        *(journal.record(activation_id="a2", task_id="t1", message=str(i)) for i in range(5)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], JournalError) and all(isinstance(r, Event) for r in results[1:])
+    assert len(await journal.events("a2")) == 6
+    got = await journal.get("a1")
+    assert got.state is ActivationState.ACKNOWLEDGED and got.tasks[0].note == "" and got.updated_at == T0
+    assert [e.message for e in await journal.events("a1")] == ["activation acknowledged", "intruder"]
+
+
+async def test_one_bad_record_fails_alone_in_a_batch(journal: SqlJournal) -> None:
+    await create(journal, "a1")
+    results = await asyncio.gather(
+        *(journal.record(activation_id="a1", task_id="t1", message=f"ok{i}") for i in range(10)),
+        journal.record(activation_id="missing", message="x"),
+        journal.record(activation_id="a1", task_id="no-such-task", message="y"),
+        *(journal.record(activation_id="a1", message=f"ok{i}") for i in range(10, 20)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[10], NotFoundError) and "missing" in str(results[10])
+    assert isinstance(results[11], NotFoundError) and "no-such-task" in str(results[11])
+    good = [r for r in results if isinstance(r, Event)]
+    assert len(good) == 20 and sorted(e.seq for e in good) == list(range(2, 22))
+    assert len(await journal.events("a1")) == 21
+
+
+async def test_group_commit_shares_transactions_and_baseline_does_not(journal_url: str) -> None:
+    counts = {}
+    for max_batch in (512, 1):
+        j = SqlJournal(journal_url, options=JournalOptions(max_batch=max_batch))
+        await j.start()
+        await create(j, f"a{max_batch}")
+        start = j.batches
+        await asyncio.gather(*(j.record(activation_id=f"a{max_batch}", message=str(i)) for i in range(200)))
+        counts[max_batch] = j.batches - start
+        assert [e.seq for e in await j.events(f"a{max_batch}")] == list(range(1, 202))
+        await j.close()
+    assert counts[1] == 200
+    assert counts[512] < 20, counts  # 200 concurrent records in a handful of transactions
+
+
+async def test_close_writes_everything_queued(journal_url: str) -> None:
+    j = SqlJournal(journal_url)
+    await j.start()
+    await create(j, "a1")
+    pending = [asyncio.ensure_future(j.record(activation_id="a1", message=str(i))) for i in range(100)]
+    await asyncio.sleep(0)  # queued, not yet written
+    await j.close()
+    assert all(p.done() and not p.cancelled() and p.exception() is None for p in pending)
+    with pytest.raises(JournalError):
+        await j.record(activation_id="a1", message="after close")
+    async with open_journal(journal_url) as reopened:
+        assert len(await reopened.events("a1")) == 101
+
+
+# -- recovery records ---------------------------------------------------------------------------
+
+
+async def test_recovery_record_merges_keys(journal: SqlJournal) -> None:
+    await create(journal, "a1", tasks_=(task("t1"), task("t2")))
+    assert await journal.recovery("a1", "t1") == TaskRecovery()
+    snap = Snapshot(content="<interfaces/>", scope="<filter/>")
+    await journal.record(activation_id="a1", task_id="t1", recovery={"snapshot": snap, "phase": "snapshot"})
+    await journal.record(
+        activation_id="a1",
+        task_id="t1",
+        recovery={"persist_id": "agw-a1-t1", "pending": "confirmed-commit", "phase": "commit"},
+    )
+    after = Snapshot(content="<interfaces><interface/></interfaces>", scope="<filter/>")
+    await journal.record(activation_id="a1", task_id="t1", recovery={"attempt": 2, "after": after})
+    assert await journal.recovery("a1", "t1") == TaskRecovery(
+        snapshot=snap, after=after, persist_id="agw-a1-t1", pending="confirmed-commit", phase="commit", attempt=2
+    )
+    assert await journal.recovery("a1", "t2") == TaskRecovery()
+    await journal.record(activation_id="a1", task_id="t1", recovery={"pending": "", "snapshot": None})
+    rec = await journal.recovery("a1", "t1")
+    assert rec.pending == "" and rec.snapshot is None and rec.persist_id == "agw-a1-t1"
+    with pytest.raises(NotFoundError):
+        await journal.recovery("a1", "t9")
+    with pytest.raises(JournalError):
+        await journal.record(activation_id="a1", task_id="t1", recovery={"password": "x"})
+
+
+async def test_recovery_merges_within_one_batch(journal: SqlJournal) -> None:
+    await create(journal, "a1")
+    await asyncio.gather(
+        journal.record(activation_id="a1", task_id="t1", recovery={"persist_id": "p"}),
+        journal.record(activation_id="a1", task_id="t1", recovery={"pending": "applied"}),
+        journal.record(activation_id="a1", task_id="t1", recovery={"attempt": 3}),
+    )
+    assert await journal.recovery("a1", "t1") == TaskRecovery(persist_id="p", pending="applied", attempt=3)
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+async def test_list_filters_by_state_device_and_time(journal: SqlJournal) -> None:
+    for i, (device, state) in enumerate(
+        [
+            ("nc1", None),
+            ("cli1", ActivationState.COMPLETED),
+            ("nc1", ActivationState.FALLOUT),
+            ("r1", ActivationState.IN_PROGRESS),
+        ]
+    ):
+        await create(
+            journal, f"a{i}", tasks_=(task("t", device), task("u", "shared")), created_at=T0 + timedelta(minutes=i)
+        )
+        if state:
+            await journal.record(activation_id=f"a{i}", activation_state=state)
+    ids = lambda xs: [x.id for x in xs]  # noqa: E731
+    assert ids(await journal.list()) == ["a3", "a2", "a1", "a0"]  # newest first
+    assert ids(await journal.list(limit=2)) == ["a3", "a2"]
+    assert ids(await journal.list(states=[ActivationState.COMPLETED, ActivationState.FALLOUT])) == ["a2", "a1"]
+    assert ids(await journal.list(device="nc1")) == ["a2", "a0"]
+    assert ids(await journal.list(device="shared")) == ["a3", "a2", "a1", "a0"]
+    assert ids(await journal.list(device="nowhere")) == []
+    assert ids(await journal.list(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=3))) == ["a2", "a1"]
+    tz = timezone(timedelta(hours=2))  # any zone works; compared in UTC
+    assert ids(await journal.list(since=(T0 + timedelta(minutes=3)).astimezone(tz))) == ["a3"]
+    assert ids(await journal.list(states=[ActivationState.FALLOUT], device="cli1")) == []
+    listed = await journal.list(device="nc1")
+    assert listed[0] == await journal.get("a2") and len(listed[0].tasks) == 2
+
+
+async def test_unfinished_and_fallout(journal: SqlJournal) -> None:
+    await create(journal, "a0", created_at=T0)
+    await create(journal, "a1", created_at=T0 + timedelta(seconds=1), tasks_=(task("t1"), task("t2")))
+    await create(journal, "a2", created_at=T0 + timedelta(seconds=2))
+    await create(journal, "a3", created_at=T0 + timedelta(seconds=3))
+    await journal.record(activation_id="a1", activation_state=ActivationState.IN_PROGRESS)
+    await journal.record(activation_id="a2", activation_state=ActivationState.COMPLETED)
+    await journal.record(activation_id="a3", activation_state=ActivationState.FALLOUT)
+    assert await journal.unfinished() == ["a0", "a1"]
+    assert await journal.fallout() == []
+    await journal.record(activation_id="a3", task_id="t1", task={"state": TaskState.FALLOUT, "note": "cut"})
+    await journal.record(activation_id="a1", task_id="t2", task={"state": TaskState.FALLOUT})
+    fallout = await journal.fallout()
+    assert [(aid, t.id, t.state) for aid, t in fallout] == [
+        ("a1", "t2", TaskState.FALLOUT),
+        ("a3", "t1", TaskState.FALLOUT),
+    ]
+    assert fallout[1][1].note == "cut"
+
+
+async def test_unknown_activation_is_not_found(journal: SqlJournal) -> None:
+    with pytest.raises(NotFoundError):
+        await journal.get("nope")
+    with pytest.raises(NotFoundError):
+        await journal.record(activation_id="nope", message="x")
+    assert await journal.events("nope") == []
+
+
+# -- bad input, secrets, errors -----------------------------------------------------------------
+
+
+async def test_bad_input_is_refused_before_anything_is_written(journal: SqlJournal) -> None:
+    await create(journal, "a1")
+    naive = datetime(2026, 1, 1)
+    cases = [
+        create(journal, "a2", created_at=naive),
+        journal.record(activation_id="a1", task_id="t1", task={"device": "other"}),
+        journal.record(activation_id="a1", task_id="t1", task={"verification": "ok"}),
+        journal.record(activation_id="a1", task_id="t1", task={"state": "bogus"}),
+        journal.record(activation_id="a1", task_id="t1", task={"timings": ["1ms"]}),
+        journal.record(activation_id="a1", task_id="t1", recovery={"attempt": "2"}),
+        journal.record(activation_id="a1", task={"note": "no task id"}),
+        journal.record(activation_id="a1", message=42),  # type: ignore[arg-type]
+        journal.list(limit=0),
+        journal.list(since=naive),
+    ]
+    for coro in cases:
+        with pytest.raises(JournalError) as err:
+            await coro
+        assert err.value.retryable is False
+    assert len(await journal.events("a1")) == 1
+    with pytest.raises(NotFoundError):
+        await journal.get("a2")
+
+
+async def test_secrets_passed_by_mistake_are_stored_masked(journal: SqlJournal, journal_url: str) -> None:
+    clear = "hunter2-clear-value"
+    await create(journal, "a1")
+    await journal.record(
+        activation_id="a1",
+        task_id="t1",
+        message=Secret(clear),  # type: ignore[arg-type]
+        task={
+            "note": Secret(clear),
+            "error": ErrorView(
+                kind="AuthenticationError",
+                message=Secret(clear),  # type: ignore[arg-type]
+                device_error=DeviceErrorInfo(message="denied", extra=(("password", Secret(clear)),)),
+            ),
+        },  # type: ignore[arg-type]
+        recovery={"persist_id": Secret(clear)},
+    )
+    got = await journal.get("a1")
+    assert got.tasks[0].note == MASK and got.tasks[0].error is not None and got.tasks[0].error.message == MASK
+    assert (await journal.events("a1"))[-1].message == MASK
+    assert (await journal.recovery("a1", "t1")).persist_id == MASK
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        everything = [str(row) for t in (tasks, events) for row in conn.execute(sa.select(t))]
+    engine.dispose()
+    assert any(MASK in row for row in everything) and not any(clear in row for row in everything)
+    if journal_url.startswith("sqlite"):
+        await journal.close()
+        path = Path(sa.engine.make_url(journal_url).database or "")
+        for f in path.parent.glob(path.name + "*"):  # the database file and its WAL
+            assert clear.encode() not in f.read_bytes()
+
+
+async def test_newer_schema_version_is_refused(journal: SqlJournal, journal_url: str) -> None:
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(schema_version).values(version=SCHEMA_VERSION + 1, applied_at=T0))
+    engine.dispose()
+    newer = SqlJournal(journal_url)
+    with pytest.raises(JournalError, match="newer"):
+        await newer.start()
+
+
+async def test_unreachable_store_is_a_journal_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    for url in (
+        f"sqlite:///{tmp_path / 'dir.db'}",
+        "postgresql+psycopg://agw:agw@127.0.0.1:9/agw_test",
+    ):  # discard port: refused
+        j = SqlJournal(url, options=JournalOptions(connect_timeout_s=2))
+        with pytest.raises(JournalError) as err:
+            await j.start()
+        assert err.value.retryable is True and err.value.__cause__ is not None
+    (tmp_path / "plain-file").write_text("")
+    j = SqlJournal(f"sqlite:///{tmp_path / 'plain-file' / 'journal.db'}")  # its directory cannot be made
+    with pytest.raises(JournalError) as err:
+        await j.start()
+    assert isinstance(err.value.__cause__, OSError)
+    with pytest.raises(JournalError, match="not supported"):
+        open_journal("mysql://x@127.0.0.1/db")
+    for options in (JournalOptions(max_batch=0), JournalOptions(sqlite_synchronous="OFF")):
+        with pytest.raises(JournalError) as err:
+            await SqlJournal(f"sqlite:///{tmp_path / 'x.db'}", options=options).start()
+        assert err.value.retryable is False
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    async with open_journal(str(path)) as j:
+        await create(j, "a1")
+        assert (tmp_path / "journal.db-wal").exists()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("pragma journal_mode").fetchone() == ("wal",)
+
+
+async def test_a_caller_that_goes_away_is_still_written(journal: SqlJournal) -> None:
+    await create(journal, "a1")
+    waiting = asyncio.ensure_future(journal.record(activation_id="a1", message="announced"))
+    await asyncio.sleep(0)  # queued
+    waiting.cancel()
+    await journal.record(activation_id="a1", message="next")  # after the cancelled one, in order
+    assert [e.message for e in await journal.events("a1")][1:] == ["announced", "next"]
+
+
+async def test_a_writer_bug_fails_its_batch_and_the_writer_goes_on(
+    journal: SqlJournal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await create(journal, "a1")
+    real = sql_module.apply_batch
+    calls = []
+
+    def broken_once(engine: sa.Engine, batch: list[object]) -> list[object]:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return real(engine, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sql_module, "apply_batch", broken_once)
+    results = await asyncio.gather(
+        *(journal.record(activation_id="a1", message=str(i)) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, JournalError) and "bug" in str(r) for r in results)
+    assert (await journal.record(activation_id="a1", message="after")).seq == 2
+
+
+# -- durability ---------------------------------------------------------------------------------
+
+
+async def test_sqlite_file_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "dir" / "journal.db"
+    async with open_journal(str(path)) as j:  # a plain path is a SQLite file; parents are created
+        await create(j, "a1", tasks_=(full_task(),))
+        await j.record(
+            activation_id="a1",
+            task_id="t-full",
+            task={"note": "kept"},
+            activation_state=ActivationState.FALLOUT,
+            recovery={"pending": "applied"},
+        )
+        before = await j.get("a1")
+        before_events = await j.events("a1")
+    async with open_journal(f"sqlite:///{path}") as j:
+        assert await j.get("a1") == before and before.tasks[0].note == "kept"
+        assert await j.events("a1") == before_events
+        assert (await j.recovery("a1", "t-full")).pending == "applied"
+        assert await j.unfinished() == [] and [a for a, _ in await j.fallout()] == ["a1"]

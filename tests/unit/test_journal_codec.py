@@ -1,0 +1,151 @@
+"""Pure conversions between result views and journal rows: exact round trips, masking, refusals."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import gateway.journal
+from drivers.base import Snapshot
+from gateway.engine.views import ErrorView, PhaseTiming, RollbackView, TaskResult, VerificationView
+from gateway.errors import DeviceErrorInfo, JournalError
+from gateway.journal import TaskRecovery, codec
+from gateway.model import Action, TaskState
+from gateway.secrets import MASK, Secret
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=timezone.utc)
+
+
+def test_public_surface_is_pinned() -> None:
+    assert sorted(gateway.journal.__all__) == [
+        "Journal",
+        "JournalOptions",
+        "RECOVERY_FIELDS",
+        "SqlJournal",
+        "TASK_FIELDS",
+        "TaskRecovery",
+        "open_journal",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "encode", "decode"),
+    [
+        (VerificationView(ok=True, checked=4), codec.encode_verification, codec.decode_verification),
+        (
+            VerificationView(ok=False, checked=2, mismatches=("a", "b"), detail="d"),
+            codec.encode_verification,
+            codec.decode_verification,
+        ),
+        (
+            RollbackView(method="restore", ok=False, reason="r", diff="-a\n+b"),
+            codec.encode_rollback,
+            codec.decode_rollback,
+        ),
+        (
+            ErrorView(kind="ConnectError", message="m", phase="connect", retryable=True),
+            codec.encode_error,
+            codec.decode_error,
+        ),
+        (
+            ErrorView(
+                kind="DeviceRejectedError",
+                message="m",
+                device_error=DeviceErrorInfo(
+                    message="x",
+                    tag="invalid-value",
+                    path="/p",
+                    severity="warning",
+                    line="ip address 1",
+                    extra=(("k", "v"), ("k2", "v2")),
+                ),
+            ),
+            codec.encode_error,
+            codec.decode_error,
+        ),
+        (None, codec.encode_error, codec.decode_error),
+    ],
+)
+def test_nested_views_round_trip(value: object, encode, decode) -> None:  # type: ignore[no-untyped-def]
+    assert decode(encode(value)) == value
+
+
+def test_timings_round_trip_in_utc_whatever_the_zone() -> None:
+    tz = timezone(timedelta(hours=-5))
+    timings = (
+        PhaseTiming(phase="push", started_at=T0.astimezone(tz), duration_ms=3.5),
+        PhaseTiming(phase="verify", started_at=T0, duration_ms=0.0),
+    )
+    back = codec.decode_timings(codec.encode_timings(timings))
+    assert back == timings and all(t.started_at.tzinfo == timezone.utc for t in back)
+    assert codec.decode_timings(codec.encode_timings(())) == ()
+
+
+def test_task_row_round_trip() -> None:
+    t = TaskResult(
+        id="t",
+        device="d",
+        service="s",
+        action=Action.DELETE,
+        state=TaskState.ROLLED_BACK,
+        depends_on=("x",),
+        platform="p",
+        driver="netconf",
+        rendered="r",
+        diff="df",
+        verification=VerificationView(ok=True, checked=1),
+        rollback=RollbackView(method="none", ok=True),
+        error=ErrorView(kind="K", message="M"),
+        timings=(PhaseTiming(phase="p", started_at=T0, duration_ms=1.0),),
+        note="n",
+    )
+    row = codec.task_row("a", 0, t)
+    assert codec.decode_task(row) == t
+    assert row["recovery"] == "{}" and row["position"] == 0
+
+
+def test_secrets_are_masked_everywhere() -> None:
+    nested = {"k": [Secret("s3cret")], "e": ErrorView(kind="K", message=Secret("s3cret"))}  # type: ignore[arg-type]
+    text = codec.dumps(nested)
+    assert "s3cret" not in text and json.loads(text)["k"] == [MASK]
+    assert codec.text(Secret("s3cret"), "note") == MASK
+    assert codec.task_changes({"note": Secret("s3cret")}) == {"note": MASK}
+    assert codec.recovery_changes({"persist_id": Secret("s3cret")}) == {"persist_id": MASK}
+
+
+def test_task_changes_refuse_what_cannot_be_stored() -> None:
+    for changes in (
+        {"id": "x"},
+        {"depends_on": ()},
+        {"bogus": 1},
+        {"state": "nope"},
+        {"note": 3},
+        {"rollback": VerificationView(ok=True, checked=1)},
+        {"timings": (1,)},
+    ):
+        with pytest.raises(JournalError) as err:
+            codec.task_changes(changes)
+        assert err.value.retryable is False
+    assert codec.task_changes({"state": "completed"}) == {"state": "completed"}
+
+
+def test_recovery_changes_and_decode() -> None:
+    snap = Snapshot(content="<a/>", scope="<f/>")
+    after = Snapshot(content="<b/>", scope="<f/>")
+    plain = codec.recovery_changes({"snapshot": snap, "after": after, "attempt": 2, "pending": "applied"})
+    assert codec.decode_recovery(json.dumps(plain)) == TaskRecovery(
+        snapshot=snap, after=after, attempt=2, pending="applied"
+    )
+    assert codec.decode_recovery("{}") == TaskRecovery()
+    for bad in ({"attempt": True}, {"attempt": "1"}, {"snapshot": "<a/>"}, {"after": "<b/>"}, {"secret": "x"}, {"phase": 1}):
+        with pytest.raises(JournalError):
+            codec.recovery_changes(bad)
+
+
+def test_utc_refuses_naive_and_converts_aware() -> None:
+    with pytest.raises(JournalError, match="timezone-aware"):
+        codec.utc(datetime(2026, 1, 1), "created_at")
+    tz = timezone(timedelta(hours=3))
+    assert codec.utc(T0.astimezone(tz), "x") == T0 and codec.utc(T0.astimezone(tz), "x").tzinfo == timezone.utc
