@@ -69,19 +69,19 @@ class Figures:
 
 
 def lab_targets() -> list[Target]:
-    """The running lab's NETCONF nodes, if the lab runner offers ``Lab.attach``."""
+    """The NETCONF nodes of the running labs (``lab.api.Lab.attach``), if any."""
     try:
-        from lab import Lab  # type: ignore[attr-defined]
+        from lab.api import Lab
 
-        lab = Lab.attach()
         out = []
-        for node in lab.nodes():
-            if "netconf" in getattr(node, "ports", {}):
-                cred = node.credentials["netconf"]
-                out.append(Target(node.name, node.address, node.ports["netconf"], cred["username"], cred["password"]))
+        for lab_name in Lab.running():
+            for node in Lab.attach(lab_name).nodes.values():
+                if "netconf" in node.ports:
+                    cred = node.credentials["netconf"]
+                    out.append(Target(node.name, node.address, node.ports["netconf"], cred["username"], cred["password"]))
         return out
     except Exception as exc:  # noqa: BLE001 - no lab: fall back to the development devices
-        log.info("no running lab usable (%s); using %s", exc, ", ".join(DEV_HOSTS))
+        log.info("no running lab usable (%s)", exc)
         return []
 
 

@@ -93,10 +93,13 @@ class Lab:
         with stmod.locked():
             old = stmod.load(topo.name)
             if old is not None:
-                if old.get("digest") == topo.digest and runner.healthy(old):
-                    log.info("lab %s is already up", topo.name)
+                if old.get("digest") == topo.digest and runner.network_intact(old):
+                    # Same lab, network in place: start whatever daemon is missing, never rebuild
+                    # (another test session may be using it).
+                    log.info("lab %s is already up; starting any missing daemon", topo.name)
+                    runner.start(old)
                     lab = cls(old)
-                    runner.run_async(runner.wait_ready(old, timeout_s))
+                    lab._finish_up(timeout_s)
                     return lab
                 log.info("lab %s: stale or different state found; tearing it down first", topo.name)
                 left = runner.teardown(old)
@@ -114,6 +117,12 @@ class Lab:
                 stmod.save(st)
                 raise
         lab = cls(st)
+        lab._finish_up(timeout_s)
+        log.info("lab %s up: %d nodes", topo.name, len(st["nodes"]))
+        return lab
+
+    def _finish_up(self, timeout_s: float) -> None:
+        st = self._st
         try:
             runner.run_async(runner.wait_ready(st, timeout_s))
         except LabError:
@@ -121,11 +130,8 @@ class Lab:
             stmod.save(st)
             raise
         st["status"] = "up"
-        st.pop("startup_pending", None)
         stmod.save(st)
-        lab._write_inventory()
-        log.info("lab %s up: %d nodes", topo.name, len(st["nodes"]))
-        return lab
+        self._write_inventory()
 
     @classmethod
     def attach(cls, name: str) -> Lab:

@@ -15,6 +15,7 @@ Not root: those tests are skipped with the reason.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from collections.abc import Iterator
@@ -45,16 +46,39 @@ def lab() -> Iterator[object]:
         pytest.skip(f"lab tests skipped: {NOT_ROOT_MESSAGE}")
     from lab.api import Lab
 
+    from lab.state import base_dir
+    from lab.state import load as load_state
+
     name = os.environ.get("AGW_TEST_LAB", "pytest")
     topology = Path(os.environ.get("AGW_TEST_TOPOLOGY", str(BASIC)))
+    # Two test sessions on one machine share the lab: each holds a shared lock while it runs,
+    # and only the last one out (the one that gets the exclusive lock) brings the lab down.
+    base_dir().mkdir(parents=True, exist_ok=True)
+    users = open(base_dir() / f".{name}.users", "w")  # noqa: SIM115 - held for the session
+    fcntl.flock(users, fcntl.LOCK_SH)
     try:
-        running = Lab.up(topology, name=name, timeout_s=60)
-    except Exception:
-        try:  # leave nothing half-created behind
-            Lab.attach(name).down()
-        except Exception:  # noqa: BLE001 - the first error is the one to report
-            log.exception("cleaning up lab %s after a failed up", name)
-        raise
-    yield running
-    if os.environ.get("AGW_LAB_KEEP") != "1":
-        running.down()
+        try:
+            running = Lab.up(topology, name=name, timeout_s=60)
+        except Exception:
+            try:  # leave nothing half-created behind
+                Lab.attach(name).down()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                log.exception("cleaning up lab %s after a failed up", name)
+            raise
+        yield running
+    finally:
+        fcntl.flock(users, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("lab %s is still used by another test session; leaving it up", name)
+        else:
+            if os.environ.get("AGW_LAB_KEEP") != "1":
+                try:
+                    if load_state(name) is not None:
+                        Lab.attach(name).down()
+                except Exception:  # noqa: BLE001
+                    log.exception("bringing lab %s down", name)
+                    raise
+        finally:
+            users.close()

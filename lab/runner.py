@@ -102,7 +102,8 @@ def preflight(topo: Topology) -> None:
             conflicts.append(f"namespace {ns} for node {spec.name} already exists and belongs to {who}")
     if conflicts:
         raise LabConflictError(f"{topo.file}: " + "; ".join(conflicts))
-    bad = overlapping_routes(topo.range, host.routes(), stmod.all_veths())
+    ranges = {str(st.get("range")) for st in stmod.all_labs()}
+    bad = overlapping_routes(topo.range, host.routes(), stmod.all_veths(), ranges)
     if bad:
         raise TopologyError(
             topo.file,
@@ -225,6 +226,9 @@ def start(st: dict[str, Any], node: str | None = None, daemon: str | None = None
                 continue
             if dname == "netconfd":
                 (Path(spec["cwd"]) / "ncxserver.sock").unlink(missing_ok=True)
+            if dname in ("zebra", "staticd"):
+                n.pop("startup_loaded", None)  # a restarted FRR reloads its saved configuration
+                (Path(n["dir"]) / "frr" / "run" / f"{dname}.vty").unlink(missing_ok=True)
             dm.spawn(dm.DaemonSpec.from_json(spec), pidfile)
 
 
@@ -253,15 +257,18 @@ async def _frr_startup(n: dict[str, Any], deadline: float) -> None:
         if loop.time() > deadline:
             raise TimeoutError(f"FRR vty sockets did not appear in {run}")
         await asyncio.sleep(0.05)
-    if n.get("startup", {}).get("cli") and not n.get("startup_loaded"):
+    while n.get("startup", {}).get("cli") and not n.get("startup_loaded"):
         proc = await asyncio.create_subprocess_exec(
             *n["nsenter"], "vtysh", "--vty_socket", str(run), "--config_dir", str(run.parent), "-b",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await proc.communicate()
-        if proc.returncode != 0:
+        if proc.returncode == 0:
+            n["startup_loaded"] = True
+        elif loop.time() > deadline:  # a daemon may still be starting (stale vty socket): retry
             raise RuntimeError(f"vtysh -b failed: {out.decode(errors='replace')[-300:]}")
-        n["startup_loaded"] = True
+        else:
+            await asyncio.sleep(0.1)
 
 
 async def _wait_proto(
@@ -324,14 +331,12 @@ def run_async(coro: Any) -> Any:
 # --- teardown ------------------------------------------------------------------------------------
 
 
-def healthy(st: dict[str, Any]) -> bool:
-    for name, n in st["nodes"].items():
-        if not host.netns_exists(n["namespace"]) or not host.link_exists(n["veth"]):
-            return False
-        for d in n["daemons"]:
-            if not dm.alive(daemon_pid(st, name, d)):
-                return False
-    return st.get("status") == "up"
+def network_intact(st: dict[str, Any]) -> bool:
+    """Every namespace, veth and UTS mount of the lab exists (its daemons may not)."""
+    return bool(st.get("nodes")) and st.get("status") in ("starting", "up", "failed") and all(
+        host.netns_exists(n["namespace"]) and host.link_exists(n["veth"]) and host.is_mountpoint(Path(n["uts"]))
+        for n in st["nodes"].values()
+    )
 
 
 def teardown(st: dict[str, Any]) -> list[str]:
@@ -361,4 +366,4 @@ def teardown(st: dict[str, Any]) -> list[str]:
     return left
 
 
-__all__ = ["create", "healthy", "namespace_name", "plan", "preflight", "run_async", "start", "teardown", "veth_name", "wait_ready"]
+__all__ = ["create", "network_intact", "namespace_name", "plan", "preflight", "run_async", "start", "teardown", "veth_name", "wait_ready"]

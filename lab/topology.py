@@ -353,9 +353,10 @@ def allocate(rng: ipaddress.IPv4Network, count: int, used: set[ipaddress.IPv4Net
 
 
 def overlapping_routes(
-    rng: ipaddress.IPv4Network, routes: list[dict[str, Any]], own_devs: set[str]
+    rng: ipaddress.IPv4Network, routes: list[dict[str, Any]], own_devs: set[str], own_ranges: set[str] = frozenset()  # type: ignore[assignment]
 ) -> list[str]:
-    """Host routes (``ip -j route`` rows) that overlap the lab range and are not the lab's own."""
+    """Host routes (``ip -j route`` rows) that overlap the lab range and are not a lab's own
+    (a lab's veth routes, or the ``unreachable`` route of this or another lab's range)."""
     bad_routes = []
     for r in routes:
         dst = r.get("dst", "")
@@ -367,7 +368,7 @@ def overlapping_routes(
             continue
         if not net.overlaps(rng):
             continue
-        if r.get("type") == "unreachable" and net == rng:
+        if r.get("type") == "unreachable" and (net == rng or str(net) in own_ranges):
             continue
         if r.get("dev") in own_devs:
             continue

@@ -64,12 +64,16 @@ class CliDriver(Driver):
             )
         )
         self._last_undo: str | None = None
+        self._known_running: str | None = None
+        """The last running-config read, while nothing was pushed since (this driver is the only
+        writer during a change: the engine serializes a device). Saves restore a read."""
 
     # -- session -------------------------------------------------------------------------
     async def open(self) -> None:
         await self._session.open()
 
     async def close(self) -> None:
+        self._known_running = None
         await self._session.close()
 
     @property
@@ -79,6 +83,7 @@ class CliDriver(Driver):
     async def _ready(self) -> CliSession:
         """The session, reopened if a timeout or a dropped connection closed it."""
         if not self._session.is_open:
+            self._known_running = None
             log.info("%s: (re)opening the CLI session", self.device)
             await self._session.open()
         return self._session
@@ -90,7 +95,10 @@ class CliDriver(Driver):
     # -- reading -------------------------------------------------------------------------
     async def _running(self, phase: Phase) -> str:
         session = await self._ready()
-        return await session.send(self.settings.show_running, timeout_s=self._op_s, phase=phase)
+        self._known_running = None
+        text = await session.send(self.settings.show_running, timeout_s=self._op_s, phase=phase)
+        self._known_running = text
+        return text
 
     def _canonical(self, text: str) -> str:
         return cfg.canonical_text(text, platform=self._platform, strip=self._strip)
@@ -124,6 +132,7 @@ class CliDriver(Driver):
     async def _push(self, lines: Sequence[cfg.PushLine], phase: Phase) -> None:
         if not lines:
             return
+        self._known_running = None
         session = await self._ready()
         timeout_s = self.profile.timeouts.commit_s if len(lines) > 50 else self._op_s
         answered = await session.configure([p.text for p in lines], timeout_s=timeout_s, phase=phase)
@@ -197,7 +206,8 @@ class CliDriver(Driver):
             except DeviceRejectedError as exc:  # the generated undo below still repairs it
                 log.warning("%s: explicit undo rejected (%s); using the generated undo", self.device, exc.message)
         wanted = cfg.parse(snapshot.content, platform=self._platform, strip=self._strip)
-        current = cfg.parse(await self._running(Phase.ROLLBACK), platform=self._platform, strip=self._strip)
+        running = self._known_running if self._known_running is not None else await self._running(Phase.ROLLBACK)
+        current = cfg.parse(running, platform=self._platform, strip=self._strip)
         lines = cfg.undo_lines(current, wanted, section_exit=self.settings.section_exit,
                                rules=self.settings.negation_rules())
         log.info("%s: restoring the snapshot with %d generated line(s)", self.device, len(lines))

@@ -105,7 +105,7 @@ async def test_atomic_three_devices_third_fails_rolls_back_all(gw: Client, lab: 
     before = {d: await asyncio.to_thread(interface_xml, lab.node(d), n) for d, n in names.items()}
     tasks = [iface_task("a", "nc1", names["nc1"], description="atomic"),
              iface_task("b", "nc2", names["nc2"], description="atomic"),
-             iface_task("c", "r1", names["r1"], type="notAnIanaType", depends_on=["a", "b"])]
+             iface_task("c", "r1", names["r1"], type="notAnIanaType")]
     tasks[2]["depends_on"] = ["a", "b"]
     result = await gw.wait(await gw.submit(tasks, request_id=rid()))
     assert result.state == ActivationState.ROLLED_BACK, result

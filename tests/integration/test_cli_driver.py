@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from pathlib import Path
@@ -37,10 +38,37 @@ def endpoint(lab: Any) -> Endpoint:
                     credential=Credential(ref="lab:cli1", username=cred["username"], password=Secret(cred["password"])))
 
 
+_RIB_READY: set[str] = set()
+
+
+async def wait_for_rib(drv: CliDriver, *, timeout_s: float = 30.0) -> None:
+    """Wait until staticd installs routes in zebra's RIB.
+
+    On a freshly started FRR, staticd connects to zebra some seconds after both answer on their
+    vty sockets (measured: ~10 s after `lab up`); static routes configured before that are kept
+    in the config but not in the RIB, so show-command checks would fail for the lab's reason.
+    """
+    if drv.device in _RIB_READY:
+        return
+    probe = ChangeSet(service="-", action=Action.CREATE, content="ip route 192.0.2.252/30 Null0\n")
+    snapshot = await drv.read(probe)
+    await drv.load(probe)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while "static" not in await drv._session.send("show ip route 192.0.2.252/30", timeout_s=OPERATION_S,
+                                                      phase=None):  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, "staticd never installed a route in zebra's RIB"
+            await asyncio.sleep(0.2)
+    finally:
+        await drv.restore(snapshot)
+    _RIB_READY.add(drv.device)
+
+
 @pytest.fixture
 async def driver(lab: Any) -> AsyncIterator[CliDriver]:
     drv = CliDriver(endpoint=endpoint(lab), profile=profile())
     await drv.open()
+    await wait_for_rib(drv)
     yield drv
     await drv.close()
 

@@ -149,3 +149,13 @@ def test_bad_fault_requests_are_refused(lab: Lab) -> None:
         lab.fault("nc1", "kill", daemon="zebra")
     with pytest.raises(FaultError, match="needs a daemon"):
         lab.fault("nc1", "restart")
+
+
+def test_restart_zebra_reloads_the_startup_config(lab: Lab) -> None:
+    from tests.integration.test_lab import cli_connect
+
+    lab.fault("r1", "kill", daemon="zebra")
+    assert [r for r in lab.status() if r.node == "r1"][0].ready["cli"] is False
+    lab.fault("r1", "restart", daemon="zebra")
+    with cli_connect(lab.node("r1")) as c:
+        assert "r1 loopback (startup-config)" in c.send_command("show running-config")

@@ -139,7 +139,10 @@ def test_recovery_changes_and_decode() -> None:
         snapshot=snap, after=after, attempt=2, pending="applied"
     )
     assert codec.decode_recovery("{}") == TaskRecovery()
-    for bad in ({"attempt": True}, {"attempt": "1"}, {"snapshot": "<a/>"}, {"after": "<b/>"}, {"secret": "x"}, {"phase": 1}):
+    bad_changes = (
+        {"attempt": True}, {"attempt": "1"}, {"snapshot": "<a/>"}, {"after": "<b/>"}, {"secret": "x"}, {"phase": 1},
+    )
+    for bad in bad_changes:
         with pytest.raises(JournalError):
             codec.recovery_changes(bad)
 

@@ -122,6 +122,9 @@ def test_overlapping_routes() -> None:
         {"dst": "10.1.0.0/16", "dev": "eth1"},
     ]
     assert topology.overlapping_routes(rng, routes, {"al123456-0"}) == ["198.19.1.0/24 dev eth1"]
+    inner = ipaddress.IPv4Network("198.19.254.0/24")
+    assert topology.overlapping_routes(inner, routes[1:3], set()) == ["198.18.0.0/15 unreachable dev -"]
+    assert topology.overlapping_routes(inner, routes[1:2], set(), {"198.18.0.0/15"}) == []
 
 
 def test_fleet() -> None:

@@ -52,7 +52,7 @@ def test_partial_message_stays_pending() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [b"garbage!", b"\n#abc\nxxx", b"\n#0\n\n##\n", b"\n##\n", b"\n#12345678901234\n", b"\n#5\nabcde\n#x"],
+    [b"garbage!", b"\n#abc\nxxx", b"\n#0\n\n##\n", b"\n##\n", b"\n#12345678901234\n", b"\n#5\nabcde\n#x1\n"],
 )
 def test_chunked_garbage_raises(bad: bytes) -> None:
     with pytest.raises(FramingError):
