@@ -28,14 +28,14 @@ DATA_DIR ?= var
 run: setup
 	$(AGW) lab up $(LAB_TOPOLOGY)
 	@mkdir -p $(DATA_DIR)
-	$(AGW) lab inventory > $(DATA_DIR)/inventory.yaml
+	$(AGW) lab inventory --lab basic > $(DATA_DIR)/inventory.yaml
 	$(AGW) serve --data-dir $(DATA_DIR) --inventory $(DATA_DIR)/inventory.yaml
 
 lab-up: setup
 	$(AGW) lab up $(LAB_TOPOLOGY)
 
 lab-down:
-	$(AGW) lab down
+	$(AGW) lab down basic
 
 # The whole suite: unit tests, integration tests against the lab (the pytest plugin brings its
 # own lab up and down) and against a real PostgreSQL.

@@ -63,6 +63,7 @@ def main(argv: list[str]) -> int:
         return 2
     lab, up_s = timed_up(BASIC, "benchbasic")
     try:
+        n_nodes = len(lab.nodes)
         node = lab.node("cli1")
         _, base_rtt = ping(node.address, 20, 0.01)
         with lab.faulted("cli1", "delay", 10):
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
         t0 = time.monotonic()
         lab.down()
         down_s = time.monotonic() - t0
-    log.info("lab basic (4 nodes): up %.2f s (budget 5 s: %.2fx), down %.2f s", up_s, up_s / 5, down_s)
+    log.info("lab basic (%d nodes): up %.2f s (budget 5 s: %.2fx), down %.2f s", n_nodes, up_s, up_s / 5, down_s)
     log.info("delay 10 ms each way: RTT %.1f ms (base %.3f ms; must be >= 20 ms: %s)",
              delay_rtt, base_rtt, "ok" if delay_rtt >= 20 else "FAIL")
     log.info("loss 10 %%: %.1f %% of 1000 pings lost", loss)

@@ -3,9 +3,7 @@ credentials, driver registry → engine → gRPC server."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,24 +57,4 @@ def build_engine(config: GatewayConfig) -> Engine:
     )
 
 
-async def serve(config: GatewayConfig) -> None:
-    """Run the gateway until SIGINT/SIGTERM, then shut down gracefully."""
-    from gateway.api.server import start_server
-
-    engine = build_engine(config)
-    await engine.start()
-    server, port = await start_server(engine, listen=config.listen)
-    log.warning("gateway listening on %s (port %d), journal %s", config.listen, port, config.resolved_journal_url())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        log.warning("shutting down")
-        await server.stop(config.shutdown_grace_s)
-        await engine.stop()
-
-
-__all__ = ["GatewayConfig", "build_engine", "serve"]
+__all__ = ["GatewayConfig", "build_engine"]

@@ -91,4 +91,4 @@ def evaluate(check: Check, parsed: Iterable[Mapping[str, Any]]) -> tuple[bool, s
     return True, f"{check.name}: ok"
 
 
-__all__ = ["Check", "evaluate", "parse_output", "records", "render_checks"]
+__all__ = ["Check", "evaluate", "parse_output", "records"]

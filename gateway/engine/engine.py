@@ -57,7 +57,13 @@ class Engine:
         await self.journal.start()
         await self.recover()
 
-    async def stop(self) -> None:
+    async def stop(self, *, grace_s: float = 10.0) -> None:
+        """Let running activations finish for ``grace_s``, then stop them. Whatever is cut off
+        is recovered at the next start (and NETCONF devices revert by themselves meanwhile)."""
+        try:
+            await asyncio.wait_for(self.wait_idle(), timeout=grace_s)
+        except asyncio.TimeoutError:
+            log.warning("%d activation(s) still running after %.0f s; stopping them", len(self._tasks), grace_s)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

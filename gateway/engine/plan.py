@@ -175,7 +175,6 @@ def make_plan(
     """Validate everything and render every task. Raises InputError listing all violations."""
     violations = structural_violations(request)
     planned: list[PlannedTask] = []
-    index = {t.id: i for i, t in enumerate(request.tasks)}
     known_services = set(templates.services())
     for i, t in enumerate(request.tasks):
         where = f"tasks[{i}]"

@@ -26,7 +26,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from drivers.base import Driver, Snapshot
+from drivers.base import Capabilities, Driver, Snapshot
 from gateway.engine.context import EngineContext, PhaseClock, error_view, utcnow, verification_view
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import Plan, PlannedTask
@@ -76,8 +76,9 @@ class DeviceTxn:
     locked: bool = False
     pending_confirm: bool = False
     broken: bool = False  # the session failed: reconnect before rolling back
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # tasks of the transaction, one at a time
 
-    def caps(self):  # noqa: ANN201 - Capabilities
+    def caps(self) -> Capabilities:
         return self.tasks[0].planned.profile.capabilities
 
 
@@ -191,19 +192,12 @@ class ActivationRun:
                 return
             if not all(self.tasks[d].prepared_ok for d in tr.planned.spec.depends_on):
                 return
-            async with self._txn_lock(txn):
+            async with txn.lock:
                 ok = await self._prepare(tr, txn)
             if not ok:
                 self.failed.set()
         finally:
             tr.done.set()
-
-    def _txn_lock(self, txn: DeviceTxn) -> asyncio.Lock:
-        lock = getattr(txn, "_lock", None)
-        if lock is None:
-            lock = asyncio.Lock()
-            txn._lock = lock  # type: ignore[attr-defined]
-        return lock
 
     # -- independent tasks: each task is its own transaction ------------------------------------
     async def _run_independent(self) -> None:

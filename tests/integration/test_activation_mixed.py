@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest

@@ -278,3 +278,28 @@ async def test_verification_failure_rolls_back(lab: Any, tmp_path: Path) -> None
         assert await asyncio.to_thread(interface_xml, nc1, name) == before
     finally:
         await gateway.stop()
+
+
+async def test_cancel_rolls_back_what_was_done(gw: Client, lab: Any) -> None:
+    nc1, name = lab.node("nc1"), ifname()
+    before = await asyncio.to_thread(interface_xml, nc1, name)
+    with lab.faulted("r1", "stop", daemon="netconfd"):
+        aid = await gw.submit([iface_task("a", "nc1", name, description="cancel me"),
+                               iface_task("b", "r1", ifname(), description="cancel me")], request_id=rid())
+        await wait_for_event(gw, aid, task_id="a", phase="verify", message_part="verified")
+        await gw.stub.Cancel(pb.CancelRequest(activation_id=aid))
+        result = await gw.wait(aid, timeout_s=60)
+    assert result.state == ActivationState.CANCELLED, result
+    assert next(t for t in result.tasks if t.id == "a").state == TaskState.ROLLED_BACK
+    assert await asyncio.to_thread(interface_xml, nc1, name) == before
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # final: cannot be cancelled again
+        await gw.stub.Cancel(pb.CancelRequest(activation_id=aid))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_get_unknown_and_list_by_device(gw: Client) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await gw.stub.Get(pb.GetRequest(activation_id="no-such-activation"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    listed = await gw.stub.List(pb.ListRequest(device="nc1", limit=5))
+    assert listed.activations and all(any(t.device == "nc1" for t in a.tasks) for a in listed.activations)
