@@ -21,6 +21,7 @@ venv:
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[all,dev]'
+	@$(PY) -m pip install -q -e examples/driver-plugin
 
 LAB_TOPOLOGY ?= lab/topologies/basic.clab.yml
 DATA_DIR ?= var
@@ -43,7 +44,9 @@ test: setup
 	bash scripts/start-postgres.sh
 	AGW_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -q -p no:cacheprovider
 
+# Every benchmark prints its figures beside a baseline measured in the same run, as a ratio.
 bench: setup
+	$(AGW) lab up $(LAB_TOPOLOGY)
 	$(PY) -m bench
 
 # Regenerate gateway/api/generated/ from proto/ (grpc_tools.protoc; the generated code is committed).

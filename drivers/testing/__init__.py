@@ -13,6 +13,10 @@
 See ``docs/writing-a-driver.md``.
 """
 
-from drivers.testing.conformance import ConformanceTarget, DriverConformance, reads_equal_eventually
+from drivers.testing.conformance import (
+    ConformanceTarget,
+    DriverConformance,
+    reads_equal_eventually,
+)
 
 __all__ = ["ConformanceTarget", "DriverConformance", "reads_equal_eventually"]

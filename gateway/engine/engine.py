@@ -45,6 +45,7 @@ class Engine:
         self.profiles = profiles
         self.templates = templates
         self.select_endpoint = select_endpoint
+        self.registry = registry
         pool = SessionPool(registry=registry, resolve_credential=credentials.resolve)
         self.ctx = EngineContext(journal=journal, pool=pool, locks=DeviceLocks(), bus=EventBus())
         self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles)
@@ -97,7 +98,11 @@ class Engine:
     # -- activation RPCs -----------------------------------------------------------------------------
     def plan(self, request: ActivationRequest) -> Plan:
         return make_plan(request, inventory=self.inventory, profiles=self.profiles, templates=self.templates,
-                         select_endpoint=self.select_endpoint)
+                         select_endpoint=self.select_endpoint, capabilities_for=self.capabilities_for)
+
+    def capabilities_for(self, profile: Any) -> Any:
+        """The capabilities the engine plans with: the profile's, narrowed by its driver."""
+        return self.registry.get(profile.driver).capabilities_for(profile)
 
     async def submit(self, request: ActivationRequest) -> SubmitResult:
         plan = self.plan(request)  # raises InputError with every violation
@@ -108,7 +113,7 @@ class Engine:
         tasks = [
             TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service, action=p.spec.action,
                        state=TaskState.ACKNOWLEDGED, depends_on=p.spec.depends_on, platform=p.platform,
-                       driver=p.profile.driver)
+                       driver=p.profile.driver, rendered=p.change.content)
             for p in sorted(plan.tasks, key=lambda p: p.index)
         ]
         async with self._submit_lock:

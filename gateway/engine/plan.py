@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence
 
-from drivers.base import ChangeSet, DeviceProfile
+from drivers.base import Capabilities, ChangeSet, DeviceProfile
 from gateway.errors import AgwError, FieldViolation, InputError
 from gateway.model import Action, ActivationRequest, TaskSpec
 
@@ -44,6 +44,8 @@ class PlannedTask:
     credentials_ref: str
     address: str
     profile: DeviceProfile
+    capabilities: Capabilities
+    """What the engine may use: the profile's claims narrowed by the driver (read before planning)."""
     change: ChangeSet
 
 
@@ -171,11 +173,11 @@ def make_plan(
     profiles: Any,
     templates: _Templates,
     select_endpoint: Any,
+    capabilities_for: Any,
 ) -> Plan:
     """Validate everything and render every task. Raises InputError listing all violations."""
     violations = structural_violations(request)
     planned: list[PlannedTask] = []
-    known_services = set(templates.services())
     for i, t in enumerate(request.tasks):
         where = f"tasks[{i}]"
         try:
@@ -183,10 +185,9 @@ def make_plan(
         except AgwError:
             violations.append(FieldViolation(f"{where}.device", f"unknown device {t.device!r}"))
             continue
-        if t.service not in known_services:
-            violations.append(
-                FieldViolation(f"{where}.service", f"unknown service {t.service!r}; known: {', '.join(sorted(known_services))}")
-            )
+        if not templates.platforms(t.service):
+            known = ", ".join(templates.services())
+            violations.append(FieldViolation(f"{where}.service", f"unknown service {t.service!r}; known: {known}"))
             continue
         try:
             endpoint = select_endpoint(device, t.service, templates)
@@ -195,6 +196,11 @@ def make_plan(
             continue
         try:
             profile = profiles.get(endpoint.platform)
+        except AgwError as exc:
+            violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {exc.message}"))
+            continue
+        try:
+            capabilities = capabilities_for(profile)
         except AgwError as exc:
             violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {exc.message}"))
             continue
@@ -224,6 +230,7 @@ def make_plan(
                 credentials_ref=endpoint.credentials,
                 address=device.address,
                 profile=profile,
+                capabilities=capabilities,
                 change=change,
             )
         )

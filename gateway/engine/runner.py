@@ -79,7 +79,7 @@ class DeviceTxn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # tasks of the transaction, one at a time
 
     def caps(self) -> Capabilities:
-        return self.tasks[0].planned.profile.capabilities
+        return self.tasks[0].planned.capabilities
 
 
 def final_activation_state(states: list[TaskState], *, cancelled: bool) -> ActivationState:
@@ -139,9 +139,9 @@ class ActivationRun:
                               message=f"{len(self.tasks)} task(s), atomic={self.atomic}",
                               activation_state=ActivationState.IN_PROGRESS)
         for tr in self.tasks.values():
-            await self._rec(tr, Phase.VALIDATE, state=TaskState.PENDING, message="rendered, waiting for its turn",
-                            task={"rendered": tr.planned.change.content, "platform": tr.planned.platform,
-                                  "driver": tr.planned.profile.driver})
+            if tr.planned.spec.depends_on:
+                await self._rec(tr, Phase.VALIDATE, state=TaskState.PENDING,
+                                message="waiting for " + ", ".join(tr.planned.spec.depends_on))
         try:
             if self.atomic:
                 await self._run_atomic()
@@ -252,22 +252,22 @@ class ActivationRun:
     async def _prepare(self, tr: TaskRun, txn: DeviceTxn) -> bool:
         """Run one task up to verified. False (and the task recorded as failing) on any error."""
         p = tr.planned
-        caps = p.profile.capabilities
+        caps = p.capabilities
         phase = Phase.CONNECT
         try:
             self._check_cancel()
-            await self._rec(tr, Phase.CONNECT, state=TaskState.IN_PROGRESS, message=f"{p.profile.driver} {p.address}:{p.port}")
+            await self._rec(tr, Phase.CONNECT, state=TaskState.IN_PROGRESS,
+                            message=f"{p.profile.driver} {p.address}:{p.port}: connect, lock, snapshot")
             tr.clock.start(Phase.CONNECT)
             drv = await self._session(txn, tr)
+            # lock and snapshot only read: they are announced by the connect event above
             if caps.lock and not txn.locked:
                 phase = Phase.LOCK
                 tr.clock.start(phase)
-                await self._rec(tr, phase)
                 await drv.lock()
                 txn.locked = True
             phase = Phase.SNAPSHOT
             tr.clock.start(phase)
-            await self._rec(tr, phase)
             tr.snapshot = await drv.read(p.change)
             self._check_cancel()
             phase = Phase.PUSH
@@ -298,7 +298,6 @@ class ActivationRun:
                 tr.staged = False
             phase = Phase.VERIFY
             tr.clock.start(phase)
-            await self._rec(tr, phase)
             verification = await drv.verify(p.change)
             after = verification.readback or await drv.read(p.change)
             diff = drv.diff(tr.snapshot, after)

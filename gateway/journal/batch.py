@@ -1,26 +1,44 @@
 """One group-commit transaction: the queued writes of many callers applied together.
 
-Runs in the journal's thread. Reads what the batch needs in one query per table (activations
-locked FOR UPDATE on PostgreSQL; SQLite holds the write lock from BEGIN IMMEDIATE), applies every
-operation in memory in order (sequence numbers, task fields, recovery merges), then writes with
-a few executemany statements. An operation that cannot apply (unknown activation or task, a
-request_id conflict) gets its own exception as outcome and leaves the others untouched.
+Runs in the journal's thread. The batch is first applied in memory, in order (sequence numbers,
+task fields, recovery merges), then written with at most one statement per table and kind, on the
+DB-API cursor with plain SQL (SQLAlchemy's statement path cost more CPU than SQLite itself):
+
+* all events of the batch: ONE executemany INSERT;
+* all changes of one task within the batch merged into ONE row update (later values win, recovery
+  keys merged), tasks with the same changed columns in one executemany UPDATE;
+* one UPDATE per changed activation (state, last_seq, updated_at), all in one executemany.
+
+What an activation looks like (state, last_seq, its task ids and recovery records) is cached in
+memory (:class:`WriterCache`), so a warm batch reads nothing. The cache is checked, never trusted:
+the activation UPDATE runs first and matches ``last_seq`` to the cached value (optimistic
+concurrency). If another writer (a second process on the SQLite file, another replica on
+PostgreSQL) moved an activation on, fewer rows match, the transaction is rolled back, the stale
+entries are dropped and the batch runs again reading those activations (FOR UPDATE on PostgreSQL;
+SQLite holds the write lock from BEGIN IMMEDIATE). The cache takes a batch's results only after
+its commit. An operation that cannot apply (unknown activation or task, a request_id conflict)
+gets its own exception as outcome and leaves the others untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from gateway.engine.views import ActivationState, Event
-from gateway.errors import ConflictError, NotFoundError, Phase
+from gateway.errors import ConflictError, JournalError, NotFoundError, Phase
 from gateway.journal.schema import activations, events, tasks
+
+_ACKNOWLEDGED = ActivationState.ACKNOWLEDGED.value
 
 
 @dataclass(slots=True, kw_only=True)
@@ -58,168 +76,361 @@ Op = Create | Record
 
 
 @dataclass(slots=True)
-class _ActivationRow:
+class ActivationImage:
+    """What the writer knows of one stored activation: enough to number and check records."""
+
     state: str
     last_seq: int
-    updated_at: datetime | None = None  # set when the batch changed the row
+    recovery: dict[str, dict[str, Any]]
+    """task id -> its recovery record (every task of the activation has an entry)."""
 
 
-def apply_batch(engine: Engine, batch: Sequence[Op]) -> list[Any]:
+class WriterCache:
+    """The writer's state between batches: its DB-API connection and the images of the last
+    ``max_activations`` activations written (LRU).
+
+    Used by the journal's writer only; entries are replaced after a commit, dropped on failure.
+    """
+
+    def __init__(self, *, max_activations: int = 4096) -> None:
+        self.max_activations = max_activations
+        self._images: OrderedDict[str, ActivationImage] = OrderedDict()
+        self.stale = 0
+        """Batches re-run because another writer moved an activation on (for tests)."""
+        self.connection: PoolProxiedConnection | None = None
+        """The writer's own pooled connection, kept between batches (see :meth:`release`)."""
+
+    def release(self) -> None:
+        """Give the writer's connection back to the pool (call in the journal thread)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+    def get(self, activation_id: str) -> ActivationImage | None:
+        image = self._images.get(activation_id)
+        if image is not None:
+            self._images.move_to_end(activation_id)
+        return image
+
+    def put(self, activation_id: str, image: ActivationImage) -> None:
+        self._images[activation_id] = image
+        self._images.move_to_end(activation_id)
+        while len(self._images) > self.max_activations:
+            self._images.popitem(last=False)
+
+    def drop(self, activation_ids: Sequence[str]) -> None:
+        for aid in activation_ids:
+            self._images.pop(aid, None)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+
+class _Reconnect(Exception):
+    def __init__(self, error: sa_exc.DBAPIError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class _Stale(Exception):
+    def __init__(self, activation_ids: list[str]) -> None:
+        super().__init__(activation_ids)
+        self.activation_ids = activation_ids
+
+
+_TASK_COLUMNS = tuple(c.name for c in tasks.columns)
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """Plain SQL text for one dialect, and the bind converter of the UTC datetime columns."""
+
+    mark: str
+    begin: str
+    time: Callable[[datetime], Any]
+    select_act: str
+    select_recovery: str
+    update_act: str
+    insert_events: str
+    insert_act: str
+    select_idem: str
+    insert_tasks: str
+
+    def update_task(self, cols: tuple[str, ...]) -> str:
+        sets = ", ".join(f"{c} = {self.mark}" for c in cols)
+        return f"UPDATE {tasks.name} SET {sets} WHERE activation_id = {self.mark} AND task_id = {self.mark}"
+
+
+_SQL: dict[str, _Sql] = {}
+
+
+def _sql(dialect: Dialect) -> _Sql:
+    found = _SQL.get(dialect.name)
+    if found is not None:
+        return found
+    m = "?" if dialect.paramstyle == "qmark" else "%s"
+    proc = events.c.time.type.bind_processor(dialect)
+    a, t, e = activations.name, tasks.name, events.name
+
+    def marks(n: int) -> str:
+        return ", ".join([m] * n)
+
+    lock = "" if dialect.name == "sqlite" else " FOR UPDATE"
+    act_cols = (
+        "id, request_id, idem_key, fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at, last_seq"
+    )
+    # ON CONFLICT on idem_key: a lost race (another writer took the request_id) inserts nothing
+    # and the existing activation is read back, with no failed statement to roll back.
+    found = _Sql(
+        mark=m,
+        begin="BEGIN IMMEDIATE" if dialect.name == "sqlite" else "",
+        time=proc if proc is not None else (lambda v: v),
+        select_act=f"SELECT id, state, last_seq FROM {a} WHERE id IN ({{ids}}){lock}",
+        select_recovery=f"SELECT activation_id, task_id, recovery FROM {t} WHERE activation_id IN ({{ids}})",
+        update_act=f"UPDATE {a} SET state = {m}, last_seq = {m}, updated_at = {m} WHERE id = {m} AND last_seq = {m}",
+        insert_events=(
+            f"INSERT INTO {e} (activation_id, seq, time, task_id, phase, state, message) VALUES ({marks(7)})"
+        ),
+        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(11)}) ON CONFLICT (idem_key) DO NOTHING",
+        select_idem=f"SELECT id, fingerprint FROM {a} WHERE idem_key = {m}",
+        insert_tasks=f"INSERT INTO {t} ({', '.join(_TASK_COLUMNS)}) VALUES ({marks(len(_TASK_COLUMNS))})",
+    )
+    _SQL[dialect.name] = found
+    return found
+
+
+def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | None = None) -> list[Any]:
     """Apply ``batch`` in ONE transaction; per-operation outcomes (a result or an exception), in order.
 
-    Database errors propagate (the caller translates them and retries one by one).
+    ``cache`` (kept by the caller between batches) saves the reads; without it everything is read.
+    Database errors propagate as SQLAlchemy errors (the caller translates them and retries one by one).
     """
-    outcomes: list[Any] = []
-    with engine.connect() as plain, plain.execution_options(agw_write=True).begin() as txn:
-        conn = txn.connection
-        record_ids = sorted({op.activation_id for op in batch if isinstance(op, Record)})
-        acts: dict[str, _ActivationRow] = {}
-        recs: dict[tuple[str, str], dict[str, Any]] = {}
-        if record_ids:
-            q = (
-                sa.select(activations.c.id, activations.c.state, activations.c.last_seq)
-                .where(activations.c.id.in_(record_ids))
-                .with_for_update()
-            )
-            acts = {r.id: _ActivationRow(r.state, r.last_seq) for r in conn.execute(q)}
-            q2 = sa.select(tasks.c.activation_id, tasks.c.task_id, tasks.c.recovery).where(
-                tasks.c.activation_id.in_(record_ids)
-            )
-            recs = {(r.activation_id, r.task_id): json.loads(r.recovery) for r in conn.execute(q2)}
-        event_rows: list[dict[str, Any]] = []
-        task_updates: dict[tuple[str, str], dict[str, Any]] = {}
-        for op in batch:
-            if isinstance(op, Create):
-                outcome = _create(conn, op, event_rows)
-                if outcome == (op.activation_id, True):
-                    acts[op.activation_id] = _ActivationRow(ActivationState.ACKNOWLEDGED.value, 1)
-                    recs.update({(op.activation_id, r["task_id"]): {} for r in op.task_rows})
-                outcomes.append(outcome)
+    if cache is None:
+        cache = WriterCache()
+    stale = reconnects = 0
+    while True:
+        try:
+            outcomes, images = _transaction(engine, batch, cache)
+        except _Stale as exc:
+            cache.stale += 1
+            cache.drop(exc.activation_ids)
+            stale += 1
+            if stale < 2:
+                continue  # again, reading those activations under the write lock
+            raise JournalError(
+                "journal write lost a race with another writer twice", phase=Phase.JOURNAL, retryable=True
+            ) from None
+        except _Reconnect as exc:
+            # the kept connection was dead before COMMIT was sent: nothing was written, go again
+            reconnects += 1
+            if reconnects < 2:
                 continue
-            act = acts.get(op.activation_id)
-            key = (op.activation_id, op.task_id)
-            if act is None:
-                outcomes.append(NotFoundError(f"activation {op.activation_id} not found", phase=Phase.JOURNAL))
-                continue
-            if op.task_id and key not in recs:
-                outcomes.append(
-                    NotFoundError(
-                        f"task {op.task_id!r} not found in activation {op.activation_id}", phase=Phase.JOURNAL
-                    )
-                )
-                continue
-            act.last_seq += 1
-            act.updated_at = op.time
-            if op.activation_state is not None:
-                act.state = op.activation_state
-            event_rows.append(
-                {
-                    "activation_id": op.activation_id,
-                    "seq": act.last_seq,
-                    "time": op.time,
-                    "task_id": op.task_id,
-                    "phase": op.phase,
-                    "state": op.state,
-                    "message": op.message,
-                }
-            )
-            if op.task_cols or op.recovery:
-                changes = task_updates.setdefault(key, {})
-                changes.update(op.task_cols)
-                if op.recovery:
-                    recs[key] = {**recs[key], **op.recovery}
-                    changes["recovery"] = json.dumps(recs[key], separators=(",", ":"), ensure_ascii=False)
-            outcomes.append(
-                Event(
-                    activation_id=op.activation_id,
-                    seq=act.last_seq,
-                    time=op.time,
-                    task_id=op.task_id,
-                    phase=op.phase,
-                    state=op.state,
-                    message=op.message,
-                )
-            )
-        # events last: a failing event insert proves the task and activation updates roll back too
-        _update_tasks(conn, task_updates)
-        changed = [
-            {"b_id": aid, "b_state": a.state, "b_seq": a.last_seq, "b_updated": a.updated_at}
-            for aid, a in acts.items()
-            if a.updated_at is not None
-        ]
-        if changed:
-            stmt = (
-                sa.update(activations)
-                .where(activations.c.id == sa.bindparam("b_id"))
-                .values(
-                    state=sa.bindparam("b_state"), last_seq=sa.bindparam("b_seq"), updated_at=sa.bindparam("b_updated")
-                )
-            )
-            conn.execute(stmt, changed)
-        if event_rows:
-            conn.execute(sa.insert(events), event_rows)
-    return outcomes
+            raise exc.error from exc.error.orig
+        except BaseException:
+            cache.drop([op.activation_id for op in batch])
+            raise
+        for aid, image in images.items():
+            cache.put(aid, image)
+        return outcomes
 
 
-def _create(conn: Connection, op: Create, event_rows: list[dict[str, Any]]) -> Any:
-    if not op.dry_run:
-        existing = conn.execute(
-            sa.select(activations.c.id, activations.c.fingerprint).where(activations.c.idem_key == op.request_id)
-        ).first()
-        if existing is not None:
-            if existing.fingerprint == op.fingerprint:
-                return (existing.id, False)
-            return ConflictError(
-                f"request_id {op.request_id!r} was already used by activation {existing.id} with different content",
-                phase=Phase.VALIDATE,
-            )
-    conn.execute(
-        sa.insert(activations).values(
-            id=op.activation_id,
-            request_id=op.request_id,
-            idem_key=None if op.dry_run else op.request_id,
-            fingerprint=op.fingerprint,
-            order_ref=op.order_ref,
-            atomic=op.atomic,
-            dry_run=op.dry_run,
-            state=ActivationState.ACKNOWLEDGED.value,
-            created_at=op.created_at,
-            updated_at=op.created_at,
-            last_seq=1,
+def _transaction(
+    engine: Engine, batch: Sequence[Op], cache: WriterCache
+) -> tuple[list[Any], dict[str, ActivationImage]]:
+    """One transaction on the writer's own pooled connection, straight on the DB-API (no
+    SQLAlchemy per-statement or per-checkout work): BEGIN IMMEDIATE on SQLite (the write lock up
+    front), an implicit BEGIN on PostgreSQL; commit; a DB-API error rolls back and is raised as the
+    SQLAlchemy error it would have been (a lost connection is invalidated and replaced next time)."""
+    sql = _sql(engine.dialect)
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+    if cache.connection is None:
+        cache.connection = engine.raw_connection()
+    raw = cache.connection
+    dbapi_conn = raw.dbapi_connection
+    assert dbapi_conn is not None
+    cur: Any = None
+    committing = False
+    try:
+        cur = dbapi_conn.cursor()
+        if sql.begin:
+            cur.execute(sql.begin)
+        result = _apply(cur, sql, batch, cache)
+        committing = True
+        dbapi_conn.commit()
+        return result
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            dbapi_conn.rollback()
+        if not isinstance(exc, dbapi_error):
+            raise
+        invalid = engine.dialect.is_disconnect(exc, dbapi_conn, cur)
+        if invalid:
+            cache.connection = None
+            raw.invalidate(exc)
+        error = sa_exc.DBAPIError.instance(
+            None,
+            None,
+            exc,
+            dbapi_error,
+            hide_parameters=True,
+            connection_invalidated=invalid,
+            dialect=engine.dialect,
         )
+        if invalid and not committing and isinstance(error, sa_exc.DBAPIError):
+            raise _Reconnect(error) from exc
+        raise error from exc  # a lost COMMIT stays an error: it may have been written
+    finally:
+        if cur is not None:
+            with contextlib.suppress(Exception):
+                cur.close()
+
+
+def _apply(
+    cur: Any, sql: _Sql, batch: Sequence[Op], cache: WriterCache
+) -> tuple[list[Any], dict[str, ActivationImage]]:
+    # working images: copies of the cached ones (the cache changes only after the commit)
+    work: dict[str, ActivationImage] = {}
+    expected: dict[str, int] = {}  # activation id -> last_seq this transaction started from
+    missing: list[str] = []
+    for op in batch:
+        aid = op.activation_id
+        if isinstance(op, Record) and aid not in work:
+            image = cache.get(aid)
+            if image is None:
+                missing.append(aid)
+                work[aid] = None  # type: ignore[assignment]  # placeholder: read below
+            else:
+                work[aid] = ActivationImage(image.state, image.last_seq, dict(image.recovery))
+                expected[aid] = image.last_seq
+    if missing:
+        _read(cur, sql, missing, work, expected)
+    work = {aid: image for aid, image in work.items() if image is not None}
+
+    outcomes: list[Any] = []
+    event_rows: list[tuple[Any, ...]] = []
+    task_changes: dict[tuple[str, str], dict[str, Any]] = {}
+    touched: dict[str, datetime] = {}  # activation id -> updated_at, for records
+    for op in batch:
+        if isinstance(op, Create):
+            outcome = _create(cur, sql, op, event_rows)
+            if outcome == (op.activation_id, True):
+                work[op.activation_id] = ActivationImage(_ACKNOWLEDGED, 1, {r["task_id"]: {} for r in op.task_rows})
+                expected[op.activation_id] = 1
+            outcomes.append(outcome)
+            continue
+        image = work.get(op.activation_id)
+        if image is None:
+            outcomes.append(NotFoundError(f"activation {op.activation_id} not found", phase=Phase.JOURNAL))
+            continue
+        if op.task_id and op.task_id not in image.recovery:
+            outcomes.append(
+                NotFoundError(f"task {op.task_id!r} not found in activation {op.activation_id}", phase=Phase.JOURNAL)
+            )
+            continue
+        image.last_seq += 1
+        seq = image.last_seq
+        touched[op.activation_id] = op.time
+        if op.activation_state is not None:
+            image.state = op.activation_state
+        event_rows.append((op.activation_id, seq, sql.time(op.time), op.task_id, op.phase, op.state, op.message))
+        if op.task_cols or op.recovery:
+            changes = task_changes.setdefault((op.activation_id, op.task_id), {})
+            changes.update(op.task_cols)
+            if op.recovery:
+                image.recovery[op.task_id] = {**image.recovery[op.task_id], **op.recovery}
+                changes["recovery"] = None  # encoded once below, from the merged record
+        outcomes.append(
+            Event(
+                activation_id=op.activation_id,
+                seq=seq,
+                time=op.time,
+                task_id=op.task_id,
+                phase=op.phase,
+                state=op.state,
+                message=op.message,
+            )
+        )
+    # activations first: the UPDATE both locks the rows and proves the cached last_seq is current
+    if touched:
+        act_rows = [
+            (work[aid].state, work[aid].last_seq, sql.time(t), aid, expected[aid]) for aid, t in sorted(touched.items())
+        ]
+        _many(cur, sql.update_act, act_rows)
+        if cur.rowcount != len(act_rows):
+            raise _Stale(sorted(touched))
+    _update_tasks(cur, sql, task_changes, work)
+    # events last: a failing event insert proves the task and activation updates roll back too
+    if event_rows:
+        _many(cur, sql.insert_events, event_rows)
+    return outcomes, work
+
+
+def _many(cur: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """executemany, but one row as a plain execute (psycopg's executemany pipelines: costly for one)."""
+    if len(rows) == 1:
+        cur.execute(statement, rows[0])
+    else:
+        cur.executemany(statement, rows)
+
+
+def _read(cur: Any, sql: _Sql, ids: list[str], work: dict[str, ActivationImage], expected: dict[str, int]) -> None:
+    marks = ", ".join([sql.mark] * len(ids))
+    cur.execute(sql.select_act.format(ids=marks), ids)
+    for aid, state, last_seq in cur.fetchall():
+        work[aid] = ActivationImage(state, last_seq, {})
+        expected[aid] = last_seq
+    cur.execute(sql.select_recovery.format(ids=marks), ids)
+    for aid, tid, raw in cur.fetchall():
+        image = work.get(aid)
+        if image is not None:
+            image.recovery[tid] = json.loads(raw)
+
+
+def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]]) -> Any:
+    created = sql.time(op.created_at)
+    cur.execute(
+        sql.insert_act,
+        (
+            op.activation_id,
+            op.request_id,
+            None if op.dry_run else op.request_id,
+            op.fingerprint,
+            op.order_ref,
+            op.atomic,
+            op.dry_run,
+            _ACKNOWLEDGED,
+            created,
+            created,
+            1,
+        ),
     )
+    if cur.rowcount != 1:  # the request_id is taken: same content is the same activation
+        cur.execute(sql.select_idem, (op.request_id,))
+        existing_id, fingerprint = cur.fetchone()
+        if fingerprint == op.fingerprint:
+            return (existing_id, False)
+        return ConflictError(
+            f"request_id {op.request_id!r} was already used by activation {existing_id} with different content",
+            phase=Phase.VALIDATE,
+        )
     if op.task_rows:
-        conn.execute(sa.insert(tasks), op.task_rows)
-    event_rows.append(
-        {
-            "activation_id": op.activation_id,
-            "seq": 1,
-            "time": op.created_at,
-            "task_id": "",
-            "phase": "",
-            "state": ActivationState.ACKNOWLEDGED.value,
-            "message": "activation acknowledged",
-        }
-    )
+        _many(cur, sql.insert_tasks, [tuple(r[c] for c in _TASK_COLUMNS) for r in op.task_rows])
+    event_rows.append((op.activation_id, 1, created, "", "", _ACKNOWLEDGED, "activation acknowledged"))
     return (op.activation_id, True)
 
 
-def _update_tasks(conn: Connection, updates: dict[tuple[str, str], dict[str, Any]]) -> None:
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for (aid, tid), changes in updates.items():
-        cols = tuple(sorted(changes))
-        params = {"b_aid": aid, "b_tid": tid, **{f"b_{c}": v for c, v in changes.items()}}
-        by_columns.setdefault(cols, []).append(params)
-    for cols, rows in by_columns.items():
-        stmt = (
-            sa.update(tasks)
-            .where(tasks.c.activation_id == sa.bindparam("b_aid"), tasks.c.task_id == sa.bindparam("b_tid"))
-            .values({c: sa.bindparam(f"b_{c}") for c in cols})
-        )
-        conn.execute(stmt, rows)
+def _update_tasks(
+    cur: Any, sql: _Sql, changes: dict[tuple[str, str], dict[str, Any]], work: dict[str, ActivationImage]
+) -> None:
+    by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for (aid, tid), cols in changes.items():
+        if "recovery" in cols:
+            cols["recovery"] = _DUMPS(work[aid].recovery[tid])
+        names = tuple(sorted(cols))
+        by_columns.setdefault(names, []).append((*(cols[c] for c in names), aid, tid))
+    for names, rows in by_columns.items():
+        _many(cur, sql.update_task(names), rows)
 
 
-# -- reads -----------------------------------------------------------------------------------
-
-
-__all__ = ["Create", "Op", "Record", "apply_batch"]
+__all__ = ["ActivationImage", "Create", "Op", "Record", "WriterCache", "apply_batch"]

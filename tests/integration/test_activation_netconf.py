@@ -303,3 +303,31 @@ async def test_get_unknown_and_list_by_device(gw: Client) -> None:
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     listed = await gw.stub.List(pb.ListRequest(device="nc1", limit=5))
     assert listed.activations and all(any(t.device == "nc1" for t in a.tasks) for a in listed.activations)
+
+
+async def test_wrong_password_fails_cleanly_and_never_leaks(lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    import yaml
+
+    secret = f"wrong-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AGW_BADCRED_USERNAME", "labadmin")
+    monkeypatch.setenv("AGW_BADCRED_PASSWORD", secret)
+    inventory = yaml.safe_load(lab.inventory_path.read_text())
+    inventory["devices"]["nc1"]["endpoints"][0]["credentials"] = "env:AGW_BADCRED"
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(inventory))
+    gateway = InProcessGateway(data_dir=tmp_path / "data", inventory=tmp_path / "inventory.yaml",
+                               profiles=make_profiles(tmp_path / "profiles", {}))
+    client = await gateway.start()
+    caplog.set_level("DEBUG")
+    try:
+        aid = await client.submit([iface_task("t", "nc1", ifname(), description="x")], request_id=rid())
+        result = await client.wait(aid)
+        task = result.tasks[0]
+        assert task.state == TaskState.FAILED and task.error is not None
+        assert task.error.kind == "AuthenticationError", task.error
+        events = await client.events(aid)
+        everything = repr(result) + "".join(str(e) for e in events) + caplog.text
+        db = b"".join(f.read_bytes() for f in (tmp_path / "data").iterdir() if f.name.startswith("journal.db"))
+        assert secret not in everything and secret.encode() not in db
+    finally:
+        await gateway.stop()

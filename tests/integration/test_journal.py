@@ -545,11 +545,11 @@ async def test_a_writer_bug_fails_its_batch_and_the_writer_goes_on(
     real = sql_module.apply_batch
     calls = []
 
-    def broken_once(engine: sa.Engine, batch: list[object]) -> list[object]:
+    def broken_once(engine: sa.Engine, batch: list[object], **kw: object) -> list[object]:
         calls.append(len(batch))
         if len(calls) == 1:
             raise RuntimeError("bug")
-        return real(engine, batch)  # type: ignore[arg-type]
+        return real(engine, batch, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(sql_module, "apply_batch", broken_once)
     results = await asyncio.gather(
