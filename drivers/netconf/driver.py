@@ -339,8 +339,13 @@ class NetconfDriver(Driver):
 
     async def restore(self, snapshot: Snapshot) -> None:
         """Discard anything staged, edit the snapshot's scope back into the candidate, commit."""
+        current = await self.reread(snapshot)
+        if current.content == snapshot.content:
+            return  # nothing to put back
         with self._guard(Phase.ROLLBACK):
-            payload = xmlconfig.restore_config(snapshot.content, snapshot.scope, self.settings.list_keys)
+            payload = xmlconfig.restore_config(
+                snapshot.content, snapshot.scope, self.settings.list_keys, current=current.content
+            )
             await self._rpc(rpc.discard_changes(), operation="discard-changes", phase=Phase.ROLLBACK)
             await self._rpc(rpc.edit_config(payload), operation="edit-config (restore)", phase=Phase.ROLLBACK)
             await self._rpc(

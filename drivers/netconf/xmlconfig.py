@@ -348,33 +348,55 @@ def _canon_children(el: etree._Element, parent_ns: str, keys: tuple[str, ...], l
 
 
 # -- restore ----------------------------------------------------------------------------------
-def restore_config(content: str, scope: str, lk: ListKeys) -> bytes:
-    """An edit-config ``<config>`` that puts the scope back as ``content`` (a snapshot) holds it."""
+def restore_config(content: str, scope: str, lk: ListKeys, *, current: str | None = None) -> bytes:
+    """An edit-config ``<config>`` that puts the scope back as ``content`` (a snapshot) holds it.
+
+    With ``current`` (the scope as the device holds it now), nodes absent from both are left
+    alone: netconfd 2.13 answers ``remove`` of a list entry that does not exist by creating it
+    and then failing validation (``data-missing .../if:type``).
+    """
     snap = parse(content)
     flt = parse(scope)
+    now = [parse(current)] if current is not None else None
     out = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS, "nc": NC_NS})
-    _restore_into(flt, [snap], out, lk)
+    _restore_into(flt, [snap], out, lk, now)
     return etree.tostring(out)
 
 
-def _restore_into(fp: etree._Element, snaps: list[etree._Element], out: etree._Element, lk: ListKeys) -> None:
+def _select(f: etree._Element, parents: list[etree._Element], lk: ListKeys) -> list[etree._Element]:
+    candidates = [s for parent in parents for s in parent.iterchildren(f.tag)]
+    if _filter_kind(f, lk) == "entry":
+        kv = _filter_entry_keys(f, lk)
+        return [s for s in candidates if _key_values(s, lk.keys_of(s)) == kv]
+    return candidates
+
+
+def _restore_into(
+    fp: etree._Element,
+    snaps: list[etree._Element],
+    out: etree._Element,
+    lk: ListKeys,
+    now: list[etree._Element] | None,
+) -> None:
     for f in _elements(fp):
-        candidates = [s for parent in snaps for s in parent.iterchildren(f.tag)]
         kind = _filter_kind(f, lk)
+        present_now = None if now is None else _select(f, now, lk)
         if kind == "container":
-            _restore_into(f, candidates, _sub(out, f.tag), lk)
+            if present_now == []:
+                if _select(f, snaps, lk):
+                    node = _copy(_select(f, snaps, lk)[0])
+                    node.set(OPERATION, "replace")
+                    out.append(node)
+                continue
+            _restore_into(f, _select(f, snaps, lk), _sub(out, f.tag), lk, present_now)
             continue
-        if kind == "entry":
-            kv = _filter_entry_keys(f, lk)
-            found = [s for s in candidates if _key_values(s, lk.keys_of(s)) == kv]
-        else:
-            found = candidates
+        found = _select(f, snaps, lk)
         if found:
             for s in found:
                 node = _copy(s)
                 node.set(OPERATION, "replace")
                 out.append(node)
-        else:
+        elif present_now != []:
             node = _sub(out, f.tag)
             for k in _elements(f):  # an entry's keys
                 _sub(node, k.tag).text = _text(k)

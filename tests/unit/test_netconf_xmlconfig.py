@@ -162,3 +162,19 @@ def test_diff() -> None:
 def test_path_text() -> None:
     path = ((f"{{{IF}}}interfaces", ()), (f"{{{IF}}}interface", (("name", "ge0"),)), (f"{{{IP}}}ipv4", ()))
     assert x.path_text(path) == "/ietf-interfaces:interfaces/interface[name='ge0']/ietf-ip:ipv4"
+
+
+def test_restore_does_not_remove_what_is_absent_now() -> None:
+    """netconfd creates a list entry for a `remove` of one that does not exist, then fails
+    validation: with the current state known, absent-in-both nodes are left out of the edit."""
+    change = x.parse_config(cfg(iface("ge5", "<description>new</description>"), system="<contact>new</contact>"))
+    scope = x.scope_filter(change, LK)
+    empty = x.canonical(data(f'<config xmlns="{NC}"/>'), LK)
+    out = etree.fromstring(x.restore_config(empty, scope, LK, current=empty))
+    op = f"{{{NC}}}operation"
+    assert not [e for e in out.iter() if e.get(op) == "remove"]
+    now = x.canonical(data(cfg(iface("ge5", "<description>new</description>"))), LK)
+    out = etree.fromstring(x.restore_config(empty, scope, LK, current=now))
+    removed = [e.findtext(f"{{{IF}}}name") for e in out.iter(f"{{{IF}}}interface") if e.get(op) == "remove"]
+    assert removed == ["ge5"]
+    assert out.find(f".//{{{SYS}}}contact") is None  # absent before and now: untouched
