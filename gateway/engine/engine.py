@@ -177,12 +177,15 @@ class Engine:
                                 created_at=now, updated_at=utcnow(), dry_run=True, tasks=tuple(results))
 
     async def watch(self, activation_id: str) -> AsyncIterator[Event]:
-        await self.journal.get(activation_id)  # NotFoundError before the stream starts
+        if activation_id not in self._runs:
+            await self.journal.get(activation_id)  # NotFoundError before the stream starts
 
         async def past() -> list[Event]:
             return await self.journal.events(activation_id)
 
         async def is_over() -> bool:
+            if activation_id in self._runs:  # running here: not over, no need to read the journal
+                return False
             state = (await self.journal.get(activation_id)).state
             return state.final or state == ActivationState.FALLOUT
 

@@ -39,10 +39,11 @@ class EventBus:
         self._subscribers[activation_id].add(queue)
         try:
             last = 0
-            for event in await past():
+            history = await past()
+            for event in history:
                 last = event.seq
                 yield event
-            if await is_over():
+            if (history and is_terminal(history[-1])) or await is_over():
                 for event in await past():  # anything written between the two reads
                     if event.seq > last:
                         yield event

@@ -331,3 +331,43 @@ async def test_wrong_password_fails_cleanly_and_never_leaks(lab: Any, tmp_path: 
         assert secret not in everything and secret.encode() not in db
     finally:
         await gateway.stop()
+
+
+async def test_rollback_after_out_of_band_change_falls_out_then_force_rollback_and_resolve(gw: Client, lab: Any) -> None:
+    """Someone changed the device after the activation: Rollback refuses to overwrite it
+    (fallout, with the diff); force-rollback puts the snapshot back; resolve closes a fallout
+    with a person's note."""
+    from tests.integration.gateway_harness import IF_NS, ncclient_edit
+
+    nc1 = lab.node("nc1")
+    outcomes = {}
+    for action in ("force", "resolve"):
+        name = ifname()
+        before = await asyncio.to_thread(interface_xml, nc1, name)
+        aid = await gw.submit([iface_task("t", "nc1", name, description="ours")], request_id=rid())
+        assert (await gw.wait(aid)).state == ActivationState.COMPLETED
+        await asyncio.to_thread(ncclient_edit, nc1, f'<config><interfaces xmlns="{IF_NS}"><interface><name>{name}</name>'
+                                                    f'<description>theirs</description></interface></interfaces></config>')
+        await gw.stub.Rollback(pb.RollbackRequest(activation_id=aid))
+        result = await gw.wait(aid)
+        task = result.tasks[0]
+        assert result.state == ActivationState.FALLOUT and task.state == TaskState.FALLOUT, result
+        assert "changed since the activation" in task.rollback.reason and "theirs" in task.rollback.diff
+        assert "theirs" in await asyncio.to_thread(interface_xml, nc1, name)  # not overwritten
+        if action == "force":
+            await gw.stub.ForceRollbackFallout(pb.FalloutActionRequest(activation_id=aid, task_id="t"))
+            result = await gw.get(aid)
+            assert result.state == ActivationState.ROLLED_BACK and result.tasks[0].rollback.ok, result
+            assert await asyncio.to_thread(interface_xml, nc1, name) == before
+        else:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await gw.stub.ResolveFallout(pb.FalloutActionRequest(activation_id=aid, task_id="t", note=""))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            await gw.stub.ResolveFallout(pb.FalloutActionRequest(activation_id=aid, task_id="t",
+                                                                 note="kept the NOC's description, ticket 42"))
+            result = await gw.get(aid)
+            assert result.state == ActivationState.FAILED and "ticket 42" in result.tasks[0].note, result
+        outcomes[action] = result.state
+        fallout = await gw.stub.ListFallout(pb.ListFalloutRequest())
+        assert all(i.activation_id != aid for i in fallout.items)
+    assert outcomes == {"force": ActivationState.ROLLED_BACK, "resolve": ActivationState.FAILED}
