@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
 import contextlib
 import cProfile
 import io
@@ -224,6 +226,41 @@ class Gateway:
                        loop_cpu_s=time.thread_time() - lcpu0, latencies_s=tuple(lat))
 
 
+class ProcessGateway(Gateway):
+    """``agw serve`` in its own process, as deployed; the client (the orchestrator) is this process.
+
+    CPU is the server process's own (utime + stime from /proc), so it is the gateway's alone."""
+
+    def __init__(self, targets: list[Target], *, inventory: Path, root: Path, mode: str) -> None:
+        from tests.integration.gateway_harness import SubprocessGateway, make_profiles
+
+        self.targets, self.mode = targets, mode
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        profiles = make_profiles(root / "profiles", {})
+        self.proc = SubprocessGateway(data_dir=root / "data", inventory=inventory, profiles=profiles)
+        self.client: Any = None
+        self.channel: Any = None
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.proc.start)
+        self.channel, self.client = self.proc.client()
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+        await asyncio.to_thread(self.proc.stop)
+
+    def server_cpu_s(self) -> float:
+        assert self.proc.proc is not None
+        fields = Path(f"/proc/{self.proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def round(self, *, n: int, start: int) -> Figures:
+        cpu0 = self.server_cpu_s()
+        figs = await super().round(n=n, start=start)
+        return dataclasses.replace(figs, cpu_s=self.server_cpu_s() - cpu0)
+
+
 # --- driver --------------------------------------------------------------------------------------
 def lab_targets(lab: Any) -> list[Target]:
     out = []
@@ -287,7 +324,11 @@ async def bench(targets: list[Target], *, inventory: Path, args: argparse.Namesp
     n, rounds = args.activations, args.rounds
     with tempfile.TemporaryDirectory(prefix="agw-bench-gw-") as tmp:
         floor = Floor(targets)
-        gateway = Gateway(targets, inventory=inventory, root=Path(tmp), mode=args.mode)
+        server_cls = ProcessGateway if args.server == "process" else Gateway
+        gateway = server_cls(targets, inventory=inventory, root=Path(tmp), mode=args.mode)
+        if args.profile and args.server == "process":
+            log.info("--profile needs --server inprocess; not profiling")
+            args.profile = False
         floor_figs: list[Figures] = []
         gw_figs: list[Figures] = []
         index = 0  # activation index per device, continues across rounds (keeps the alternation)
@@ -347,7 +388,8 @@ async def bench(targets: list[Target], *, inventory: Path, args: argparse.Namesp
     log.info("GATEWAY vs NETCONF floor: %d devices x %d activations x %d rounds, gateway mode %s, medians",
              len(targets), n, rounds, args.mode)
     log.info(f_line + "  (client CPU)")
-    log.info(g_line + "  (whole process: engine + gRPC server + client)")
+    log.info(g_line + ("  (the agw serve process)" if args.server == "process"
+                       else "  (whole process: engine + gRPC server + client)"))
     log.info("ratio gateway/floor: %.3f", g_rate / f_rate)
     log.info("failures: floor %d, gateway %d (of %d each)", failures_f, failures_g, len(targets) * n * rounds)
     return 1 if failures_f or failures_g else 0
@@ -370,6 +412,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="untimed activations per device per side")
     ap.add_argument("--mode", choices=("sequential", "burst"), default="sequential")
+    ap.add_argument("--server", choices=("process", "inprocess"), default="process",
+                    help="process: `agw serve` as deployed, the client here (default); inprocess: one "
+                         "process for both (needed for --profile)")
     ap.add_argument("--no-profile", dest="profile", action="store_false")
     ap.add_argument("--profile-top", type=int, default=15)
     ap.add_argument("--profile-out", type=Path, default=None, help="also write the cProfile stats here")
