@@ -15,6 +15,8 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for noisy in ("asyncssh", "gateway.api.interceptors"):  # per-connection / per-call lines
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     here = Path(__file__).parent
     names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
     wanted = argv or names
