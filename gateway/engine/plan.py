@@ -185,14 +185,14 @@ def make_plan(
         except AgwError:
             violations.append(FieldViolation(f"{where}.device", f"unknown device {t.device!r}"))
             continue
-        if not templates.platforms(t.service):
-            known = ", ".join(templates.services())
-            violations.append(FieldViolation(f"{where}.service", f"unknown service {t.service!r}; known: {known}"))
-            continue
         try:
             endpoint = select_endpoint(device, t.service, templates)
         except AgwError as exc:
-            violations.append(FieldViolation(f"{where}.service", exc.message))
+            if not templates.platforms(t.service):  # listing the catalogue only on this error path
+                known = ", ".join(templates.services())
+                violations.append(FieldViolation(f"{where}.service", f"unknown service {t.service!r}; known: {known}"))
+            else:
+                violations.append(FieldViolation(f"{where}.service", exc.message))
             continue
         try:
             profile = profiles.get(endpoint.platform)
