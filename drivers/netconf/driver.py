@@ -143,6 +143,7 @@ class NetconfDriver(Driver):
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
         self.settings = NetconfSettings.from_profile(profile)
+        self._armed_persist_id: str | None = None  # persist-id of the confirmed commit this session armed
         cred = endpoint.credential
         self._ssh = SshOptions(
             host=endpoint.host,
@@ -293,8 +294,13 @@ class NetconfDriver(Driver):
         with self._guard(Phase.COMMIT):
             if persist_id is not None and confirm_timeout_s is None:
                 confirm_timeout_s = self.profile.confirm_timeout_s
-            body = rpc.commit(confirm_timeout_s=confirm_timeout_s, persist=persist_id)
+            # a second confirmed commit under the same persist-id (two tasks of one activation on
+            # this device) is a follow-up: it must name the pending one, or the device refuses it
+            follow_up = persist_id is not None and persist_id == self._armed_persist_id
+            body = rpc.commit(confirm_timeout_s=confirm_timeout_s, persist=persist_id,
+                              persist_id=persist_id if follow_up else None)
             await self._rpc(body, operation="commit", phase=Phase.COMMIT, timeout_s=self.profile.timeouts.commit_s)
+            self._armed_persist_id = persist_id if confirm_timeout_s is not None else None
 
     async def confirm(self, *, persist_id: str | None = None) -> None:
         with self._guard(Phase.CONFIRM):
@@ -304,6 +310,7 @@ class NetconfDriver(Driver):
                 phase=Phase.CONFIRM,
                 timeout_s=self.profile.timeouts.commit_s,
             )
+            self._armed_persist_id = None
 
     async def cancel_commit(self, *, persist_id: str | None = None) -> bool:
         with self._guard(Phase.ROLLBACK):
@@ -312,6 +319,7 @@ class NetconfDriver(Driver):
             raw = await self._session.rpc(
                 rpc.cancel_commit(persist_id=persist_id), timeout_s=self.profile.timeouts.commit_s
             )
+            self._armed_persist_id = None
             reply = rpc.parse_reply(raw)
             if not reply.ok and all(
                 any(rpc.error_matches(e, rule) for rule in self.settings.no_pending_commit_errors)

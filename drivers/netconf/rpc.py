@@ -51,10 +51,12 @@ def edit_config(config: bytes, *, target: str = "candidate", default_operation: 
 
 
 def commit(*, confirm_timeout_s: int | None = None, persist: str | None = None, persist_id: str | None = None) -> bytes:
-    """Plain commit; confirmed commit (``confirm_timeout_s``, optional ``persist``); or the
-    confirming commit of a persisted confirmed commit (``persist_id``)."""
-    if persist_id is not None and (confirm_timeout_s is not None or persist is not None):
-        raise ValueError("a confirming commit (persist_id) cannot itself be confirmed")
+    """Plain commit; confirmed commit (``confirm_timeout_s``, optional ``persist``); the
+    confirming commit of a persisted confirmed commit (``persist_id`` alone); or a follow-up
+    confirmed commit (``confirm_timeout_s`` + ``persist_id`` of the pending one, RFC 6241
+    8.4.5.1), which adds the new changes under the same revert timer."""
+    if persist_id is not None and persist is not None and confirm_timeout_s is None:
+        raise ValueError("a confirming commit (persist_id) cannot carry a new persist")
     if persist is not None and confirm_timeout_s is None:
         raise ValueError("persist needs a confirmed commit (confirm_timeout_s)")
     parts = [b"<commit>"]

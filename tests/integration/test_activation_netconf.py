@@ -371,3 +371,31 @@ async def test_rollback_after_out_of_band_change_falls_out_then_force_rollback_a
         fallout = await gw.stub.ListFallout(pb.ListFalloutRequest())
         assert all(i.activation_id != aid for i in fallout.items)
     assert outcomes == {"force": ActivationState.ROLLED_BACK, "resolve": ActivationState.FAILED}
+
+
+async def test_two_tasks_on_one_device_share_one_revert_timer(gw: Client, lab: Any) -> None:
+    """An atomic activation with two tasks on nc2: the second commit is a follow-up confirmed
+    commit under the same persist-id, so both changes are confirmed - or reverted - together."""
+    nc2, name = lab.node("nc2"), ifname()
+    contact = f"two-{uuid.uuid4().hex[:6]}@example.net"
+    tasks = [iface_task("if", "nc2", name, description="two tasks"),
+             {"id": "sys", "device": "nc2", "service": "system", "action": "modify", "depends_on": ["if"],
+              "parameters": {"contact": contact}}]
+    result = await gw.wait(await gw.submit(tasks, request_id=rid()))
+    assert result.state == ActivationState.COMPLETED, result
+    assert "two tasks" in await asyncio.to_thread(interface_xml, nc2, name)
+    assert contact in await asyncio.to_thread(system_xml, nc2)
+
+    name2 = ifname()
+    before_if, before_sys = await asyncio.to_thread(interface_xml, nc2, name2), await asyncio.to_thread(system_xml, nc2)
+    tasks = [iface_task("if", "nc2", name2, description="reverted together"),
+             {"id": "sys", "device": "nc2", "service": "system", "action": "modify", "depends_on": ["if"],
+              "parameters": {"contact": "never-kept@example.net"}},
+             iface_task("bad", "nc1", ifname(), type="notAnIanaType")]
+    tasks[2]["depends_on"] = ["sys"]
+    result = await gw.wait(await gw.submit(tasks, request_id=rid()))
+    assert result.state == ActivationState.ROLLED_BACK, result
+    assert {t.id: t.state for t in result.tasks} == {"if": TaskState.ROLLED_BACK, "sys": TaskState.ROLLED_BACK,
+                                                      "bad": TaskState.ROLLED_BACK}
+    assert await asyncio.to_thread(interface_xml, nc2, name2) == before_if
+    assert await asyncio.to_thread(system_xml, nc2) == before_sys

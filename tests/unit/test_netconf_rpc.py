@@ -61,8 +61,11 @@ def test_commit_variants() -> None:
     el = _parse(rpc.commit(persist_id="p<1>"))
     assert el.findtext(f"{{{NC}}}persist-id") == "p<1>"
     assert el.find(f"{{{NC}}}confirmed") is None
+    el = _parse(rpc.commit(confirm_timeout_s=10, persist="x", persist_id="x"))  # follow-up confirmed commit
+    assert el.find(f"{{{NC}}}confirmed") is not None
+    assert el.findtext(f"{{{NC}}}persist-id") == "x" and el.findtext(f"{{{NC}}}persist") == "x"
     with pytest.raises(ValueError):
-        rpc.commit(confirm_timeout_s=10, persist_id="x")
+        rpc.commit(persist="y", persist_id="x")
     with pytest.raises(ValueError):
         rpc.commit(persist="x")
     with pytest.raises(ValueError):
