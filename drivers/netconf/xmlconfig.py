@@ -283,7 +283,11 @@ def index(data: etree._Element | None, lk: ListKeys) -> tuple[set[Path], dict[Pa
 
 
 def verify(expect: Expectations, data: etree._Element | None, lk: ListKeys) -> Verification:
-    nodes, leaves = index(data, lk)
+    return check(expect, *index(data, lk))
+
+
+def check(expect: Expectations, nodes: set[Path], leaves: dict[Path, list[tuple[str, str]]]) -> Verification:
+    """Compare the expectations with an :func:`index` of a read-back."""
     mismatches: list[Mismatch] = []
     for path, norm, raw in expect.present:
         found = leaves.get(path)
@@ -303,13 +307,127 @@ def verify(expect: Expectations, data: etree._Element | None, lk: ListKeys) -> V
     return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches), detail=detail)
 
 
+def readback(expect: Expectations, data: etree._Element | None, lk: ListKeys) -> tuple[Verification, str]:
+    """:func:`verify` and :func:`canonical` of one read-back, from a single walk of it."""
+    nodes: set[Path] = set()
+    leaves: dict[Path, list[tuple[str, str]]] = {}
+    text = None
+    if data is not None:
+        try:
+            text = _canon_text(data, lk, nodes, leaves)
+        except _Unusual:
+            nodes.clear()
+            leaves.clear()
+    if text is None:
+        nodes, leaves = index(data, lk)
+        text = _canonical_tree(data, lk)
+    return check(expect, nodes, leaves), text
+
+
 # -- canonical text ---------------------------------------------------------------------------
 def canonical(data: etree._Element | None, lk: ListKeys) -> str:
     """Canonical text of a read-back's children: equal device state ⇔ equal text.
 
     Siblings are ordered by (list key position, tag, key values or leaf value); ties (keyless
-    repeated containers) keep the device's order.
+    repeated containers) keep the device's order. Built as text in one pass; what that pass does
+    not handle exactly as lxml would serialize it falls back to :func:`_canonical_tree`.
     """
+    if data is not None:
+        try:
+            return _canon_text(data, lk, None, None)
+        except _Unusual:
+            pass
+    return _canonical_tree(data, lk)
+
+
+class _Unusual(Exception):
+    """The one-pass canonical text cannot reproduce lxml's serialization for this read-back."""
+
+
+_EMPTY = f'<config xmlns="{NC_NS}"/>\n'
+_ATTR_BAD = frozenset('&<>"\n\r\t')
+
+
+@functools.lru_cache(maxsize=1024)
+def _xmlns(prefix: str | None, ns: str) -> str:
+    if not ns or _ATTR_BAD.intersection(ns):
+        raise _Unusual(ns)
+    return f' xmlns="{ns}"' if prefix is None else f' xmlns:{prefix}="{ns}"'
+
+
+def _canon_text(
+    data: etree._Element,
+    lk: ListKeys,
+    nodes: set[Path] | None,
+    leaves: dict[Path, list[tuple[str, str]]] | None,
+) -> str:
+    """The text :func:`_canonical_tree` serializes, built directly; with ``nodes``/``leaves`` it
+    also fills the :func:`index` of the read-back (same walk)."""
+    indexing = nodes is not None
+
+    def walk(el: etree._Element, parent_ns: str, keys: tuple[str, ...], depth: int, path: Path) -> list:
+        items = []
+        indent = "  " * depth
+        for child in el:
+            tag = child.tag
+            if not isinstance(tag, str):
+                raise _Unusual("comment or processing instruction")
+            ns, local = _split(tag)
+            decl = _xmlns(None, ns) if ns != parent_ns else ""
+            if len(child):
+                child_keys = lk.keys_of(child) if lk._map else ()
+                p = path + ((tag, _key_values(child, child_keys) if child_keys else ()),) if indexing else path
+                if indexing:
+                    nodes.add(p)  # type: ignore[union-attr]
+                kids = walk(child, ns, child_keys, depth + 1, p)
+                sig = tuple(k[0][2][0] if k[3] else "" for k in kids[: len(child_keys)])
+                frag = f"{indent}<{local}{decl}>\n{''.join(k[1] for k in kids)}{indent}</{local}>\n"
+                is_leaf = False
+            else:
+                raw = child.text
+                raw = raw.strip() if raw else ""
+                text = raw
+                if ":" in raw:
+                    text = _value(child)
+                    if text.startswith("{"):
+                        ident_ns, _, ident = text[1:].partition("}")
+                        prefix = _module(ident_ns)
+                        if ident_ns == ns or prefix == "xml":
+                            raise _Unusual(text)
+                        decl += _xmlns(prefix, ident_ns)
+                        text = f"{prefix}:{ident}"
+                if indexing:
+                    p = path + ((tag, ()) if not (lk._map and lk.keys_of(child)) else (tag, _key_values(child, lk.keys_of(child))),)
+                    nodes.add(p)  # type: ignore[union-attr]
+                    leaves.setdefault(p, []).append((_value(child) if text is not raw else raw, raw))  # type: ignore[union-attr]
+                if "&" in text or "<" in text or ">" in text:
+                    esc = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                else:
+                    esc = text
+                if "\r" in esc:
+                    raise _Unusual("carriage return")
+                frag = f"{indent}<{local}{decl}>{esc}</{local}>\n"
+                sig = (text,)
+                is_leaf = True
+            rank = keys.index(local) if local in keys else len(keys)
+            items.append(((rank, tag, sig), frag, None, is_leaf))
+        items.sort(key=lambda item: item[0])
+        return items
+
+    for child in data:
+        if isinstance(child.tag, str):
+            break
+    else:
+        if len(data):
+            raise _Unusual("comments only")
+        return _EMPTY
+    body = "".join(item[1] for item in walk(data, NC_NS, (), 1, ()))
+    out = f'<config xmlns="{NC_NS}">\n{body}</config>\n'
+    return out if out.isascii() else out.encode("ascii", "xmlcharrefreplace").decode()
+
+
+def _canonical_tree(data: etree._Element | None, lk: ListKeys) -> str:
+    """The reference canonical text (an lxml tree, serialized): the fallback of :func:`canonical`."""
     out = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS})
     if data is not None:
         for child in _canon_children(data, NC_NS, (), lk):
@@ -433,6 +551,7 @@ __all__ = [
     "Expectations",
     "ListKeys",
     "canonical",
+    "check",
     "diff",
     "edit_payload",
     "expectations",
@@ -441,6 +560,7 @@ __all__ = [
     "parse",
     "parse_config",
     "path_text",
+    "readback",
     "restore_config",
     "scope_element",
     "scope_filter",
