@@ -1,15 +1,26 @@
-"""CLI benchmark: the CLI driver's verified lifecycle against the fastest minimal client (the floor).
+"""CLI benchmark: the CLI driver against the fastest minimal client (the floor), two comparisons.
 
-Same lab FRR devices, same run. The work per activation is "push 2 lines, read back, undo":
+Same lab FRR devices, same run, pre-opened sessions, nothing in between.
 
-* floors, on a pre-opened session with nothing in between: scrapli 2.x (async), netmiko
-  (threads), and classic scrapli when it is installed beside scrapli 2.x (it cannot be: both are
-  the ``scrapli`` distribution, so it is reported as skipped);
-* the driver: read (snapshot) → load → verify (read back) → restore (generated undo) → reread
-  and compare with the snapshot, on a pre-opened driver session.
+1. Full lifecycle with undo — what a rolled-back activation costs:
 
-Prints activations/s, p50/p99 latency, client CPU per activation, and each ratio against the
-fastest floor. ``python -m bench cli [--devices-from-lab NAME] [--rounds N]``.
+   * floors: "push 2 lines, read back, push the 2 undo lines": scrapli 2.x (async), netmiko
+     (threads), and classic scrapli when it is installed beside scrapli 2.x (it cannot be: both
+     are the ``scrapli`` distribution, so it is reported as skipped);
+   * the driver: read (snapshot) → load → verify (read back) → restore (generated undo from
+     snapshot vs current) → reread and compare with the snapshot. It reads 2 more times than
+     the floor (snapshot, reread), by contract.
+
+2. Activation path — what the engine runs on success: create (the 2 lines) and delete (the 2
+   ``no`` lines) alternately, each one activation:
+
+   * floor: scrapli 2.x "push, read back, check";
+   * the driver: read (snapshot) → load → verify. One read more than the floor (the snapshot).
+
+Prints activations/s, p50/p99 latency, client CPU per activation (the whole process: it
+includes libscrapli's native I/O thread), and each ratio against its own floor.
+``python -m bench.bench_cli [--rounds N] [--lab NAME] [--keep]`` (``python -m bench cli`` uses
+the defaults).
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import statistics
 import time
@@ -59,7 +71,7 @@ class Figures:
         p50 = statistics.median(lat) * 1000
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
         ratio = f"{self.rate / floor.rate:5.2f}x floor" if floor else ""
-        return (f"{self.name:<28} {self.rate:8.1f} act/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
+        return (f"{self.name:<40} {self.rate:8.1f} act/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
                 f"client CPU {self.cpu_s / self.activations * 1000:6.2f} ms/act  {ratio}")
 
 
@@ -70,7 +82,9 @@ def _check(text: str, present: bool) -> None:
 
 
 # -- floors ------------------------------------------------------------------------------------
-async def scrapli2_floor(devices: list[Device], rounds: int) -> Figures:
+async def scrapli2_floor(devices: list[Device], rounds: int, *, activation_path: bool = False) -> Figures:
+    """Full lifecycle (push, read back, undo) or, with ``activation_path``, create and delete
+    alternately (push, read back), each one activation."""
     from scrapli import AuthOptions, Cli, TransportSsh2Options
 
     clis = []
@@ -88,8 +102,18 @@ async def scrapli2_floor(devices: list[Device], rounds: int) -> Figures:
         await cli.send_inputs_async(inputs=UNDO, requested_mode="configuration")
         await cli.enter_mode_async(requested_mode="privileged_exec")
 
+    def push_and_check(lines: list[str], present: bool) -> Callable[[Any], Awaitable[None]]:
+        async def step(cli: Any) -> None:
+            await cli.send_inputs_async(inputs=lines, requested_mode="configuration")
+            await cli.enter_mode_async(requested_mode="privileged_exec")
+            _check((await cli.send_input_async(input_="show running-config")).result, present)
+        return step
+
     try:
-        return await _run_async("scrapli 2.x floor", clis, one, rounds)
+        if activation_path:
+            return await _run_async("scrapli 2.x floor (push+read)", clis,
+                                    (push_and_check(LINES, True), push_and_check(UNDO, False)), rounds)
+        return await _run_async("scrapli 2.x floor", clis, (one,), rounds)
     finally:
         for cli in clis:
             await cli.close_async()
@@ -134,7 +158,15 @@ def classic_scrapli_available() -> bool:
 
 
 # -- the driver ----------------------------------------------------------------------------------
-async def driver_lifecycle(devices: list[Device], rounds: int) -> Figures:
+async def driver_lifecycle(devices: list[Device], rounds: int, *, activation_path: bool = False,
+                           cold_cache: bool = False) -> Figures:
+    """Full lifecycle with restore and reread or, with ``activation_path``, read → load → verify
+    for a create and a delete change alternately, each one activation.
+
+    The driver keeps its last parsed running configurations; here every activation sees one of
+    two configurations again, which a real device's changing configuration does less often.
+    ``cold_cache`` empties that cache before each activation (hits within one activation stay):
+    the pessimistic bound."""
     from drivers.base import ChangeSet, Endpoint
     from drivers.cli import CliDriver
     from gateway.inventory.profiles import parse_profile
@@ -151,8 +183,22 @@ async def driver_lifecycle(devices: list[Device], rounds: int) -> Figures:
         await drv.open()
         drivers.append(drv)
     change = ChangeSet(service="bench", action=Action.CREATE, content="\n".join(LINES) + "\n")
+    delete = ChangeSet(service="bench", action=Action.DELETE, content="\n".join(UNDO) + "\n")
+
+    def activation(cs: ChangeSet) -> Callable[[Any], Awaitable[None]]:
+        async def step(drv: Any) -> None:
+            if cold_cache:
+                drv.parse_cache.clear()
+            await drv.read(cs)
+            await drv.load(cs)
+            verification = await drv.verify(cs)
+            if not verification.ok:
+                raise RuntimeError(f"verify failed: {verification.mismatches}")
+        return step
 
     async def one(drv: Any) -> None:
+        if cold_cache:
+            drv.parse_cache.clear()
         snapshot = await drv.read(change)
         await drv.load(change)
         verification = await drv.verify(change)
@@ -163,26 +209,44 @@ async def driver_lifecycle(devices: list[Device], rounds: int) -> Figures:
             raise RuntimeError("restore did not give the snapshot back")
 
     try:
-        return await _run_async("CliDriver lifecycle", drivers, one, rounds)
+        cold = ", cold cache" if cold_cache else ""
+        if activation_path:
+            figures = await _run_async(f"CliDriver read+load+verify{cold}", drivers,
+                                       (activation(change), activation(delete)), rounds)
+        else:
+            figures = await _run_async(f"CliDriver lifecycle{cold}", drivers, (one,), rounds)
+        hits = sum(d.parse_cache.hits for d in drivers)
+        misses = sum(d.parse_cache.misses for d in drivers)
+        log.info("%s: running-config parses %d, parse-cache hits %d", figures.name, misses, hits)
+        return figures
     finally:
         for drv in drivers:
             await drv.close()
 
 
-async def _run_async(name: str, sessions: list[Any], one: Callable[[Any], Awaitable[None]], rounds: int) -> Figures:
-    await asyncio.gather(*(one(s) for s in sessions))  # warm-up
+async def _run_async(name: str, sessions: list[Any], steps: tuple[Callable[[Any], Awaitable[None]], ...],
+                     rounds: int) -> Figures:
+    """Each round runs every step in order on every session; each step is one activation (so a
+    create/delete pair leaves the device as it found it)."""
+    async def warm_up(session: Any) -> None:
+        for step in steps:
+            await step(session)
+
+    await asyncio.gather(*(warm_up(s) for s in sessions))
+    gc.collect()  # start each measurement with the same heap: no full collection left over from the last
     latencies: list[float] = []
 
     async def worker(session: Any) -> None:
         for _ in range(rounds):
-            t = time.perf_counter()
-            await one(session)
-            latencies.append(time.perf_counter() - t)
+            for step in steps:
+                t = time.perf_counter()
+                await step(session)
+                latencies.append(time.perf_counter() - t)
 
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(s) for s in sessions))
-    return Figures(name, len(sessions) * rounds, time.perf_counter() - wall, time.process_time() - cpu,
-                   tuple(latencies))
+    return Figures(name, len(sessions) * rounds * len(steps), time.perf_counter() - wall,
+                   time.process_time() - cpu, tuple(latencies))
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -217,12 +281,26 @@ def main(argv: list[str]) -> int:
             log.info("classic scrapli floor: skipped (scrapli<2026 cannot be installed beside scrapli 2.x: "
                      "same distribution name)")
         driver = asyncio.run(driver_lifecycle(devices, args.rounds))
+        driver_cold = asyncio.run(driver_lifecycle(devices, args.rounds, cold_cache=True))
+        path_floor = asyncio.run(scrapli2_floor(devices, args.rounds, activation_path=True))
+        path_driver = asyncio.run(driver_lifecycle(devices, args.rounds, activation_path=True))
+        path_cold = asyncio.run(driver_lifecycle(devices, args.rounds, activation_path=True, cold_cache=True))
         floor = max(floors, key=lambda f: f.rate)
+        log.info("-- full lifecycle with undo (floor: push, read back, undo push; driver: snapshot read, push, "
+                 "verify read, generated undo + push, reread)")
         for fig in floors:
             log.info(fig.line(floor))
         log.info(driver.line(floor))
-        log.info("driver/floor throughput: %.2f (the driver does 3 reads per activation: snapshot, verify, "
-                 "reread, and restore reuses verify's read while nothing was pushed; the floor does 1)", driver.rate / floor.rate)
+        log.info(driver_cold.line(floor))
+        log.info("-- activation path on success, create and delete alternately (floor: push, read back; "
+                 "driver: snapshot read, push, verify read)")
+        log.info(path_floor.line(path_floor))
+        log.info(path_driver.line(path_floor))
+        log.info(path_cold.line(path_floor))
+        log.info("driver/floor throughput, full lifecycle with undo: %.2f (driver 3 reads, floor 1; restore reuses "
+                 "verify's read); cold parse cache: %.2f", driver.rate / floor.rate, driver_cold.rate / floor.rate)
+        log.info("driver/floor throughput, activation path (success): %.2f (driver 2 reads, floor 1); "
+                 "cold parse cache: %.2f", path_driver.rate / path_floor.rate, path_cold.rate / path_floor.rate)
     finally:
         if started and not args.keep:
             lab.down()

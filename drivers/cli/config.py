@@ -2,7 +2,8 @@
 
 * :func:`clean` drops what ``show running-config`` prints that is not configuration (headers,
   ``!`` separators, bare ``exit``/``end`` terminators; the profile's ``strip_lines``).
-* :func:`parse` builds a hier_config tree (hier_config 3.7, ``get_hconfig``).
+* :func:`parse` builds a hier_config tree (hier_config 3.7, ``get_hconfig``, the platform's
+  driver built once); :class:`ParseCache` keeps the last few trees of a device by text.
 * :func:`canonical` is the text snapshots are compared with: equal exactly when the configs are.
 * :func:`push_lines` turns rendered text into the lines to send, each with its parents.
 * :func:`check_present` is the read-back check: every rendered line under its parents, every
@@ -14,13 +15,22 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from hier_config import HConfig, Platform, WorkflowRemediation, get_hconfig
+from hier_config import (
+    HConfig,
+    Platform,
+    WorkflowRemediation,
+    get_hconfig,
+    get_hconfig_driver,
+)
 from hier_config.child import HConfigChild
+from hier_config.platforms.driver_base import HConfigDriverBase
 
 from drivers.base import Mismatch
 
@@ -66,9 +76,69 @@ def clean(text: str, strip: Sequence[re.Pattern[str]] = DEFAULT_STRIP) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+@functools.cache
+def hconfig_driver(platform: Platform) -> HConfigDriverBase:
+    """hier_config's driver for ``platform``, built once: building it validates every rule with
+    pydantic, which cost about a third of each parse. Its rules are read-only data."""
+    return get_hconfig_driver(platform)
+
+
 def parse(text: str, *, platform: Platform = Platform.CISCO_IOS,
           strip: Sequence[re.Pattern[str]] = DEFAULT_STRIP) -> HConfig:
-    return get_hconfig(platform, clean(text, strip))
+    return parse_clean(clean(text, strip), platform=platform)
+
+
+def parse_clean(cleaned: str, *, platform: Platform = Platform.CISCO_IOS) -> HConfig:
+    """Parse text :func:`clean` already returned."""
+    return get_hconfig(hconfig_driver(platform), cleaned)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed configuration and its canonical text. The tree is shared: read it, never change
+    it (nothing in this module changes a tree it is given)."""
+
+    tree: HConfig
+    canonical: str
+
+
+class ParseCache:
+    """The last few parsed configurations of one device, keyed by their cleaned text (LRU).
+
+    One activation parses the same configuration several times: the snapshot read and the
+    reread after a good restore give the same text, restore parses the snapshot again and the
+    running configuration verify just parsed, and the next activation's snapshot is usually this
+    one's verified configuration. A hit needs equal text, so it can never return a stale tree.
+    """
+
+    def __init__(self, *, platform: Platform = Platform.CISCO_IOS,
+                 strip: Sequence[re.Pattern[str]] = DEFAULT_STRIP, size: int = 4) -> None:
+        if size < 1:
+            raise ValueError("ParseCache size must be at least 1")
+        self.platform = platform
+        self.strip = tuple(strip)
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[str, Parsed] = OrderedDict()
+
+    def get(self, text: str) -> Parsed:
+        key = clean(text, self.strip)
+        parsed = self._entries.get(key)
+        if parsed is not None:
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return parsed
+        self.misses += 1
+        tree = parse_clean(key, platform=self.platform)
+        parsed = Parsed(tree=tree, canonical=canonical(tree))
+        self._entries[key] = parsed
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return parsed
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 def _walk(children: Iterable[HConfigChild], depth: int = 0) -> Iterable[tuple[int, HConfigChild]]:
@@ -223,7 +293,7 @@ def undo_lines(current: HConfig, snapshot: HConfig, *, section_exit: str = "exit
 
 def future(running: HConfig, rendered: str, *, platform: Platform = Platform.CISCO_IOS) -> HConfig:
     """The configuration hier_config predicts after applying ``rendered`` to ``running``."""
-    change = get_hconfig(platform, clean(rendered))
+    change = parse_clean(clean(rendered), platform=platform)
     return running.future(change)
 
 
@@ -244,6 +314,8 @@ def unified_diff(before: str, after: str, *, before_name: str = "before", after_
 
 __all__ = [
     "NegationRules",
+    "ParseCache",
+    "Parsed",
     "PushLine",
     "canonical",
     "canonical_text",
@@ -251,7 +323,9 @@ __all__ = [
     "clean",
     "config_lines",
     "future",
+    "hconfig_driver",
     "parse",
+    "parse_clean",
     "platform_of",
     "push_lines",
     "remediation_text",

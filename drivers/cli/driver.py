@@ -9,34 +9,56 @@ configuration back to the snapshot), after which the engine re-reads and compare
     load     configuration mode, every line's output checked against the profile's error patterns
     verify   re-read: rendered lines present under their parents, ``no`` lines absent, TTP checks
     restore  explicit undo (if the last change had one), then generated undo from the snapshot
+
+Parsing with hier_config is the driver's main client CPU cost, so parsed configurations are kept
+in a small per-device LRU keyed by their text (:class:`drivers.cli.config.ParseCache`): a hit
+needs an equal text, so every check still runs against what the device printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import ClassVar, Sequence
 
-from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, Endpoint, Mismatch, Snapshot, Verification
+from drivers.base import (
+    Capabilities,
+    ChangeSet,
+    DeviceProfile,
+    Driver,
+    Endpoint,
+    Mismatch,
+    Snapshot,
+    Verification,
+)
 from drivers.cli import config as cfg
 from drivers.cli.checks import Check, evaluate, parse_output
 from drivers.cli.errors import rejected_info
 from drivers.cli.session import CliSession, SessionOptions
 from drivers.cli.settings import CliSettings, scrapli_definition
-from gateway.errors import DeviceErrorInfo, DeviceRejectedError, FieldViolation, InputError, Phase
+from gateway.errors import (
+    DeviceErrorInfo,
+    DeviceRejectedError,
+    FieldViolation,
+    InputError,
+    Phase,
+)
 
 log = logging.getLogger(__name__)
 
 SCOPE = "running-config"
+PARSE_CACHE_SIZE = 4
+"""Parsed running configurations kept per device (snapshot, verified state, and the previous pair)."""
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but tab
 
 
 def unsafe_lines(lines: Sequence[str]) -> list[FieldViolation]:
     """Lines holding a control character (a newline inside a value would inject a command)."""
-    bad = []
-    for i, line in enumerate(lines):
-        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in line):
-            bad.append(FieldViolation(field=f"content line {i + 1}", reason="holds a control character"))
-    return bad
+    return [FieldViolation(field=f"content line {i + 1}", reason="holds a control character")
+            for i, line in enumerate(lines) if _CONTROL.search(line)]
 
 
 class CliDriver(Driver):
@@ -48,6 +70,7 @@ class CliDriver(Driver):
         self.settings = CliSettings.from_profile(profile.settings, platform=profile.platform)
         self._platform = cfg.platform_of(self.settings.hier_config_platform)
         self._strip = self.settings.strip_lines or cfg.DEFAULT_STRIP
+        self._parsed = cfg.ParseCache(platform=self._platform, strip=self._strip, size=PARSE_CACHE_SIZE)
         cred = endpoint.credential
         self._session = CliSession(
             SessionOptions(
@@ -67,6 +90,11 @@ class CliDriver(Driver):
         self._known_running: str | None = None
         """The last running-config read, while nothing was pushed since (this driver is the only
         writer during a change: the engine serializes a device). Saves restore a read."""
+
+    @property
+    def parse_cache(self) -> cfg.ParseCache:
+        """The parsed running configurations this driver keeps (hits/misses for measurements)."""
+        return self._parsed
 
     # -- session -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -101,7 +129,7 @@ class CliDriver(Driver):
         return text
 
     def _canonical(self, text: str) -> str:
-        return cfg.canonical_text(text, platform=self._platform, strip=self._strip)
+        return self._parsed.get(text).canonical
 
     async def read(self, change: ChangeSet) -> Snapshot:
         return Snapshot(content=self._canonical(await self._running(Phase.SNAPSHOT)), scope=SCOPE)
@@ -112,7 +140,7 @@ class CliDriver(Driver):
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
         """A unified diff of the running configuration as hier_config predicts it after the change."""
         self._check_lines(change.content, Phase.DIFF)
-        running = cfg.parse(snapshot.content, platform=self._platform, strip=self._strip)
+        running = self._parsed.get(snapshot.content).tree
         after = cfg.future(running, change.content, platform=self._platform)
         # hier_config puts new lines first: diff order-insensitive views (sorted top-level blocks)
         return cfg.unified_diff(_blocks_sorted(snapshot.content), _blocks_sorted(cfg.canonical(after)),
@@ -163,7 +191,7 @@ class CliDriver(Driver):
 
     # -- verifying -----------------------------------------------------------------------
     async def verify(self, change: ChangeSet) -> Verification:
-        running = cfg.parse(await self._running(Phase.VERIFY), platform=self._platform, strip=self._strip)
+        running = self._parsed.get(await self._running(Phase.VERIFY)).tree
         checked, mismatches = cfg.check_present(change.content, running, section_exit=self.settings.section_exit)
         details = []
         for text in change.checks:
@@ -205,9 +233,9 @@ class CliDriver(Driver):
                 await self._push(cfg.push_lines(undo, section_exit=self.settings.section_exit), Phase.ROLLBACK)
             except DeviceRejectedError as exc:  # the generated undo below still repairs it
                 log.warning("%s: explicit undo rejected (%s); using the generated undo", self.device, exc.message)
-        wanted = cfg.parse(snapshot.content, platform=self._platform, strip=self._strip)
+        wanted = self._parsed.get(snapshot.content).tree
         running = self._known_running if self._known_running is not None else await self._running(Phase.ROLLBACK)
-        current = cfg.parse(running, platform=self._platform, strip=self._strip)
+        current = self._parsed.get(running).tree
         lines = cfg.undo_lines(current, wanted, section_exit=self.settings.section_exit,
                                rules=self.settings.negation_rules())
         log.info("%s: restoring the snapshot with %d generated line(s)", self.device, len(lines))

@@ -8,11 +8,10 @@ verify, canonical text, restore) → this module. Third-party and session errors
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import asyncssh
 from lxml import etree
@@ -83,11 +82,11 @@ class Analysis:
 @functools.lru_cache(maxsize=512)
 def analyse(content: str, list_keys: xmlconfig.ListKeys) -> Analysis:
     root = xmlconfig.parse_config(content)
-    flt = xmlconfig.scope_element(root, list_keys)
+    scope, filter_ = xmlconfig.scope_texts(root, list_keys)
     return Analysis(
         payload=xmlconfig.edit_payload(root),
-        scope=etree.tostring(flt).decode(),
-        filter=xmlconfig.filter_content(flt),
+        scope=scope,
+        filter=filter_,
         expect=xmlconfig.expectations(root, list_keys),
     )
 
@@ -127,6 +126,26 @@ def translate(exc: BaseException, *, device: str, phase: Phase) -> AgwError:
     return DeviceError(f"unexpected {type(exc).__name__}: {exc}", device=device, phase=phase, retryable=False)
 
 
+class _Guard:
+    """``with driver._guard(phase):`` — any non-gateway exception leaves as ``translate(exc)``
+    (raised ``from exc``); gateway errors and BaseExceptions (CancelledError) pass untouched.
+    A plain class: cheaper than a generator-based context manager on every RPC."""
+
+    __slots__ = ("device", "phase")
+
+    def __init__(self, device: str, phase: Phase) -> None:
+        self.device = device
+        self.phase = phase
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, AgwError) or not isinstance(exc, Exception):
+            return False
+        raise translate(exc, device=self.device, phase=self.phase) from exc
+
+
 class NetconfDriver(Driver):
     name = "netconf"
     supported = Capabilities(
@@ -164,14 +183,8 @@ class NetconfDriver(Driver):
         self._locked = False
 
     # -- errors: the one translation point ----------------------------------------------------
-    @contextlib.contextmanager
-    def _guard(self, phase: Phase) -> Iterator[None]:
-        try:
-            yield
-        except AgwError:
-            raise
-        except Exception as exc:  # CancelledError (a BaseException) passes through untouched
-            raise translate(exc, device=self.device, phase=phase) from exc
+    def _guard(self, phase: Phase) -> "_Guard":
+        return _Guard(self.device, phase)
 
     # -- session ------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -334,9 +347,8 @@ class NetconfDriver(Driver):
         with self._guard(Phase.VERIFY):
             a = self._analysis(change)
             data = await self._read(a.filter, phase=Phase.VERIFY)
-            lk = self.settings.list_keys
-            result = xmlconfig.verify(a.expect, data, lk)
-            readback = Snapshot(content=xmlconfig.canonical(data, lk), scope=a.scope)
+            result, content = xmlconfig.readback(a.expect, data, self.settings.list_keys)
+            readback = Snapshot(content=content, scope=a.scope)
             return Verification(
                 ok=result.ok,
                 checked=result.checked,

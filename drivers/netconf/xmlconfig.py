@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import operator
 import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -45,7 +46,7 @@ class ListKeys:
     """List keys per (namespace, list name), from profile settings ``list_keys``:
     ``{namespace: {list: [key, ...]}}``. Hashable, so derived results can be cached."""
 
-    __slots__ = ("_map", "_hash")
+    __slots__ = ("_map", "_hash", "_by_tag")
 
     def __init__(self, data: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> None:
         m: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -56,6 +57,11 @@ class ListKeys:
                 m[(ns, name)] = tuple(keys)
         self._map = m
         self._hash = hash(frozenset(m.items()))
+        self._by_tag: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+            (f"{{{ns}}}{name}" if ns else name): (keys, tuple((k, f"{{{ns}}}{k}" if ns else k) for k in keys))
+            for (ns, name), keys in m.items()
+        }
+        """Clark tag of a list → (key names, ((key, Clark tag of the key), ...)): the hot walks' lookup."""
 
     def keys_of(self, el: etree._Element) -> tuple[str, ...]:
         return self._map.get(_split(el.tag), ()) if self._map else ()
@@ -137,17 +143,29 @@ def _value(el: etree._Element) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
+def _key_tags(ns: str, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((k, f"{{{ns}}}{k}" if ns else k) for k in keys)
+
+
 def _key_values(el: etree._Element, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    ns = _ns(el)
+    """The entry's key values (the first child of each key's tag, like ``find``)."""
+    return _entry_key_values(el, _key_tags(_ns(el), keys))
+
+
+def _entry_key_values(el: etree._Element, key_tags: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
     out = []
-    for k in keys:
-        kel = el.find(f"{{{ns}}}{k}")
-        if kel is None:
+    for k, ktag in key_tags:
+        for kel in el:
+            if kel.tag == ktag:
+                out.append((k, _text(kel)))
+                break
+        else:
             raise ConfigXmlError(f"list entry <{etree.QName(el).localname}> lacks its key <{k}>")
-        out.append((k, _text(kel)))
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=1024)
 def _module(ns: str) -> str:
     tail = re.split(r"[:/]", ns.rstrip("/:"))[-1] or "ns"
     name = _NCNAME_BAD.sub("_", tail)
@@ -205,6 +223,80 @@ def _filter_entry_keys(f: etree._Element, lk: ListKeys) -> tuple[tuple[str, str]
     return _key_values(f, keys) if keys else ()
 
 
+def scope_texts(root: etree._Element, lk: ListKeys) -> tuple[str, bytes]:
+    """The scope filter as text (what :func:`scope_filter` returns) and its content for
+    ``get-config`` (what :func:`filter_content` returns), built as text in one walk; what that
+    walk does not handle exactly as lxml would serialize it falls back to the element tree."""
+    try:
+        parts = _scope_parts(root, NC_NS, lk)
+        text = f'<filter xmlns="{NC_NS}" type="subtree">{"".join(parts)}</filter>'
+        if not text.isascii():
+            text = text.encode("ascii", "xmlcharrefreplace").decode()
+            parts = [p.encode("ascii", "xmlcharrefreplace").decode() for p in parts]
+        return text, "".join(parts).encode()
+    except _Unusual:
+        flt = scope_element(root, lk)
+        return etree.tostring(flt).decode(), filter_content(flt)
+
+
+def _escape_text(text: str) -> str:
+    if "\r" in text:
+        raise _Unusual("carriage return")
+    if "&" in text or "<" in text or ">" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text
+
+
+def _scope_parts(el: etree._Element, parent_ns: str, lk: ListKeys) -> list[str]:
+    """Serialized scope children of ``el`` (the same selection and order as :func:`_scope_into`)."""
+    order: list[list] = []  # [kind, tag, key values or children, serialized (entries, leaves)]
+    entries: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    containers: dict[str, list] = {}
+    seen: set[str] = set()
+    for child in el:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        ns, local = _split(tag)
+        if ns == NC_NS and parent_ns == NC_NS:
+            raise _Unusual("a top-level node in the NETCONF namespace")
+        decl = _xmlns(None, ns) if ns != parent_ns else ""
+        key_tags = lk._by_tag.get(tag, _NO_KEYS)[1] if lk._map else ()
+        if key_tags:
+            kv = _entry_key_values(child, key_tags)
+            if (tag, kv) not in entries:
+                entries.add((tag, kv))
+                seen.add(tag)
+                inner = "".join(f"<{k}>{_escape_text(v)}</{k}>" for k, v in kv)
+                order.append(["entry", tag, None, f"<{local}{decl}>{inner}</{local}>"])
+        elif len(child) and any(isinstance(c.tag, str) for c in child):
+            item = containers.get(tag)
+            if item is None:
+                item = ["container", tag, [], (local, decl, ns)]
+                containers[tag] = item
+                seen.add(tag)
+                order.append(item)
+            item[2].append(child)
+        elif tag not in seen:
+            seen.add(tag)
+            order.append(["leaf", tag, None, f"<{local}{decl}/>"])
+    out = []
+    for kind, _tag, kids, text in order:
+        if kind == "container":
+            local, decl, ns = text
+            merged = _scope_parts_of(kids, ns, lk)
+            out.append(f"<{local}{decl}>{''.join(merged)}</{local}>")
+        else:
+            out.append(text)
+    return out
+
+
+def _scope_parts_of(els: list[etree._Element], ns: str, lk: ListKeys) -> list[str]:
+    if len(els) == 1:
+        return _scope_parts(els[0], ns, lk)
+    raise _Unusual("a container rendered twice")  # the element tree merges them
+
+
 def filter_content(scope: str | etree._Element) -> bytes:
     """The inside of a scope filter (stored text or element), for ``get-config``."""
     flt = parse(scope) if isinstance(scope, str) else scope
@@ -225,9 +317,13 @@ class Expectations:
     """(path, leaf value or None) of every deleted/removed node."""
 
 
+_NO_KEYS: tuple[tuple[str, ...], tuple[tuple[str, str], ...]] = ((), ())
+
+
 def _fast_step(el: etree._Element, lk: ListKeys) -> Step:
-    keys = lk.keys_of(el)
-    return (el.tag, _key_values(el, keys) if keys else ())
+    tag = el.tag
+    key_tags = lk._by_tag.get(tag, _NO_KEYS)[1]
+    return (tag, _entry_key_values(el, key_tags) if key_tags else ())
 
 
 def path_text(path: Path) -> str:
@@ -246,9 +342,15 @@ def expectations(root: etree._Element, lk: ListKeys) -> Expectations:
     present: list[tuple[Path, str, str]] = []
     absent: list[tuple[Path, str | None]] = []
 
+    by_tag = lk._by_tag
+
     def walk(el: etree._Element, path: Path) -> None:
-        for child in _elements(el):
-            p = path + (_fast_step(child, lk),)
+        for child in el:
+            tag = child.tag
+            if not isinstance(tag, str):
+                continue
+            key_tags = by_tag.get(tag, _NO_KEYS)[1] if by_tag else ()
+            p = path + ((tag, _entry_key_values(child, key_tags) if key_tags else ()),)
             kids = len(child)
             if child.get(OPERATION) in REMOVING:
                 absent.append((p, _value(child) if not kids and _text(child) else None))
@@ -355,6 +457,9 @@ def _xmlns(prefix: str | None, ns: str) -> str:
     return f' xmlns="{ns}"' if prefix is None else f' xmlns:{prefix}="{ns}"'
 
 
+_first = operator.itemgetter(0)
+
+
 def _canon_text(
     data: etree._Element,
     lk: ListKeys,
@@ -364,6 +469,7 @@ def _canon_text(
     """The text :func:`_canonical_tree` serializes, built directly; with ``nodes``/``leaves`` it
     also fills the :func:`index` of the read-back (same walk)."""
     indexing = nodes is not None
+    by_tag = lk._by_tag
 
     def walk(el: etree._Element, parent_ns: str, keys: tuple[str, ...], depth: int, path: Path) -> list:
         items = []
@@ -375,43 +481,37 @@ def _canon_text(
             ns, local = _split(tag)
             decl = _xmlns(None, ns) if ns != parent_ns else ""
             if len(child):
-                child_keys = lk.keys_of(child) if lk._map else ()
-                p = path + ((tag, _key_values(child, child_keys) if child_keys else ()),) if indexing else path
+                child_keys, key_tags = by_tag.get(tag, _NO_KEYS) if by_tag else _NO_KEYS
+                p = path + ((tag, _entry_key_values(child, key_tags) if key_tags else ()),) if indexing else path
                 if indexing:
                     nodes.add(p)  # type: ignore[union-attr]
                 kids = walk(child, ns, child_keys, depth + 1, p)
-                sig = tuple(k[0][2][0] if k[3] else "" for k in kids[: len(child_keys)])
-                frag = f"{indent}<{local}{decl}>\n{''.join(k[1] for k in kids)}{indent}</{local}>\n"
-                is_leaf = False
+                sig = tuple([k[2] for k in kids[: len(child_keys)]])
+                frag = f"{indent}<{local}{decl}>\n{''.join([k[1] for k in kids])}{indent}</{local}>\n"
+                text = ""
             else:
                 raw = child.text
                 raw = raw.strip() if raw else ""
-                text = raw
-                if ":" in raw:
-                    text = _value(child)
-                    if text.startswith("{"):
-                        ident_ns, _, ident = text[1:].partition("}")
-                        prefix = _module(ident_ns)
-                        if ident_ns == ns or prefix == "xml":
-                            raise _Unusual(text)
-                        decl += _xmlns(prefix, ident_ns)
-                        text = f"{prefix}:{ident}"
+                norm = _value(child) if ":" in raw else raw
+                text = norm
+                if text.startswith("{"):
+                    ident_ns, _, ident = text[1:].partition("}")
+                    prefix = _module(ident_ns)
+                    if ident_ns == ns or prefix[:3].lower() == "xml":
+                        raise _Unusual(text)
+                    decl += _xmlns(prefix, ident_ns)
+                    text = f"{prefix}:{ident}"
                 if indexing:
-                    p = path + ((tag, ()) if not (lk._map and lk.keys_of(child)) else (tag, _key_values(child, lk.keys_of(child))),)
+                    key_tags = by_tag.get(tag, _NO_KEYS)[1] if by_tag else ()
+                    p = path + ((tag, _entry_key_values(child, key_tags) if key_tags else ()),)
                     nodes.add(p)  # type: ignore[union-attr]
-                    leaves.setdefault(p, []).append((_value(child) if text is not raw else raw, raw))  # type: ignore[union-attr]
-                if "&" in text or "<" in text or ">" in text:
-                    esc = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-                else:
-                    esc = text
-                if "\r" in esc:
-                    raise _Unusual("carriage return")
-                frag = f"{indent}<{local}{decl}>{esc}</{local}>\n"
+                    leaves.setdefault(p, []).append((norm, raw))  # type: ignore[union-attr]
+                frag = f"{indent}<{local}{decl}>{_escape_text(text)}</{local}>\n"
                 sig = (text,)
-                is_leaf = True
             rank = keys.index(local) if local in keys else len(keys)
-            items.append(((rank, tag, sig), frag, None, is_leaf))
-        items.sort(key=lambda item: item[0])
+            items.append(((rank, tag, sig), frag, text))
+        if len(items) > 1:
+            items.sort(key=_first)
         return items
 
     for child in data:
@@ -421,7 +521,7 @@ def _canon_text(
         if len(data):
             raise _Unusual("comments only")
         return _EMPTY
-    body = "".join(item[1] for item in walk(data, NC_NS, (), 1, ()))
+    body = "".join([item[1] for item in walk(data, NC_NS, (), 1, ())])
     out = f'<config xmlns="{NC_NS}">\n{body}</config>\n'
     return out if out.isascii() else out.encode("ascii", "xmlcharrefreplace").decode()
 

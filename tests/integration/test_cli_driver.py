@@ -177,3 +177,24 @@ async def test_stopped_device_times_out_then_recovers(lab: Any, driver: CliDrive
     # after cont: the driver reopens its session; rollback is verified against the snapshot
     await driver.restore(snapshot)
     assert (await driver.reread(snapshot)) == snapshot
+
+
+async def test_parse_cache_never_hides_a_change_made_by_another_session(lab: Any, driver: CliDriver) -> None:
+    """The driver's parsed-config cache is keyed by the text read: a change made behind the
+    driver's back (another session) shows in its next read, verify and restore undo it."""
+    line = "ip route 198.51.100.200/29 Null0"
+    change = ChangeSet(service="-", action=Action.CREATE, content=line + "\n")
+    snapshot = await driver.read(change)
+    assert (await driver.reread(snapshot)) == snapshot and driver.parse_cache.hits >= 1
+    other = CliDriver(endpoint=endpoint(lab), profile=profile())
+    await other.open()
+    try:
+        await other.load(change)
+    finally:
+        await other.close()
+    changed = await driver.reread(snapshot)
+    assert changed != snapshot and line in changed.content
+    assert (await driver.verify(change)).ok
+    await driver.restore(snapshot)  # generated undo from the current text, not from a cached tree
+    assert (await driver.reread(snapshot)) == snapshot
+    assert await independent_running(lab) == snapshot.content

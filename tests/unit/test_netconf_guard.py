@@ -1,0 +1,40 @@
+"""The driver's error guard: the one translation point, as a plain context manager (pure)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from drivers.netconf.driver import _Guard
+from drivers.netconf.session import RpcTimeout
+from gateway import errors as e
+
+
+def test_guard_translates_third_party_errors_with_cause() -> None:
+    boom = RpcTimeout("slow")
+    with pytest.raises(e.DeviceTimeoutError) as info:
+        with _Guard("nc1", e.Phase.VERIFY):
+            raise boom
+    assert info.value.__cause__ is boom
+    with pytest.raises(e.DeviceError) as other:
+        with _Guard("nc1", e.Phase.PUSH):
+            raise KeyError("x")
+    assert not other.value.retryable and isinstance(other.value.__cause__, KeyError)
+
+
+def test_guard_passes_gateway_errors_and_cancellation_untouched() -> None:
+    err = e.DeviceRejectedError("no", device="nc1", phase=e.Phase.PUSH)
+    with pytest.raises(e.DeviceRejectedError) as info:
+        with _Guard("nc1", e.Phase.PUSH):
+            raise err
+    assert info.value is err
+    with pytest.raises(asyncio.CancelledError):
+        with _Guard("nc1", e.Phase.PUSH):
+            raise asyncio.CancelledError()
+
+
+def test_guard_without_error_is_silent() -> None:
+    with _Guard("nc1", e.Phase.LOCK):
+        value = 1
+    assert value == 1
