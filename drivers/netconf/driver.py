@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import asyncssh
 from lxml import etree
 
 from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, Endpoint, Snapshot, Verification
-from drivers.netconf import rpc, xmlconfig
+from drivers.netconf import restore, rpc, xmlconfig
 from drivers.netconf.framing import FramingError
 from drivers.netconf.session import NetconfSession, ProtocolError, RpcTimeout, SessionClosed, SessionOptions
 from drivers.netconf.transport import SshOptions
@@ -37,6 +37,8 @@ from gateway.errors import (
 log = logging.getLogger(__name__)
 
 CANDIDATE_CAP = "urn:ietf:params:netconf:capability:candidate:1.0"
+_LOCK = rpc.lock("candidate")
+_UNLOCK = rpc.unlock("candidate")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +55,7 @@ class NetconfSettings:
     """rpc-errors by which the device says "no confirmed commit is pending" (cancel-commit → False)."""
 
     @classmethod
-    def from_profile(cls, profile: DeviceProfile) -> "NetconfSettings":
+    def from_profile(cls, profile: DeviceProfile) -> NetconfSettings:
         s, q = profile.settings, profile.quirks
         try:
             return cls(
@@ -131,19 +133,19 @@ class _Guard:
     (raised ``from exc``); gateway errors and BaseExceptions (CancelledError) pass untouched.
     A plain class: cheaper than a generator-based context manager on every RPC."""
 
-    __slots__ = ("device", "phase")
+    __slots__ = ("driver", "phase")
 
-    def __init__(self, device: str, phase: Phase) -> None:
-        self.device = device
+    def __init__(self, driver: Driver, phase: Phase) -> None:
+        self.driver = driver
         self.phase = phase
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> Literal[False]:
         if exc is None or isinstance(exc, AgwError) or not isinstance(exc, Exception):
             return False
-        raise translate(exc, device=self.device, phase=self.phase) from exc
+        raise translate(exc, device=self.driver.device, phase=self.phase) from exc
 
 
 class NetconfDriver(Driver):
@@ -181,10 +183,12 @@ class NetconfDriver(Driver):
         self._conn_options: asyncssh.SSHClientConnectionOptions | None = None
         self._session: NetconfSession | None = None
         self._locked = False
+        self._operation_s = profile.timeouts.operation_s
+        self._commit_s = profile.timeouts.commit_s
 
     # -- errors: the one translation point ----------------------------------------------------
-    def _guard(self, phase: Phase) -> "_Guard":
-        return _Guard(self.device, phase)
+    def _guard(self, phase: Phase) -> _Guard:
+        return _Guard(self, phase)
 
     # -- session ------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -227,9 +231,10 @@ class NetconfDriver(Driver):
         """Send one RPC and raise on rpc-error. Callers run inside ``_guard``."""
         if self._session is None:
             raise SessionLostError("no open session", device=self.device, phase=phase)
-        timeout = self.profile.timeouts.operation_s if timeout_s is None else timeout_s
+        timeout = self._operation_s if timeout_s is None else timeout_s
         reply = rpc.parse_reply(await self._session.rpc(body, timeout_s=timeout), want_data=want_data)
-        rpc.raise_for_reply(reply, operation=operation, device=self.device, phase=phase)
+        if not reply.ok or reply.warnings:
+            rpc.raise_for_reply(reply, operation=operation, device=self.device, phase=phase)
         return reply
 
     def _analysis(self, change: ChangeSet) -> Analysis:
@@ -242,12 +247,12 @@ class NetconfDriver(Driver):
     # -- change lifecycle -----------------------------------------------------------------------
     async def lock(self) -> None:
         with self._guard(Phase.LOCK):
-            await self._rpc(rpc.lock("candidate"), operation="lock", phase=Phase.LOCK)
+            await self._rpc(_LOCK, operation="lock", phase=Phase.LOCK)
             self._locked = True
 
     async def unlock(self) -> None:
         with self._guard(Phase.UNLOCK):
-            await self._rpc(rpc.unlock("candidate"), operation="unlock", phase=Phase.UNLOCK)
+            await self._rpc(_UNLOCK, operation="unlock", phase=Phase.UNLOCK)
             self._locked = False
 
     async def read(self, change: ChangeSet) -> Snapshot:
@@ -277,10 +282,10 @@ class NetconfDriver(Driver):
                     if took_lock:
                         await self.unlock()
             after = xmlconfig.canonical(data, self.settings.list_keys)
-            return xmlconfig.diff(snapshot.content, after, before_name="running", after_name="candidate")
+            return restore.diff(snapshot.content, after, before_name="running", after_name="candidate")
 
     def diff(self, before: Snapshot, after: Snapshot) -> str:
-        return xmlconfig.diff(before.content, after.content)
+        return restore.diff(before.content, after.content)
 
     async def load(self, change: ChangeSet) -> None:
         with self._guard(Phase.PUSH):
@@ -312,7 +317,7 @@ class NetconfDriver(Driver):
             follow_up = persist_id is not None and persist_id == self._armed_persist_id
             body = rpc.commit(confirm_timeout_s=confirm_timeout_s, persist=persist_id,
                               persist_id=persist_id if follow_up else None)
-            await self._rpc(body, operation="commit", phase=Phase.COMMIT, timeout_s=self.profile.timeouts.commit_s)
+            await self._rpc(body, operation="commit", phase=Phase.COMMIT, timeout_s=self._commit_s)
             self._armed_persist_id = persist_id if confirm_timeout_s is not None else None
 
     async def confirm(self, *, persist_id: str | None = None) -> None:
@@ -321,7 +326,7 @@ class NetconfDriver(Driver):
                 rpc.commit(persist_id=persist_id),
                 operation="confirming commit",
                 phase=Phase.CONFIRM,
-                timeout_s=self.profile.timeouts.commit_s,
+                timeout_s=self._commit_s,
             )
             self._armed_persist_id = None
 
@@ -330,7 +335,7 @@ class NetconfDriver(Driver):
             if self._session is None:
                 raise SessionLostError("no open session", device=self.device, phase=Phase.ROLLBACK)
             raw = await self._session.rpc(
-                rpc.cancel_commit(persist_id=persist_id), timeout_s=self.profile.timeouts.commit_s
+                rpc.cancel_commit(persist_id=persist_id), timeout_s=self._commit_s
             )
             self._armed_persist_id = None
             reply = rpc.parse_reply(raw)
@@ -363,13 +368,13 @@ class NetconfDriver(Driver):
         if current.content == snapshot.content:
             return  # nothing to put back
         with self._guard(Phase.ROLLBACK):
-            payload = xmlconfig.restore_config(
+            payload = restore.restore_config(
                 snapshot.content, snapshot.scope, self.settings.list_keys, current=current.content
             )
             await self._rpc(rpc.discard_changes(), operation="discard-changes", phase=Phase.ROLLBACK)
             await self._rpc(rpc.edit_config(payload), operation="edit-config (restore)", phase=Phase.ROLLBACK)
             await self._rpc(
-                rpc.commit(), operation="commit (restore)", phase=Phase.ROLLBACK, timeout_s=self.profile.timeouts.commit_s
+                rpc.commit(), operation="commit (restore)", phase=Phase.ROLLBACK, timeout_s=self._commit_s
             )
 
 

@@ -9,7 +9,7 @@ derives:
   or removed node must be absent (:func:`verify`);
 * the **canonical text** of a read-back (:func:`canonical`): keys first, other siblings sorted,
   whitespace dropped, identity prefixes normalized — equal state ⇔ equal text;
-* a **restore edit** from a snapshot (:func:`restore_config`): what the snapshot holds goes back
+* a **restore edit** from a snapshot (:func:`drivers.netconf.restore.restore_config`): what the snapshot holds goes back
   with ``operation="replace"``, what it lacks is removed (``operation="remove"``);
 * a readable unified **diff** of two canonical texts (:func:`diff`).
 
@@ -18,16 +18,16 @@ Known limits: ``ordered-by user`` lists are compared as sets; leaf-lists are che
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import operator
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+
+from lxml import etree
 
 from drivers.base import Mismatch, Verification
-from lxml import etree
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ListKeys:
     """List keys per (namespace, list name), from profile settings ``list_keys``:
     ``{namespace: {list: [key, ...]}}``. Hashable, so derived results can be cached."""
 
-    __slots__ = ("_map", "_hash", "_by_tag")
+    __slots__ = ("_by_tag", "_hash", "_map")
 
     def __init__(self, data: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> None:
         m: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -352,12 +352,19 @@ def expectations(root: etree._Element, lk: ListKeys) -> Expectations:
             key_tags = by_tag.get(tag, _NO_KEYS)[1] if by_tag else ()
             p = path + ((tag, _entry_key_values(child, key_tags) if key_tags else ()),)
             kids = len(child)
+            if kids:
+                if child.get(OPERATION) in REMOVING:
+                    absent.append((p, None))
+                else:
+                    walk(child, p)
+                continue
+            raw = child.text
+            raw = raw.strip() if raw else ""
+            norm = _value(child) if ":" in raw else raw
             if child.get(OPERATION) in REMOVING:
-                absent.append((p, _value(child) if not kids and _text(child) else None))
-            elif kids:
-                walk(child, p)
+                absent.append((p, norm if raw else None))
             else:
-                present.append((p, _value(child), _text(child)))
+                present.append((p, norm, raw))
 
     walk(root, ())
     return Expectations(present=tuple(present), absent=tuple(absent))
@@ -565,94 +572,12 @@ def _canon_children(el: etree._Element, parent_ns: str, keys: tuple[str, ...], l
     return [new for _, new in items]
 
 
-# -- restore ----------------------------------------------------------------------------------
-def restore_config(content: str, scope: str, lk: ListKeys, *, current: str | None = None) -> bytes:
-    """An edit-config ``<config>`` that puts the scope back as ``content`` (a snapshot) holds it.
-
-    With ``current`` (the scope as the device holds it now), nodes absent from both are left
-    alone: netconfd 2.13 answers ``remove`` of a list entry that does not exist by creating it
-    and then failing validation (``data-missing .../if:type``).
-    """
-    snap = parse(content)
-    flt = parse(scope)
-    now = [parse(current)] if current is not None else None
-    out = etree.Element(f"{{{NC_NS}}}config", nsmap={None: NC_NS, "nc": NC_NS})
-    _restore_into(flt, [snap], out, lk, now)
-    return etree.tostring(out)
-
-
-def _select(f: etree._Element, parents: list[etree._Element], lk: ListKeys) -> list[etree._Element]:
-    candidates = [s for parent in parents for s in parent.iterchildren(f.tag)]
-    if _filter_kind(f, lk) == "entry":
-        kv = _filter_entry_keys(f, lk)
-        return [s for s in candidates if _key_values(s, lk.keys_of(s)) == kv]
-    return candidates
-
-
-def _restore_into(
-    fp: etree._Element,
-    snaps: list[etree._Element],
-    out: etree._Element,
-    lk: ListKeys,
-    now: list[etree._Element] | None,
-) -> None:
-    for f in _elements(fp):
-        kind = _filter_kind(f, lk)
-        present_now = None if now is None else _select(f, now, lk)
-        if kind == "container":
-            if present_now == []:
-                if _select(f, snaps, lk):
-                    node = _copy(_select(f, snaps, lk)[0])
-                    node.set(OPERATION, "replace")
-                    out.append(node)
-                continue
-            _restore_into(f, _select(f, snaps, lk), _sub(out, f.tag), lk, present_now)
-            continue
-        found = _select(f, snaps, lk)
-        if found:
-            for s in found:
-                node = _copy(s)
-                node.set(OPERATION, "replace")
-                out.append(node)
-        elif present_now != []:
-            node = _sub(out, f.tag)
-            for k in _elements(f):  # an entry's keys
-                _sub(node, k.tag).text = _text(k)
-            node.set(OPERATION, "remove")
-
-
-# -- diff -------------------------------------------------------------------------------------
-def diff(before: str, after: str, *, before_name: str = "before", after_name: str = "after") -> str:
-    """A unified diff of two canonical texts ('' when equal)."""
-    lines = difflib.unified_diff(
-        before.splitlines(), after.splitlines(), fromfile=before_name, tofile=after_name, lineterm="", n=3
-    )
-    return "\n".join(lines)
-
-
-def targets(scope: str, lk: ListKeys) -> list[str]:
-    """Readable paths of what a scope selects (for logs and messages)."""
-    out: list[str] = []
-
-    def walk(f: etree._Element, path: str, parent_ns: str) -> None:
-        for c in _elements(f):
-            p = f"{path}/{_step(c, parent_ns, lk)}"
-            if _filter_kind(c, lk) == "container":
-                walk(c, p, _ns(c))
-            else:
-                out.append(p)
-
-    walk(parse(scope), "", NC_NS)
-    return out
-
-
 __all__ = [
     "ConfigXmlError",
     "Expectations",
     "ListKeys",
     "canonical",
     "check",
-    "diff",
     "edit_payload",
     "expectations",
     "filter_content",
@@ -661,9 +586,7 @@ __all__ = [
     "parse_config",
     "path_text",
     "readback",
-    "restore_config",
     "scope_element",
     "scope_filter",
-    "targets",
     "verify",
 ]

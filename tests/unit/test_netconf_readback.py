@@ -42,13 +42,13 @@ CASES = {
     "interfaces": IFACES,
     "system": SYSTEM,
     "both": SYSTEM + IFACES,
-    "keyless-repeats": f'<x xmlns="urn:x"><c><v>2</v></c><c><v>1</v></c><c><w>1</w></c></x>',
-    "same-ns-identity": f'<x xmlns="urn:a:x"><kind xmlns:x="urn:a:x">x:thing</kind></x>',
-    "comment": f'<x xmlns="urn:x"><!-- hi --><v>1</v></x>',
+    "keyless-repeats": '<x xmlns="urn:x"><c><v>2</v></c><c><v>1</v></c><c><w>1</w></c></x>',
+    "same-ns-identity": '<x xmlns="urn:a:x"><kind xmlns:x="urn:a:x">x:thing</kind></x>',
+    "comment": '<x xmlns="urn:x"><!-- hi --><v>1</v></x>',
     "inherits-netconf-ns": "<bare><v>1</v></bare>",
-    "no-namespace": f'<x xmlns="urn:x"><v xmlns="">1</v></x>',
-    "carriage-return": f'<x xmlns="urn:x"><v>a&#13;b</v></x>',
-    "odd-ns": f'<x xmlns="urn:x?a&amp;b"><v>1</v></x>',
+    "no-namespace": '<x xmlns="urn:x"><v xmlns="">1</v></x>',
+    "carriage-return": '<x xmlns="urn:x"><v>a&#13;b</v></x>',
+    "odd-ns": '<x xmlns="urn:x?a&amp;b"><v>1</v></x>',
 }
 
 UNUSUAL = {"same-ns-identity", "comment", "no-namespace", "carriage-return", "odd-ns"}
@@ -128,8 +128,8 @@ CONFIGS = {
         "<ntp><enabled>true</enabled><server><name>s1</name><udp><address>1.1.1.1</address></udp></server>"
         '<server nc:operation="remove"><name>s2</name></server></ntp><contact nc:operation="delete"/></system>'
     ),
-    "leaf-then-container": f'<x xmlns="urn:x"><c/><c><v>1</v></c><w>1</w></x>',
-    "container-twice": f'<x xmlns="urn:x"><c><v>1</v></c><c><w>1</w><v>2</v></c></x>',
+    "leaf-then-container": '<x xmlns="urn:x"><c/><c><v>1</v></c><w>1</w></x>',
+    "container-twice": '<x xmlns="urn:x"><c><v>1</v></c><c><w>1</w><v>2</v></c></x>',
     "netconf-namespace": "<top><v>1</v></top>",
 }
 

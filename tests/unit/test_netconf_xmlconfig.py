@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from drivers.netconf import restore as r
 from drivers.netconf import xmlconfig as x
 
 NC = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -59,7 +60,7 @@ def test_scope_selects_entries_and_leaves() -> None:
     root = x.parse_config(cfg(GE0, iface("ge1", op="delete"), iface("ge0", "<mtu>1500</mtu>"),
                               system="<contact>c</contact><location>l</location>"))
     scope = x.scope_filter(root, LK)
-    assert x.targets(scope, LK) == [
+    assert r.targets(scope, LK) == [
         "/ietf-interfaces:interfaces/interface[name='ge0']",
         "/ietf-interfaces:interfaces/interface[name='ge1']",
         "/ietf-system:system/contact",
@@ -130,7 +131,7 @@ def test_restore_puts_back_and_removes() -> None:
                                 system="<contact>new</contact><location>new</location>"))
     scope = x.scope_filter(change, LK)
     snapshot = x.canonical(data(cfg(iface("ge0", "<description>before</description>"), system="<contact>old</contact>")), LK)
-    out = etree.fromstring(x.restore_config(snapshot, scope, LK))
+    out = etree.fromstring(r.restore_config(snapshot, scope, LK))
     op = f"{{{NC}}}operation"
     entries = out.findall(f".//{{{IF}}}interface")
     assert [(e.findtext(f"{{{IF}}}name"), e.get(op)) for e in entries] == [("ge0", "replace"), ("ge5", "remove")]
@@ -145,7 +146,7 @@ def test_restore_puts_back_and_removes() -> None:
 def test_restore_of_an_equal_snapshot_round_trips() -> None:
     change = x.parse_config(cfg(GE0))
     snap = x.canonical(data(cfg(GE0)), LK)
-    edit = x.parse(x.restore_config(snap, x.scope_filter(change, LK), LK))
+    edit = x.parse(r.restore_config(snap, x.scope_filter(change, LK), LK))
     for el in edit.iter():
         el.attrib.pop(f"{{{NC}}}operation", None)
     assert x.canonical(edit, LK) == snap
@@ -154,9 +155,9 @@ def test_restore_of_an_equal_snapshot_round_trips() -> None:
 def test_diff() -> None:
     a = x.canonical(data(cfg(iface("ge0", "<description>a</description>"))), LK)
     b = x.canonical(data(cfg(iface("ge0", "<description>b</description>"))), LK)
-    d = x.diff(a, b)
+    d = r.diff(a, b)
     assert "-      <description>a</description>" in d and "+      <description>b</description>" in d
-    assert x.diff(a, a) == ""
+    assert r.diff(a, a) == ""
 
 
 def test_path_text() -> None:
@@ -170,11 +171,11 @@ def test_restore_does_not_remove_what_is_absent_now() -> None:
     change = x.parse_config(cfg(iface("ge5", "<description>new</description>"), system="<contact>new</contact>"))
     scope = x.scope_filter(change, LK)
     empty = x.canonical(data(f'<config xmlns="{NC}"/>'), LK)
-    out = etree.fromstring(x.restore_config(empty, scope, LK, current=empty))
+    out = etree.fromstring(r.restore_config(empty, scope, LK, current=empty))
     op = f"{{{NC}}}operation"
     assert not [e for e in out.iter() if e.get(op) == "remove"]
     now = x.canonical(data(cfg(iface("ge5", "<description>new</description>"))), LK)
-    out = etree.fromstring(x.restore_config(empty, scope, LK, current=now))
+    out = etree.fromstring(r.restore_config(empty, scope, LK, current=now))
     removed = [e.findtext(f"{{{IF}}}name") for e in out.iter(f"{{{IF}}}interface") if e.get(op) == "remove"]
     assert removed == ["ge5"]
     assert out.find(f".//{{{SYS}}}contact") is None  # absent before and now: untouched
