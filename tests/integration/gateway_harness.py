@@ -80,9 +80,9 @@ class Client:
 
 
 class InProcessGateway:
-    def __init__(self, *, data_dir: Path, inventory: Path, profiles: Path) -> None:
+    def __init__(self, *, data_dir: Path, inventory: Path, profiles: Path, journal_url: str = "") -> None:
         self.config = GatewayConfig(listen="127.0.0.1:0", data_dir=data_dir, inventory_path=inventory,
-                                    profiles_dir=profiles)
+                                    profiles_dir=profiles, journal_url=journal_url)
         self.engine = build_engine(self.config)
         self.server: Any = None
         self.channel: grpc.aio.Channel | None = None
