@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Iterable
 
@@ -73,12 +74,14 @@ class SessionPool:
         self._registry = registry
         self._resolve = resolve_credential
         self._sessions: dict[SessionKey, Driver] = {}
+        self._last_used: dict[SessionKey, float] = {}
 
     async def get(
         self, *, device: str, platform: str, address: str, port: int, credentials_ref: str, profile: DeviceProfile
     ) -> Driver:
         """An open session for the endpoint. Call only while holding the device's lock."""
         key = SessionKey(device, platform, address, port)
+        self._last_used[key] = time.monotonic()
         drv = self._sessions.get(key)
         if drv is not None and drv.is_open:
             return drv
@@ -110,6 +113,21 @@ class SessionPool:
             if value is drv:
                 self._sessions.pop(key, None)
         await drv.close()
+
+    async def close_idle(self, *, idle_s: float, busy: Callable[[str], bool]) -> int:
+        """Close sessions unused for ``idle_s`` seconds whose device is not busy. Returns how many."""
+        now = time.monotonic()
+        idle = [k for k, t in self._last_used.items()
+                if now - t >= idle_s and k in self._sessions and not busy(k.device)]
+        for key in idle:
+            drv = self._sessions.pop(key)
+            self._last_used.pop(key, None)
+            log.debug("closing idle session to %s", key.device)
+            await drv.close()
+        return len(idle)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
     async def close_all(self) -> None:
         sessions = list(self._sessions.values())

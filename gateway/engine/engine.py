@@ -39,6 +39,7 @@ class Engine:
         credentials: Any,
         registry: Registry[Driver],
         select_endpoint: Any,
+        session_idle_s: float = 300.0,
     ) -> None:
         self.journal = journal
         self.inventory = inventory
@@ -46,6 +47,7 @@ class Engine:
         self.templates = templates
         self.select_endpoint = select_endpoint
         self.registry = registry
+        self.session_idle_s = session_idle_s
         pool = SessionPool(registry=registry, resolve_credential=credentials.resolve)
         self.ctx = EngineContext(journal=journal, pool=pool, locks=DeviceLocks(), bus=EventBus())
         self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles)
@@ -57,6 +59,17 @@ class Engine:
     async def start(self) -> None:
         await self.journal.start()
         await self.recover()
+        self._spawn_reaper()
+
+    def _spawn_reaper(self) -> None:
+        """Close pooled sessions nobody used for ``session_idle_s`` (devices limit sessions)."""
+
+        async def reap() -> None:
+            while True:
+                await asyncio.sleep(max(1.0, self.session_idle_s / 4))
+                await self.ctx.pool.close_idle(idle_s=self.session_idle_s, busy=self.ctx.locks.busy)
+
+        self._reaper = asyncio.create_task(reap(), name="session-reaper")
 
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Let running activations finish for ``grace_s``, then stop them. Whatever is cut off
@@ -65,6 +78,9 @@ class Engine:
             await asyncio.wait_for(self.wait_idle(), timeout=grace_s)
         except asyncio.TimeoutError:
             log.warning("%d activation(s) still running after %.0f s; stopping them", len(self._tasks), grace_s)
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None:
+            reaper.cancel()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
