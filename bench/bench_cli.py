@@ -38,6 +38,8 @@ from typing import Any, Awaitable, Callable
 
 import yaml
 
+from bench.stats import percentile_ms
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,9 +69,8 @@ class Figures:
         return self.activations / self.wall_s
 
     def line(self, floor: "Figures | None") -> str:
-        lat = sorted(self.latencies_s)
-        p50 = statistics.median(lat) * 1000
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+        p50 = statistics.median(self.latencies_s) * 1000
+        p99 = percentile_ms(self.latencies_s, 0.99)
         ratio = f"{self.rate / floor.rate:5.2f}x floor" if floor else ""
         return (f"{self.name:<40} {self.rate:8.1f} act/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
                 f"client CPU {self.cpu_s / self.activations * 1000:6.2f} ms/act  {ratio}")

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import os
 import contextlib
 import cProfile
+import dataclasses
 import io
 import logging
+import os
 import pstats
 import statistics
 import sys
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import stats
 from bench.netconf_floor import (
     FloorError,
     FloorSession,
@@ -83,21 +84,9 @@ class Target:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Figures:
-    acts: int
+class Figures(stats.Figures):
     failures: int
-    wall_s: float
-    cpu_s: float
     loop_cpu_s: float  # CPU of the event-loop thread alone (the rest: worker threads, gRPC C-core)
-    latencies_s: tuple[float, ...]
-
-    @property
-    def rate(self) -> float:
-        return self.acts / self.wall_s
-
-    def pct_ms(self, q: float) -> float:
-        lat = sorted(self.latencies_s)
-        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")
 
 
 Work = Callable[[int], Awaitable[bool]]  # activation index on this device -> completed?

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from bench.netconf_floor import FloorSession, floor_activation, open_floor_session
+from bench.stats import Figures
 from drivers.base import Capabilities, ChangeSet, DeviceProfile, Endpoint, Timeouts
 from drivers.netconf import NetconfDriver
 from gateway.model import Action
@@ -52,22 +53,6 @@ class Target:
     password: str
 
 
-@dataclass(frozen=True)
-class Figures:
-    acts: int
-    wall_s: float
-    cpu_s: float
-    latencies_s: tuple[float, ...]
-
-    @property
-    def rate(self) -> float:
-        return self.acts / self.wall_s
-
-    def pct(self, q: float) -> float:
-        lat = sorted(self.latencies_s)
-        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
-
-
 def lab_targets() -> list[Target]:
     """The NETCONF nodes of the running labs (``lab.api.Lab.attach``), if any."""
     try:
@@ -86,8 +71,9 @@ def lab_targets() -> list[Target]:
 
 
 def profile() -> DeviceProfile:
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     d = yaml.safe_load((Path(__file__).parent.parent / "device_profiles" / "netconfd.yaml").read_text())
     return DeviceProfile(
@@ -108,7 +94,8 @@ async def run_all(workers: list[Callable[[int], Awaitable[None]]], n: int) -> Fi
 
     cpu0, t0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(device(w, k * 100000) for k, w in enumerate(workers)))
-    return Figures(len(lat), time.perf_counter() - t0, time.process_time() - cpu0, tuple(lat))
+    return Figures(acts=len(lat), wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - cpu0,
+                   latencies_s=tuple(lat))
 
 
 async def bench(targets: list[Target], *, activations: int, rounds: int) -> tuple[list[Figures], list[Figures]]:
@@ -173,8 +160,8 @@ async def bench(targets: list[Target], *, activations: int, rounds: int) -> tupl
 
 def summary(name: str, figs: list[Figures]) -> tuple[float, str]:
     rate = statistics.median(f.rate for f in figs)
-    p50 = statistics.median(f.pct(0.5) for f in figs)
-    p99 = statistics.median(f.pct(0.99) for f in figs)
+    p50 = statistics.median(f.pct_ms(0.5) for f in figs)
+    p99 = statistics.median(f.pct_ms(0.99) for f in figs)
     cpu = statistics.median(f.cpu_s / f.acts * 1000 for f in figs)
     return rate, f"{name:7s} {rate:8.1f} act/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   client CPU {cpu:5.2f} ms/act"
 

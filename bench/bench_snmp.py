@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable
 
 import yaml
 
+from bench.stats import Figures
 from drivers.base import ChangeSet, DeviceProfile, Endpoint
 from drivers.snmp import SnmpDriver
 from drivers.snmp.session import build_auth, close_engines
@@ -46,26 +47,6 @@ class Device:
     host: str
     port: int
     credential: Credential
-
-
-@dataclass(frozen=True, kw_only=True)
-class Figures:
-    acts: int
-    wall_s: float
-    cpu_s: float
-    latencies_s: tuple[float, ...]
-
-    @property
-    def rate(self) -> float:
-        return self.acts / self.wall_s
-
-    @property
-    def cpu_ms_per_act(self) -> float:
-        return self.cpu_s / self.acts * 1000
-
-    def pct_ms(self, q: float) -> float:
-        lat = sorted(self.latencies_s)
-        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
 
 
 def lab_devices(name: str | None, *, v3: bool) -> list[Device]:
