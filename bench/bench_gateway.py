@@ -9,10 +9,12 @@ configuration size stays steady.
   client submitting single-task atomic activations (service ``interface``, action ``modify``).
 
 Both sides run one sequential stream per device, all devices at once. For the gateway the
-default ``--mode sequential`` submits an activation, follows ``Watch`` to its end and reads the
-result with ``Get`` before the next one on that device: latency is submit -> final state and the
-offered load matches the floor's one-in-flight-per-device. ``--mode burst`` submits all of a
-device's activations at once (the engine serializes per device); its latency includes queueing.
+default ``--mode sequential`` submits an activation, waits for its outcome and only then submits
+the next one on that device: latency is submit -> final state and the offered load matches the
+floor's one-in-flight-per-device. The outcome is read with ``Get`` and ``wait_ms`` (a long poll,
+``--follow get``, default) or by following ``Watch`` to its end and then ``Get`` (``--follow
+watch``). ``--mode burst`` submits all of a device's activations at once (the engine serializes
+per device); its latency includes queueing.
 
 CPU: ``time.process_time()`` over the timed section. For the gateway it is the whole process
 (engine + gRPC server + the gRPC client); for the floor it is the client only (netconfd runs in
@@ -87,6 +89,7 @@ class Target:
 class Figures(stats.Figures):
     failures: int
     loop_cpu_s: float  # CPU of the event-loop thread alone (the rest: worker threads, gRPC C-core)
+    box_cpu_s: float = 0.0  # the whole machine's busy CPU over the run (devices, client, gateway)
 
 
 Work = Callable[[int], Awaitable[bool]]  # activation index on this device -> completed?
@@ -105,10 +108,10 @@ async def run_streams(workers: list[Work], *, n: int, start: int) -> Figures:
             lat.append(time.perf_counter() - t)
             failures += not ok
 
-    cpu0, lcpu0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
+    cpu0, lcpu0, t0, box0 = time.process_time(), time.thread_time(), time.perf_counter(), stats.box_busy_s()
     await asyncio.gather(*(stream(w) for w in workers))
     return Figures(acts=len(lat), failures=failures, wall_s=time.perf_counter() - t0,
-                   cpu_s=time.process_time() - cpu0,
+                   cpu_s=time.process_time() - cpu0, box_cpu_s=stats.box_busy_s() - box0,
                    loop_cpu_s=time.thread_time() - lcpu0, latencies_s=tuple(lat))
 
 
@@ -146,10 +149,11 @@ class Floor:
 
 # --- gateway -------------------------------------------------------------------------------------
 class Gateway:
-    def __init__(self, targets: list[Target], *, inventory: Path, root: Path, mode: str) -> None:
+    def __init__(self, targets: list[Target], *, inventory: Path, root: Path, mode: str, follow: str) -> None:
         from tests.integration.gateway_harness import InProcessGateway, make_profiles
 
-        self.targets, self.mode = targets, mode
+        self.targets, self.mode, self.follow = targets, mode, follow
+        self.phases: dict[str, list[float]] = {}
         profiles = make_profiles(root / "profiles", {})
         self.gw = InProcessGateway(data_dir=root / "data", inventory=inventory, profiles=profiles)
         self.client: Any = None
@@ -168,7 +172,21 @@ class Gateway:
     async def _check(self, aid: str, device: str, i: int, *, wait: bool) -> bool:
         from gateway.engine.views import ActivationState
 
-        result = await (self.client.wait(aid, timeout_s=120) if wait else self.client.get(aid))
+        if not wait:
+            result = await self.client.get(aid)
+        elif self.follow == "watch":
+            result = await self.client.wait(aid, timeout_s=120)
+        else:
+            result = await self.client.outcome(aid, timeout_s=120)
+        for task in result.tasks:  # the gateway's own per-phase timings, for the breakdown
+            for t in task.timings:
+                self.phases.setdefault(t.phase, []).append(t.duration_ms)
+            if task.timings:
+                end = max(t.started_at.timestamp() * 1000 + t.duration_ms for t in task.timings)
+                self.phases.setdefault("(submit to first phase)", []).append(
+                    task.timings[0].started_at.timestamp() * 1000 - result.created_at.timestamp() * 1000)
+                self.phases.setdefault("(last phase to activation end)", []).append(
+                    result.updated_at.timestamp() * 1000 - end)
         if result.state == ActivationState.COMPLETED:
             return True
         errs = [(t.id, t.state.value, t.error.kind if t.error else "", t.error.message if t.error else "")
@@ -207,11 +225,11 @@ class Gateway:
                 await asyncio.sleep(0)
 
         tasks: list[asyncio.Task[None]] = []
-        cpu0, lcpu0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
+        cpu0, lcpu0, t0, box0 = time.process_time(), time.thread_time(), time.perf_counter(), stats.box_busy_s()
         await asyncio.gather(*(device_burst(t.name) for t in self.targets))
         await asyncio.gather(*tasks)
         return Figures(acts=len(lat), failures=failures, wall_s=time.perf_counter() - t0,
-                       cpu_s=time.process_time() - cpu0,
+                       cpu_s=time.process_time() - cpu0, box_cpu_s=stats.box_busy_s() - box0,
                        loop_cpu_s=time.thread_time() - lcpu0, latencies_s=tuple(lat))
 
 
@@ -220,10 +238,11 @@ class ProcessGateway(Gateway):
 
     CPU is the server process's own (utime + stime from /proc), so it is the gateway's alone."""
 
-    def __init__(self, targets: list[Target], *, inventory: Path, root: Path, mode: str) -> None:
+    def __init__(self, targets: list[Target], *, inventory: Path, root: Path, mode: str, follow: str) -> None:
         from tests.integration.gateway_harness import SubprocessGateway, make_profiles
 
-        self.targets, self.mode = targets, mode
+        self.targets, self.mode, self.follow = targets, mode, follow
+        self.phases: dict[str, list[float]] = {}
         (root / "data").mkdir(parents=True, exist_ok=True)
         profiles = make_profiles(root / "profiles", {})
         self.proc = SubprocessGateway(data_dir=root / "data", inventory=inventory, profiles=profiles)
@@ -314,7 +333,7 @@ async def bench(targets: list[Target], *, inventory: Path, args: argparse.Namesp
     with tempfile.TemporaryDirectory(prefix="agw-bench-gw-") as tmp:
         floor = Floor(targets)
         server_cls = ProcessGateway if args.server == "process" else Gateway
-        gateway = server_cls(targets, inventory=inventory, root=Path(tmp), mode=args.mode)
+        gateway = server_cls(targets, inventory=inventory, root=Path(tmp), mode=args.mode, follow=args.follow)
         if args.profile and args.server == "process":
             log.info("--profile needs --server inprocess; not profiling")
             args.profile = False
@@ -341,9 +360,10 @@ async def bench(targets: list[Target], *, inventory: Path, args: argparse.Namesp
                     index += n
                     (floor_figs if kind == "floor" else gw_figs).append(figs)
                     log.info("round %d %-7s %7.1f act/s  p50 %6.1f ms  p99 %6.1f ms  cpu %5.2f ms/act"
-                             " (loop thread %5.2f)  failures %d", r + 1, kind, figs.rate, figs.pct_ms(0.5),
-                             figs.pct_ms(0.99), figs.cpu_s / figs.acts * 1000, figs.loop_cpu_s / figs.acts * 1000,
-                             figs.failures)
+                             " (loop thread %5.2f)  box %5.2f ms/act (%.2f cores)  failures %d", r + 1, kind,
+                             figs.rate, figs.pct_ms(0.5), figs.pct_ms(0.99), figs.cpu_s / figs.acts * 1000,
+                             figs.loop_cpu_s / figs.acts * 1000, figs.box_cpu_s / figs.acts * 1000,
+                             figs.box_cpu_s / figs.wall_s, figs.failures)
             prof_figs = None
             if args.profile:
                 threads0 = thread_cpu_s()
@@ -374,12 +394,16 @@ async def bench(targets: list[Target], *, inventory: Path, args: argparse.Namesp
     failures_g = sum(f.failures for f in gw_figs) + (prof_figs.failures if prof_figs else 0)
     f_rate, f_line = summary("floor", floor_figs)
     g_rate, g_line = summary("gateway", gw_figs)
-    log.info("GATEWAY vs NETCONF floor: %d devices x %d activations x %d rounds, gateway mode %s, medians",
-             len(targets), n, rounds, args.mode)
+    log.info("GATEWAY vs NETCONF floor: %d devices x %d activations x %d rounds, gateway mode %s, "
+             "outcome by %s, medians", len(targets), n, rounds, args.mode,
+             "Watch + Get" if args.follow == "watch" else "Get with wait_ms (long poll)")
     log.info(f_line + "  (client CPU)")
     log.info(g_line + ("  (the agw serve process)" if args.server == "process"
                        else "  (whole process: engine + gRPC server + client)"))
     log.info("ratio gateway/floor: %.3f", g_rate / f_rate)
+    if gateway.phases:
+        log.info("gateway phases, median ms (from Get's per-phase timings): %s", ", ".join(
+            f"{k} {statistics.median(v):.1f}" for k, v in gateway.phases.items()))
     log.info("failures: floor %d, gateway %d (of %d each)", failures_f, failures_g, len(targets) * n * rounds)
     return 1 if failures_f or failures_g else 0
 
@@ -401,6 +425,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1, help="untimed activations per device per side")
     ap.add_argument("--mode", choices=("sequential", "burst"), default="sequential")
+    ap.add_argument("--follow", choices=("get", "watch"), default="get",
+                    help="how the orchestrator learns the outcome: get = Get with wait_ms (a long poll, "
+                         "default); watch = follow Watch to its end, then Get")
     ap.add_argument("--server", choices=("process", "inprocess"), default="process",
                     help="process: `agw serve` as deployed, the client here (default); inprocess: one "
                          "process for both (needed for --profile)")

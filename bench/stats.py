@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+
+def box_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, every process: the lab's daemons
+    too), from /proc/stat; the difference over a run is the run's total CPU cost."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile_ms(latencies_s: tuple[float, ...] | list[float], q: float) -> float:
@@ -30,4 +40,4 @@ class Figures:
         return percentile_ms(self.latencies_s, q)
 
 
-__all__ = ["Figures", "percentile_ms"]
+__all__ = ["Figures", "box_busy_s", "percentile_ms"]

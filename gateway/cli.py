@@ -269,11 +269,13 @@ def activate(client: Any, file: Path, dry_run: bool, watch: bool, as_json: bool,
 
 @main.command()
 @click.argument("activation_id")
+@click.option("--wait", "wait_s", type=click.FloatRange(0, 300), default=0,
+              help="First wait up to this many seconds for the activation to end (final or fallout).")
 @click.option("--json", "as_json", is_flag=True)
 @client_command
-def get(client: Any, activation_id: str, as_json: bool) -> None:
+def get(client: Any, activation_id: str, wait_s: float, as_json: bool) -> None:
     """Show an activation: per task state, timings, rendered config, diff, verification, errors."""
-    result = client.get(activation_id)
+    result = client.get(activation_id, wait_s=wait_s)
     _json(_plain(result)) if as_json else _details(result)
 
 

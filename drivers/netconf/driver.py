@@ -49,6 +49,7 @@ class NetconfSettings:
     host_key_check: bool = True
     known_hosts: str = ""
     keepalive_interval_s: float = 0.0
+    ssh_ciphers: tuple[str, ...] = ()
     hello_settle_ms: float = 0.0
     validate_drops_candidate: bool = False
     no_pending_commit_errors: tuple[Mapping[str, Any], ...] = ()
@@ -63,12 +64,26 @@ class NetconfSettings:
                 host_key_check=bool(s.get("host_key_check", True)),
                 known_hosts=str(s.get("known_hosts", "") or ""),
                 keepalive_interval_s=float(s.get("keepalive_interval_s", 0) or 0),
+                ssh_ciphers=_ciphers(s.get("ssh_ciphers") or ()),
                 hello_settle_ms=float(q.get("hello_settle_ms", 0) or 0),
                 validate_drops_candidate=bool(q.get("validate_drops_candidate", False)),
                 no_pending_commit_errors=tuple(dict(r) for r in s.get("no_pending_commit_errors") or ()),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ConfigurationError(f"device profile {profile.platform!r}: bad netconf settings: {exc}") from exc
+
+
+def _ciphers(value: Any) -> tuple[str, ...]:
+    """``ssh_ciphers``: names asyncssh knows, checked when the profile is read (not at connect)."""
+    from asyncssh.encryption import get_encryption_algs
+
+    if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"ssh_ciphers must be a list of cipher names, not {value!r}")
+    known = {a.decode() for a in get_encryption_algs()}
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise ValueError(f"ssh_ciphers: unknown {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,7 @@ class NetconfDriver(Driver):
             known_hosts=self.settings.known_hosts,
             connect_timeout_s=profile.timeouts.connect_s,
             keepalive_interval_s=self.settings.keepalive_interval_s,
+            ciphers=self.settings.ssh_ciphers,
         )
         self._session_options = SessionOptions(
             hello_timeout_s=profile.timeouts.connect_s, hello_settle_ms=self.settings.hello_settle_ms

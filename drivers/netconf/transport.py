@@ -39,6 +39,8 @@ class SshOptions:
     connect_timeout_s: float = 10.0
     keepalive_interval_s: float = 0.0
     """SSH keepalive interval (0 = off); a dead peer is then noticed between operations."""
+    ciphers: tuple[str, ...] = ()
+    """SSH encryption algorithms in order of preference (empty: asyncssh's default order)."""
 
     def connection_options(self) -> asyncssh.SSHClientConnectionOptions:
         """asyncssh options, built once per device (building them costs CPU)."""
@@ -55,6 +57,7 @@ class SshOptions:
             config=[],
             connect_timeout=self.connect_timeout_s,
             keepalive_interval=self.keepalive_interval_s or None,
+            encryption_algs=list(self.ciphers) or (),
             preferred_auth=("publickey", "password") if self.private_key_path else ("password",),
         )
 

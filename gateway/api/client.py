@@ -68,8 +68,10 @@ class Client:
         for ev in self._stub.Watch(pb.WatchRequest(activation_id=activation_id)):
             yield convert.event_from_proto(ev)
 
-    def get(self, activation_id: str) -> ActivationResult:
-        return convert.activation_from_proto(self._stub.Get(pb.GetRequest(activation_id=activation_id), timeout=self.timeout_s))
+    def get(self, activation_id: str, *, wait_s: float = 0.0) -> ActivationResult:
+        """The result; with ``wait_s``, once the activation ended or after that long (long poll)."""
+        req = pb.GetRequest(activation_id=activation_id, wait_ms=round(wait_s * 1000))
+        return convert.activation_from_proto(self._stub.Get(req, timeout=self.timeout_s + wait_s))
 
     def cancel(self, activation_id: str) -> ActivationResult:
         return convert.activation_from_proto(

@@ -33,6 +33,7 @@ class EdgeLimits:
     max_id_length: int = 256
     max_note_length: int = 4096
     max_list_limit: int = 1000
+    max_wait_ms: int = 300_000
 
 
 DEFAULT_LIMITS = EdgeLimits()
@@ -151,6 +152,14 @@ def activation_id_violations(activation_id: str, limits: EdgeLimits = DEFAULT_LI
     return list(_name("activation_id", activation_id, limits))
 
 
+def get_violations(msg: pb.GetRequest, limits: EdgeLimits = DEFAULT_LIMITS) -> list[FieldViolation]:
+    out = activation_id_violations(msg.activation_id, limits)
+    if msg.wait_ms > limits.max_wait_ms:
+        out.append(FieldViolation("wait_ms", f"{msg.wait_ms} is more than the {limits.max_wait_ms} ms a Get may wait; "
+                                             "call Get again (or follow Watch) to wait longer"))
+    return out
+
+
 def fallout_violations(
     msg: pb.FalloutActionRequest, *, resolve: bool, limits: EdgeLimits = DEFAULT_LIMITS
 ) -> list[FieldViolation]:
@@ -174,6 +183,7 @@ __all__ = [
     "EdgeLimits",
     "activation_id_violations",
     "fallout_violations",
+    "get_violations",
     "list_violations",
     "raise_if_any",
     "submit_violations",

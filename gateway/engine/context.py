@@ -62,6 +62,46 @@ class EngineContext:
         self.bus.publish(event)
         return event
 
+    def note(
+        self,
+        activation_id: str,
+        *,
+        task_id: str = "",
+        phase: Phase | str = "",
+        state: str = "",
+        message: str = "",
+        task: Mapping[str, Any] | None = None,
+        activation_state: ActivationState | None = None,
+        recovery: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Journal a transition that announces no device action, without waiting for it.
+
+        It is committed in order, before (or with) the next :meth:`record`, which therefore still
+        returns only once everything before it is durable; watchers hear of it once committed.
+        ``recovery`` may only carry what a recovery can do without (the read-back ``after``, a
+        cleared ``pending`` once confirmed): a crash may lose a note, never a :meth:`record`."""
+        phase_value = phase.value if isinstance(phase, Phase) else phase
+        future = self.journal.record_later(
+            activation_id=activation_id,
+            task_id=task_id,
+            phase=phase_value,
+            state=state,
+            message=message,
+            task=task,
+            activation_state=activation_state,
+            recovery=recovery,
+        )
+        future.add_done_callback(self._published)
+
+    def _published(self, future: Any) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:  # the next awaited record fails the same way and is handled there
+            log.error("journal write of a queued transition failed: %s", exc)
+            return
+        self.bus.publish(future.result())
+
 
 @dataclass
 class PhaseClock:

@@ -27,6 +27,9 @@ from gateway.model import ActivationRequest, TaskState
 
 log = logging.getLogger(__name__)
 
+GET_POLL_S = 0.1
+"""How often a waiting ``get`` re-reads the journal for an activation that runs elsewhere."""
+
 
 class Engine:
     def __init__(
@@ -53,7 +56,7 @@ class Engine:
         self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles)
         self._runs: dict[str, ActivationRun | None] = {}  # None: a rollback is running
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._submit_lock = asyncio.Lock()
+        self._running: dict[str, asyncio.Task[Any]] = {}  # activation id -> its run or rollback
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -92,10 +95,18 @@ class Engine:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _spawn(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Any, *, name: str, activation_id: str = "") -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if activation_id:
+            self._running[activation_id] = task
+
+            def forget(t: asyncio.Task[Any]) -> None:
+                if self._running.get(activation_id) is t:
+                    del self._running[activation_id]
+
+            task.add_done_callback(forget)
         return task
 
     async def recover(self) -> None:
@@ -132,15 +143,14 @@ class Engine:
                        driver=p.profile.driver, rendered=p.change.content)
             for p in sorted(plan.tasks, key=lambda p: p.index)
         ]
-        async with self._submit_lock:
-            activation_id, created = await self.journal.create_activation(
-                activation_id=activation_id, request_id=request.request_id, fingerprint=plan.fingerprint,
-                order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=now,
-            )
+        activation_id, created = await self.journal.create_activation(  # serialized by the journal's writer
+            activation_id=activation_id, request_id=request.request_id, fingerprint=plan.fingerprint,
+            order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=now,
+        )
         if created:
             run = ActivationRun(self.ctx, activation_id=activation_id, plan=plan)
             self._runs[activation_id] = run
-            self._spawn(self._run(run), name=f"activation-{activation_id}")
+            self._spawn(self._run(run), name=f"activation-{activation_id}", activation_id=activation_id)
         return SubmitResult(activation_id=activation_id, created=created)
 
     async def _run(self, run: ActivationRun) -> None:
@@ -208,8 +218,23 @@ class Engine:
         async for event in self.ctx.bus.stream(activation_id, past=past, is_over=is_over):
             yield event
 
-    async def get(self, activation_id: str) -> ActivationResult:
-        return await self.journal.get(activation_id)
+    async def get(self, activation_id: str, *, wait_s: float = 0.0) -> ActivationResult:
+        """The activation as journaled. With ``wait_s`` > 0, first wait up to that long for it to
+        end (final, or fallout): on its run here, else by re-reading the journal every
+        ``GET_POLL_S`` (another gateway sharing the journal may be running it)."""
+        result = await self.journal.get(activation_id)  # NotFoundError at once, even when waiting
+        if wait_s <= 0 or _ended(result):
+            return result
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        task = self._running.get(activation_id)
+        if task is not None:
+            await asyncio.wait({task}, timeout=wait_s)  # asyncio.wait never cancels the run
+            result = await self.journal.get(activation_id)
+        while not _ended(result) and (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(GET_POLL_S, left))
+            result = await self.journal.get(activation_id)
+        return result
 
     async def list(self, *, states: Sequence[ActivationState] = (), device: str = "", since: datetime | None = None,
                    until: datetime | None = None, limit: int = 100) -> list[ActivationResult]:
@@ -230,7 +255,7 @@ class Engine:
             raise StateError(f"activation {activation_id} is {result.state.value}; only a completed (or partial) "
                              "activation can be rolled back")
         self._runs[activation_id] = None  # type: ignore[assignment] # busy: no second rollback meanwhile
-        self._spawn(self._repair(result, Mode.UNDO), name=f"rollback-{activation_id}")
+        self._spawn(self._repair(result, Mode.UNDO), name=f"rollback-{activation_id}", activation_id=activation_id)
         await asyncio.sleep(0)
         return await self.journal.get(activation_id)
 
@@ -267,6 +292,10 @@ class Engine:
         result = await self.journal.get(activation_id)
         await self.repairer.resolve(result, task_id=task_id, note=note)
         return await self.journal.get(activation_id)
+
+
+def _ended(result: ActivationResult) -> bool:
+    return result.state.final or result.state == ActivationState.FALLOUT
 
 
 __all__ = ["Engine"]

@@ -217,6 +217,7 @@ def make_plan(
                 parameters=t.parameters,
                 device=t.device,
                 output_format=fmt,
+                validated=True,  # just above
             )
         except AgwError as exc:
             violations.append(FieldViolation(f"{where}.parameters", exc.message))

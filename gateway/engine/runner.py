@@ -126,6 +126,17 @@ class ActivationRun:
             recovery=recovery,
         )
 
+    def _note(self, tr: TaskRun, phase: Phase, *, state: TaskState | None = None, message: str = "",
+              task: dict | None = None, recovery: dict | None = None) -> None:
+        """Like :meth:`_rec` for a transition that announces no device action: not waited for
+        (see :meth:`EngineContext.note`)."""
+        fields = dict(task or {})
+        if state is not None:
+            tr.state = state
+            fields["state"] = state
+        self.ctx.note(self.id, task_id=tr.id, phase=phase, state=(state or tr.state).value, message=message,
+                      task=fields or None, recovery=recovery)
+
     def _persist_id(self, device: str) -> str:
         return f"agw-{self.id}-{device}-{self.attempt}"
 
@@ -135,13 +146,13 @@ class ActivationRun:
 
     # -- entry point -------------------------------------------------------------------------
     async def run(self) -> ActivationState:
-        await self.ctx.record(self.id, state=ActivationState.IN_PROGRESS.value, phase="start",
-                              message=f"{len(self.tasks)} task(s), atomic={self.atomic}",
-                              activation_state=ActivationState.IN_PROGRESS)
+        self.ctx.note(self.id, state=ActivationState.IN_PROGRESS.value, phase="start",
+                      message=f"{len(self.tasks)} task(s), atomic={self.atomic}",
+                      activation_state=ActivationState.IN_PROGRESS)
         for tr in self.tasks.values():
             if tr.planned.spec.depends_on:
-                await self._rec(tr, Phase.VALIDATE, state=TaskState.PENDING,
-                                message="waiting for " + ", ".join(tr.planned.spec.depends_on))
+                self._note(tr, Phase.VALIDATE, state=TaskState.PENDING,
+                           message="waiting for " + ", ".join(tr.planned.spec.depends_on))
         try:
             if self.atomic:
                 await self._run_atomic()
@@ -181,8 +192,8 @@ class ActivationRun:
                     await self._unlock(txn)
                     for tr in txn.tasks:
                         tr.clock.stop()
-                        await self._rec(tr, Phase.CONFIRM, state=TaskState.COMPLETED, message="verified and confirmed",
-                                        task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
+                        self._note(tr, Phase.CONFIRM, state=TaskState.COMPLETED, message="verified and confirmed",
+                                   task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
 
     async def _prepare_when_ready(self, tr: TaskRun, txn: DeviceTxn) -> None:
         try:
@@ -224,9 +235,9 @@ class ActivationRun:
                         if ok:
                             await self._unlock(txn)
                             tr.clock.stop()
-                            await self._rec(tr, Phase.CONFIRM, state=TaskState.COMPLETED,
-                                            message="verified and confirmed",
-                                            task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
+                            self._note(tr, Phase.CONFIRM, state=TaskState.COMPLETED,
+                                       message="verified and confirmed",
+                                       task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
                     if tr.state != TaskState.COMPLETED:
                         await self._rollback_txn(txn)
                     await self._release(txn)
@@ -256,8 +267,8 @@ class ActivationRun:
         phase = Phase.CONNECT
         try:
             self._check_cancel()
-            await self._rec(tr, Phase.CONNECT, state=TaskState.IN_PROGRESS,
-                            message=f"{p.profile.driver} {p.address}:{p.port}: connect, lock, snapshot")
+            self._note(tr, Phase.CONNECT, state=TaskState.IN_PROGRESS,
+                       message=f"{p.profile.driver} {p.address}:{p.port}: connect, lock, snapshot")
             tr.clock.start(Phase.CONNECT)
             drv = await self._session(txn, tr)
             # lock and snapshot only read: they are announced by the connect event above
@@ -301,9 +312,9 @@ class ActivationRun:
             verification = await drv.verify(p.change)
             after = verification.readback or await drv.read(p.change)
             diff = drv.diff(tr.snapshot, after)
-            await self._rec(tr, phase, message="verified" if verification.ok else "verification failed",
-                            task={"verification": verification_view(verification), "diff": diff},
-                            recovery={"after": after})
+            self._note(tr, phase, message="verified" if verification.ok else "verification failed",
+                       task={"verification": verification_view(verification), "diff": diff},
+                       recovery={"after": after})
             if not verification.ok:
                 shown = "; ".join(str(m) for m in verification.mismatches[:5])
                 raise VerificationError(

@@ -3,11 +3,17 @@
 Every transition is written (committed) *before* the action it announces: :meth:`Journal.record`
 returns only once its transaction has committed. Backends are free to commit many concurrent
 records in one transaction (group commit) as long as that promise holds for each caller.
+
+A transition that announces no action of its own (a task moved to ``inProgress``, a verification
+result, ``completed``) may be queued with :meth:`Journal.record_later`: it is written in order,
+in or before the transaction of any record queued after it, so the next :meth:`record` that
+returns has made it durable too; the caller does not wait for it.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import builtins
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,6 +105,23 @@ class Journal(abc.ABC):
     ) -> Event:
         """In one transaction: append an event, apply ``task`` field changes, set the activation
         state, merge ``recovery`` into the task's recovery record. Returns after the commit."""
+
+    @abc.abstractmethod
+    def record_later(
+        self,
+        *,
+        activation_id: str,
+        task_id: str = "",
+        phase: str = "",
+        state: str = "",
+        message: str = "",
+        task: Mapping[str, Any] | None = None,
+        activation_state: ActivationState | None = None,
+        recovery: Mapping[str, Any] | None = None,
+    ) -> asyncio.Future[Event]:
+        """Queue the same record as :meth:`record` without waiting for it: the future resolves
+        with the event once committed. Records are committed in the order they were queued
+        (``record`` and ``record_later`` alike). Argument errors raise at once."""
 
     @abc.abstractmethod
     async def get(self, activation_id: str) -> ActivationResult:

@@ -58,6 +58,8 @@ class JournalOptions:
     """SQLite: how long to wait for another process's write lock."""
     pg_pool_size: int = 4
     """PostgreSQL: connections (and threads) for reads beside the writer."""
+    sqlite_readers: int = 2
+    """SQLite file: threads (each with its own connection) for reads, beside the one writer."""
     connect_timeout_s: int = 10
 
 
@@ -96,6 +98,7 @@ class SqlJournal(Journal):
             raise codec.usage_error("max_batch must be at least 1")
         self._engine: Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None  # reads; the writer's own on PostgreSQL / in-memory
         self._queue: list[Op] = []
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -117,14 +120,19 @@ class SqlJournal(Journal):
         sqlite = self.backend == "sqlite"
         workers = 1 if sqlite else self.options.pg_pool_size
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agw-journal")
+        # SQLite in WAL mode reads beside its one writer: reads (Get, Watch, List) get their own
+        # threads so they never queue behind a write batch, nor a batch behind them.
+        database = self.url.database or ""
+        file_db = sqlite and database not in ("", ":memory:") and "mode=memory" not in database
+        self._reader = (ThreadPoolExecutor(max_workers=self.options.sqlite_readers, thread_name_prefix="agw-journal-read")
+                        if file_db else self._executor)
         self._closing = False
         self._cache = WriterCache()  # a new store may hold anything
         self._wakeup = asyncio.Event()  # bound to this start's event loop
         try:
             self._engine = await self._run(self._open_engine, "open")
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            self._shutdown_executors(wait=False)
             raise
         self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="agw-journal-writer")
         log.info("journal open: %s", self.url.render_as_string(hide_password=True))
@@ -140,10 +148,15 @@ class SqlJournal(Journal):
         engine, self._engine = self._engine, None
         await self._run(self._cache.release, "close")
         await self._run(engine.dispose, "close")
-        assert self._executor is not None
-        self._executor.shutdown(wait=True)
-        self._executor = None
+        self._shutdown_executors(wait=True)
         log.info("journal closed after %d write transactions", self.batches)
+
+    def _shutdown_executors(self, *, wait: bool) -> None:
+        if self._reader is not None and self._reader is not self._executor:
+            self._reader.shutdown(wait=wait)
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait)
+        self._executor = self._reader = None
 
     def _open_engine(self) -> Engine:
         if self.backend == "sqlite":
@@ -202,15 +215,16 @@ class SqlJournal(Journal):
                 retryable=False,
             )
 
-    async def _run(self, fn: Callable[..., T], what: str, *args: Any) -> T:
-        if self._executor is None:
+    async def _run(self, fn: Callable[..., T], what: str, *args: Any, read: bool = False) -> T:
+        executor = self._reader if read else self._executor
+        if executor is None:
             raise JournalError("journal is not started", phase=Phase.JOURNAL, retryable=False)
 
         def call() -> T:
             with _translated(what):
                 return fn(*args)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await asyncio.get_running_loop().run_in_executor(executor, call)
 
     async def _read(self, fn: Callable[..., T], what: str, *args: Any) -> T:
         engine = self._require_engine()
@@ -219,7 +233,7 @@ class SqlJournal(Journal):
             with engine.connect() as conn:
                 return fn(conn, *a)
 
-        return await self._run(in_connection, what, *args)
+        return await self._run(in_connection, what, *args, read=True)
 
     def _require_engine(self) -> Engine:
         if self._engine is None or self._closing:
@@ -265,6 +279,24 @@ class SqlJournal(Journal):
         activation_state: ActivationState | None = None,
         recovery: Mapping[str, Any] | None = None,
     ) -> Event:
+        event: Event = await self.record_later(
+            activation_id=activation_id, task_id=task_id, phase=phase, state=state, message=message,
+            task=task, activation_state=activation_state, recovery=recovery,
+        )
+        return event
+
+    def record_later(
+        self,
+        *,
+        activation_id: str,
+        task_id: str = "",
+        phase: str = "",
+        state: str = "",
+        message: str = "",
+        task: Mapping[str, Any] | None = None,
+        activation_state: ActivationState | None = None,
+        recovery: Mapping[str, Any] | None = None,
+    ) -> asyncio.Future[Event]:
         op = Record(
             activation_id=codec.text(activation_id, "activation_id"),
             task_id=codec.text(task_id, "task_id"),
@@ -279,14 +311,17 @@ class SqlJournal(Journal):
         )
         if (op.task_cols or op.recovery) and not op.task_id:
             raise codec.usage_error("task or recovery changes need a task_id")
-        event: Event = await self._submit(op)
-        return event
+        self._enqueue(op)
+        return op.future
 
     async def _submit(self, op: Op) -> Any:
+        self._enqueue(op)
+        return await op.future
+
+    def _enqueue(self, op: Op) -> None:
         self._require_engine()
         self._queue.append(op)
         self._wakeup.set()
-        return await op.future
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Mapping
@@ -60,8 +62,12 @@ def _environment(*, autoescape: bool, loader: jinja2.BaseLoader | None) -> jinja
 class TemplateStore:
     """Services and their templates under ``root`` (the repository's ``templates/``)."""
 
-    def __init__(self, *, root: Path) -> None:
+    def __init__(self, *, root: Path, recheck_s: float = 1.0) -> None:
+        """``recheck_s``: how long a look at the files (exists? changed?) is trusted before the
+        store looks again; edited templates and schemas are picked up within that time."""
         self.root = Path(root)
+        self.recheck_s = recheck_s
+        self._stats: dict[Path, tuple[float, int | None]] = {}  # path -> (looked at, mtime_ns or None)
         loader = jinja2.FileSystemLoader(str(self.root), followlinks=False)
         self._envs = {
             "xml": _environment(autoescape=True, loader=loader),
@@ -92,7 +98,7 @@ class TemplateStore:
             self._known(service)
             and isinstance(platform, str)
             and bool(_NAME_RE.match(platform))
-            and (self.root / service / f"{platform}.j2").is_file()
+            and self._is_file(self.root / service / f"{platform}.j2")
         )
 
     def spec(self, service: str) -> ServiceSpec:
@@ -100,7 +106,9 @@ class TemplateStore:
         if not self._known(service):
             raise ConfigurationError(f"{self.root}: unknown service {service!r}")
         path = self.root / service / SERVICE_FILE
-        mtime = os.stat(path).st_mtime_ns
+        mtime = self._mtime_ns(path)
+        if mtime is None:
+            raise ConfigurationError(f"{self.root}: unknown service {service!r}")
         cached = self._specs.get(service)
         if cached is not None and cached[0] == mtime:
             return cached[1]
@@ -110,7 +118,24 @@ class TemplateStore:
         return spec
 
     def _known(self, service: str) -> bool:
-        return isinstance(service, str) and bool(_NAME_RE.match(service)) and (self.root / service / SERVICE_FILE).is_file()
+        return isinstance(service, str) and bool(_NAME_RE.match(service)) and self._is_file(self.root / service / SERVICE_FILE)
+
+    def _mtime_ns(self, path: Path) -> int | None:
+        """The file's mtime (None: not a regular file), looked up at most every ``recheck_s``."""
+        now = time.monotonic()
+        seen = self._stats.get(path)
+        if seen is not None and now - seen[0] < self.recheck_s:
+            return seen[1]
+        try:
+            st = os.stat(path)
+            mtime: int | None = st.st_mtime_ns if stat.S_ISREG(st.st_mode) else None
+        except OSError:
+            mtime = None
+        self._stats[path] = (now, mtime)
+        return mtime
+
+    def _is_file(self, path: Path) -> bool:
+        return self._mtime_ns(path) is not None
 
     # validation ---------------------------------------------------------------------------
     def validate(
@@ -159,7 +184,10 @@ class TemplateStore:
         parameters: Mapping[str, Any],
         device: str,
         output_format: str = "text",
+        validated: bool = False,
     ) -> ChangeSet:
+        """Render a task. ``validated``: the caller has just had :meth:`validate` accept these
+        very parameters (with this ``output_format``); they are not checked a second time."""
         template = f"{service}/{platform}.j2"
         if output_format not in OUTPUT_FORMATS:
             raise ConfigurationError(
@@ -169,7 +197,8 @@ class TemplateStore:
             )
         if not self.has(service, platform):
             raise RenderError(f"no template {template} under {self.root}", device=device, phase=Phase.RENDER)
-        violations = self.validate(service=service, action=action, parameters=parameters, output_format=output_format)
+        violations = [] if validated else self.validate(
+            service=service, action=action, parameters=parameters, output_format=output_format)
         if violations:
             raise RenderError(
                 f"{template}: invalid parameters: " + "; ".join(str(v) for v in violations),
@@ -187,7 +216,7 @@ class TemplateStore:
         content = self._render(env, template, context, device=device)
         undo_name = f"{service}/{platform}.undo.j2"
         undo = None
-        if (self.root / undo_name).is_file():
+        if self._is_file(self.root / undo_name):
             undo = self._render(env, undo_name, context, device=device)
         if output_format == "xml":
             _check_xml(template, content, device=device)

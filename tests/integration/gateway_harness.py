@@ -60,8 +60,9 @@ class Client:
         reply = await self.stub.Submit(submit_request(tasks, request_id=request_id, atomic=atomic))
         return reply.activation_id
 
-    async def get(self, activation_id: str) -> ActivationResult:
-        return convert.activation_from_proto(await self.stub.Get(pb.GetRequest(activation_id=activation_id)))
+    async def get(self, activation_id: str, *, wait_ms: int = 0) -> ActivationResult:
+        reply = await self.stub.Get(pb.GetRequest(activation_id=activation_id, wait_ms=wait_ms))
+        return convert.activation_from_proto(reply)
 
     async def wait(self, activation_id: str, *, timeout_s: float = 60.0, states: tuple[ActivationState, ...] = ()) -> ActivationResult:
         """Follow Watch to its end, then return the result."""
@@ -71,6 +72,15 @@ class Client:
 
         await asyncio.wait_for(follow(), timeout=timeout_s)
         return await self.get(activation_id)
+
+    async def outcome(self, activation_id: str, *, timeout_s: float = 60.0) -> ActivationResult:
+        """Long-poll Get until the activation ended (final or fallout) or ``timeout_s`` passed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            result = await self.get(activation_id, wait_ms=max(1, min(left_ms, 300_000)))
+            if result.state.final or result.state == ActivationState.FALLOUT or left_ms <= 0:
+                return result
 
     async def events(self, activation_id: str) -> list[pb.Event]:
         out: list[pb.Event] = []

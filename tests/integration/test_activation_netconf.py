@@ -230,6 +230,44 @@ async def test_device_cut_mid_activation_falls_out_then_heals_by_retry(gw: Clien
     assert next(t for t in result.tasks if t.id == "a").state == TaskState.ROLLED_BACK
 
 
+async def test_get_with_wait_answers_when_the_activation_ends_or_the_wait_is_over(gw: Client, lab: Any) -> None:
+    """Get with wait_ms is a long poll: it answers at the end of the wait with the current state
+    while the activation runs, and as soon as the activation ends otherwise."""
+    a, b = ifname(), ifname()
+    with lab.faulted("r1", "stop", daemon="netconfd"):  # the atomic activation waits for r1
+        aid = await gw.submit([iface_task("a", "nc1", a, description="waited"),
+                               iface_task("b", "r1", b, description="waited")], request_id=rid())
+        t0 = asyncio.get_running_loop().time()
+        running = await gw.get(aid, wait_ms=400)
+        assert asyncio.get_running_loop().time() - t0 >= 0.39
+        assert running.state in (ActivationState.ACKNOWLEDGED, ActivationState.IN_PROGRESS), running
+    t0 = asyncio.get_running_loop().time()
+    done = await gw.get(aid, wait_ms=60_000)
+    assert done.state == ActivationState.COMPLETED, done
+    assert asyncio.get_running_loop().time() - t0 < 30  # answered at the end, not after the minute
+    assert {t.state for t in done.tasks} == {TaskState.COMPLETED}
+    # an ended activation is answered at once, whatever the wait
+    t0 = asyncio.get_running_loop().time()
+    assert (await gw.get(aid, wait_ms=60_000)).state == ActivationState.COMPLETED
+    assert asyncio.get_running_loop().time() - t0 < 5
+    # every transition is in the journal, in order, the ones not waited for included
+    events = await gw.events(aid)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    phases_a = [(e.phase, e.state) for e in events if e.task_id == "a"]
+    assert phases_a[0] == ("connect", "inProgress") and phases_a[-1] == ("confirm", "completed"), phases_a
+    assert [p for p, _ in phases_a].index("push") < [p for p, _ in phases_a].index("verify")
+    assert (events[-1].task_id, events[-1].state) == ("", "completed")
+
+
+async def test_get_wait_longer_than_five_minutes_is_refused(gw: Client) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await gw.stub.Get(pb.GetRequest(activation_id=str(uuid.uuid4()), wait_ms=300_001))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "wait_ms" in err.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await gw.stub.Get(pb.GetRequest(activation_id=str(uuid.uuid4()), wait_ms=10))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
 async def test_sigkill_between_commit_and_confirm_recovers(lab: Any, tmp_path: Path) -> None:
     profiles = make_profiles(tmp_path / "profiles", {"netconfd": {"confirm_timeout_s": 120,
                                                                   "timeouts": {"operation_s": 30, "connect_s": 30}}})

@@ -196,6 +196,28 @@ async def test_events_are_numbered_in_order_and_after_seq_filters(journal: SqlJo
     assert times == sorted(times) and all(t.tzinfo is not None for t in times)
 
 
+async def test_record_later_is_written_in_order_before_the_next_record(journal: SqlJournal) -> None:
+    await create(journal, "a1", tasks_=(task("t1"),))
+    later = [journal.record_later(activation_id="a1", task_id="t1", phase="connect", state="inProgress",
+                                  message=f"queued {i}", task={"state": TaskState.IN_PROGRESS} if i == 0 else None)
+             for i in range(3)]
+    assert not any(f.done() for f in later)  # queued, not written yet: the caller did not wait
+    ev = await journal.record(activation_id="a1", task_id="t1", phase="push", state="inProgress", message="awaited")
+    # the awaited record returns only once everything queued before it is durable, in order
+    assert all(f.done() for f in later)
+    assert [f.result().seq for f in later] == [2, 3, 4] and ev.seq == 5
+    stored = await journal.events("a1")
+    assert [e.message for e in stored[1:]] == ["queued 0", "queued 1", "queued 2", "awaited"]
+    assert (await journal.get("a1")).tasks[0].state is TaskState.IN_PROGRESS
+    # bad arguments raise at once, nothing is queued
+    with pytest.raises(JournalError):
+        journal.record_later(activation_id="a1", task={"state": TaskState.FAILED})
+    failing = journal.record_later(activation_id="no-such-activation", message="x")
+    with pytest.raises(NotFoundError):
+        await failing
+    assert len(await journal.events("a1")) == 5
+
+
 async def test_record_applies_event_task_and_activation_state_together(journal: SqlJournal) -> None:
     await create(journal, "a1", tasks_=(task("t1"), task("t2")))
     before = await journal.get("a1")

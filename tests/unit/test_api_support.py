@@ -8,6 +8,7 @@ devices and services, dependency cycles) and can run an activation to an outcome
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator, Sequence
@@ -214,12 +215,20 @@ class MemoryEngine:
                 if not ev.task_id and ev.state in ("completed", "partial", "failed", "cancelled", "rolledBack", "fallout"):
                     return
 
-    async def get(self, activation_id: str) -> ActivationResult:
+    async def get(self, activation_id: str, *, wait_s: float = 0.0) -> ActivationResult:
         self._enter("get", activation_id)
-        try:
-            return self.activations[activation_id]
-        except KeyError:
-            raise NotFoundError(f"no activation {activation_id!r}") from None
+        if activation_id not in self.activations:
+            raise NotFoundError(f"no activation {activation_id!r}")
+
+        def ended() -> bool:
+            state = self.activations[activation_id].state
+            return state.final or state == ActivationState.FALLOUT
+
+        if wait_s > 0 and not ended():
+            with contextlib.suppress(asyncio.TimeoutError):
+                async with self._changed:
+                    await asyncio.wait_for(self._changed.wait_for(ended), timeout=wait_s)
+        return self.activations[activation_id]
 
     async def cancel(self, activation_id: str) -> ActivationResult:
         self._enter("cancel", activation_id)

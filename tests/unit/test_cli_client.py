@@ -241,3 +241,12 @@ def test_serve_answers_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_get_wait_returns_the_outcome_and_bad_waits_are_refused(gw: Gateway) -> None:
+    assert gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml")).stdout.strip() == "act-1 (accepted)"
+    got = json.loads(gw.agw("get", "act-1", "--wait", "10", "--json").stdout)
+    assert got["state"] == "completed"
+    assert ("get", ("act-1",)) in gw.engine.calls
+    too_long = gw.agw("get", "act-1", "--wait", "301")
+    assert too_long.exit_code == 2 and "--wait" in too_long.output

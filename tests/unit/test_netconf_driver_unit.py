@@ -66,6 +66,18 @@ def test_bad_settings_raise_configuration_error() -> None:
         NetconfSettings.from_profile(bad2)
 
 
+def test_ssh_ciphers_come_from_the_profile_and_unknown_ones_are_refused() -> None:
+    d = make_driver()
+    assert d.settings.ssh_ciphers[0] == "aes128-gcm@openssh.com"
+    assert d._ssh.connection_options().encryption_algs[0] == b"aes128-gcm@openssh.com"
+    prof = load_profile()
+    for bad_value in (["aes128-gcm@openssh.com", "rot13"], "aes128-ctr"):
+        bad = DeviceProfile(platform="x", driver="netconf", capabilities=prof.capabilities,
+                            settings={**prof.settings, "ssh_ciphers": bad_value})
+        with pytest.raises(e.ConfigurationError, match="ssh_ciphers"):
+            NetconfSettings.from_profile(bad)
+
+
 @pytest.mark.parametrize(
     ("exc", "phase", "cls"),
     [

@@ -240,15 +240,22 @@ def test_check_template_error_names_the_service_file(root: Path) -> None:
 
 
 def test_service_file_is_reloaded_when_it_changes(root: Path) -> None:
-    store = TemplateStore(root=root)
+    store = TemplateStore(root=root, recheck_s=0.2)
     assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1}) == []
     text = SERVICE.replace("required: [name, size]", "required: [name, size, mode]")
     path = root / "svc" / "service.yaml"
     path.write_text(text)
     import os
+    import time
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    # within recheck_s the store trusts its last look at the files; after it, it sees the change
+    assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1}) == []
+    time.sleep(0.25)
     assert [x.field for x in store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1})] == ["parameters.mode"]
+    path.unlink()
+    time.sleep(0.25)
+    assert [x.field for x in store.validate(service="svc", action=Action.CREATE, parameters={})] == ["service"]
 
 
 @pytest.mark.parametrize(

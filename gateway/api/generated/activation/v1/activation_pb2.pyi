@@ -107,10 +107,12 @@ class WatchRequest(_message.Message):
     def __init__(self, activation_id: _Optional[str] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("activation_id",)
+    __slots__ = ("activation_id", "wait_ms")
     ACTIVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     activation_id: str
-    def __init__(self, activation_id: _Optional[str] = ...) -> None: ...
+    wait_ms: int
+    def __init__(self, activation_id: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("activation_id",)

@@ -112,7 +112,9 @@ class ActivationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The activation's result. With wait_ms, a long poll: answers as soon as the activation is
+        final or waits in fallout, or when wait_ms has passed (then with its current state).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
