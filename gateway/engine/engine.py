@@ -222,15 +222,16 @@ class Engine:
         """The activation as journaled. With ``wait_s`` > 0, first wait up to that long for it to
         end (final, or fallout): on its run here, else by re-reading the journal every
         ``GET_POLL_S`` (another gateway sharing the journal may be running it)."""
-        result = await self.journal.get(activation_id)  # NotFoundError at once, even when waiting
-        if wait_s <= 0 or _ended(result):
-            return result
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        task = self._running.get(activation_id)
-        if task is not None:
+        task = self._running.get(activation_id) if wait_s > 0 else None
+        if task is not None:  # running here: it exists; wait for its end, then read it once
             await asyncio.wait({task}, timeout=wait_s)  # asyncio.wait never cancels the run
             result = await self.journal.get(activation_id)
+        else:
+            result = await self.journal.get(activation_id)  # NotFoundError at once, even when waiting
+            if wait_s <= 0:
+                return result
         while not _ended(result) and (left := deadline - loop.time()) > 0:
             await asyncio.sleep(min(GET_POLL_S, left))
             result = await self.journal.get(activation_id)

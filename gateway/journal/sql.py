@@ -21,6 +21,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.engine.views import ActivationResult, ActivationState, Event, TaskResult
 from gateway.errors import AgwError, JournalError, NotFoundError, Phase
-from gateway.journal import codec
+from gateway.journal import codec, reads
 from gateway.journal.base import Journal, TaskRecovery
 from gateway.journal.batch import Create, Op, Record, WriterCache, apply_batch
 from gateway.journal.schema import SCHEMA_VERSION, activations, events, metadata, schema_version, tasks
@@ -106,6 +107,10 @@ class SqlJournal(Journal):
         self.batches = 0
         """Write transactions committed so far (for the benchmark and tests)."""
         self._cache = WriterCache()
+        self._local = threading.local()  # per reader thread: its own DB-API connection (reads.py)
+        self._plain_conns: list[Any] = []  # all of them, released at close
+        self._plain_lock = threading.Lock()
+        self._sql_texts: dict[str, str] = {}
         self.writer_cpu_s = 0.0
         """CPU seconds the journal thread spent writing batches (for the benchmark)."""
 
@@ -147,6 +152,7 @@ class SqlJournal(Journal):
             self._writer = None
         engine, self._engine = self._engine, None
         await self._run(self._cache.release, "close")
+        await self._run(self._release_plain, "close")
         await self._run(engine.dispose, "close")
         self._shutdown_executors(wait=True)
         log.info("journal closed after %d write transactions", self.batches)
@@ -234,6 +240,55 @@ class SqlJournal(Journal):
                 return fn(conn, *a)
 
         return await self._run(in_connection, what, *args, read=True)
+
+    async def _read_plain(self, fn: Callable[..., T], what: str, *args: Any) -> T:
+        """``fn(cursor, *args)`` on the reader thread's own DB-API connection (one statement per
+        read, see :mod:`gateway.journal.reads`); DB-API errors are raised as SQLAlchemy's, so
+        :func:`_translated` treats them like every other journal error."""
+        engine = self._require_engine()
+        dbapi_error = engine.dialect.loaded_dbapi.Error
+
+        def in_raw(*a: Any) -> T:
+            raw = getattr(self._local, "conn", None)
+            if raw is None:
+                raw = self._local.conn = engine.raw_connection()
+                with self._plain_lock:
+                    self._plain_conns.append(raw)
+            dbapi_conn = raw.dbapi_connection
+            assert dbapi_conn is not None
+            cur = dbapi_conn.cursor()
+            try:
+                return fn(cur, *a)
+            except dbapi_error as exc:
+                invalid = engine.dialect.is_disconnect(exc, dbapi_conn, cur)
+                if invalid:  # a new connection next time
+                    self._local.conn = None
+                    raw.invalidate(exc)
+                raise sa_exc.DBAPIError.instance(None, None, exc, dbapi_error, hide_parameters=True,
+                                                 connection_invalidated=invalid, dialect=engine.dialect) from exc
+            finally:
+                with contextlib.suppress(Exception):
+                    cur.close()
+                with contextlib.suppress(Exception):
+                    dbapi_conn.rollback()  # ends PostgreSQL's implicit read transaction
+
+        return await self._run(in_raw, what, *args, read=True)
+
+    def _release_plain(self) -> None:
+        with self._plain_lock:
+            conns, self._plain_conns = self._plain_conns, []
+        for raw in conns:
+            with contextlib.suppress(Exception):
+                raw.close()
+        self._local = threading.local()
+
+    def _sql_text(self, name: str) -> str:
+        engine = self._require_engine()
+        text = self._sql_texts.get(name)
+        if text is None:
+            style = engine.dialect.paramstyle
+            text = self._sql_texts[name] = reads.activation_sql(style) if name == "activation" else reads.events_sql(style)
+        return text
 
     def _require_engine(self) -> Engine:
         if self._engine is None or self._closing:
@@ -386,10 +441,10 @@ class SqlJournal(Journal):
         return outcomes
 
     async def get(self, activation_id: str) -> ActivationResult:
-        found = await self._read(self._load, "read", [activation_id])
-        if not found:
+        found = await self._read_plain(reads.load_activation, "read", self._sql_text("activation"), activation_id)
+        if found is None:
             raise NotFoundError(f"activation {activation_id} not found", phase=Phase.JOURNAL)
-        return found[0]
+        return found
 
     async def find_by_request_id(self, request_id: str) -> ActivationResult | None:
         def query(conn: Connection) -> builtins.list[ActivationResult]:
@@ -453,27 +508,8 @@ class SqlJournal(Journal):
         ]
 
     async def events(self, activation_id: str, *, after_seq: int = 0) -> builtins.list[Event]:
-        q = (
-            sa.select(events)
-            .where(events.c.activation_id == activation_id, events.c.seq > after_seq)
-            .order_by(events.c.seq)
-        )
-
-        def query(conn: Connection) -> builtins.list[Event]:
-            return [
-                Event(
-                    activation_id=r.activation_id,
-                    seq=r.seq,
-                    time=r.time,
-                    task_id=r.task_id,
-                    phase=r.phase,
-                    state=r.state,
-                    message=r.message,
-                )
-                for r in conn.execute(q)
-            ]
-
-        return await self._read(query, "read events")
+        return await self._read_plain(reads.load_events, "read events", self._sql_text("events"),
+                                      activation_id, after_seq)
 
     async def recovery(self, activation_id: str, task_id: str) -> TaskRecovery:
         q = sa.select(tasks.c.recovery).where(tasks.c.activation_id == activation_id, tasks.c.task_id == task_id)

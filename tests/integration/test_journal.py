@@ -602,3 +602,30 @@ async def test_sqlite_file_survives_close_and_reopen(tmp_path: Path) -> None:
         assert await j.events("a1") == before_events
         assert (await j.recovery("a1", "t-full")).pending == "applied"
         assert await j.unfinished() == [] and [a for a, _ in await j.fallout()] == ["a1"]
+
+
+async def test_plain_reads_match_and_their_errors_are_journal_errors(journal: SqlJournal, journal_url: str) -> None:
+    """get/events run plain SQL on each reader thread's own connection (gateway/journal/reads.py):
+    same values as the SQLAlchemy path, and a database error is a JournalError, not the driver's."""
+    await create(journal, "a1", tasks_=(full_task(), task("t2")))
+    await journal.record(activation_id="a1", task_id="t2", phase="push", state="inProgress", message="m")
+    via_core = await journal._read(journal._load, "read", ["a1"])
+    assert await journal.get("a1") == via_core[0]
+    assert [e.seq for e in await journal.events("a1")] == [1, 2]
+    assert (await journal.events("a1"))[1].time.tzinfo is not None
+    await journal.create_activation(activation_id="no-tasks", request_id="r-none", fingerprint="fp", order_ref="",
+                                    atomic=True, dry_run=False, tasks=[], created_at=T0)
+    empty = await journal.get("no-tasks")
+    assert empty.tasks == () and empty.created_at == T0
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE agw_events RENAME TO agw_events_gone"))
+    try:
+        with pytest.raises(JournalError, match="read events"):
+            await journal.events("a1")
+        assert (await journal.get("a1")).id == "a1"  # the reader's connection still works
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE agw_events_gone RENAME TO agw_events"))
+        engine.dispose()
+    assert len(await journal.events("a1")) == 2

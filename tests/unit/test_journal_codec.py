@@ -152,3 +152,17 @@ def test_utc_refuses_naive_and_converts_aware() -> None:
         codec.utc(datetime(2026, 1, 1), "created_at")
     tz = timezone(timedelta(hours=3))
     assert codec.utc(T0.astimezone(tz), "x") == T0 and codec.utc(T0.astimezone(tz), "x").tzinfo == timezone.utc
+
+
+def test_stored_times_come_back_aware_utc() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from gateway.journal.reads import utc_time
+
+    want = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    assert utc_time("2026-03-01 12:00:00.123456") == want  # SQLite's text
+    assert utc_time(datetime(2026, 3, 1, 12, 0, 0, 123456)) == want  # naive UTC
+    cet = want.astimezone(timezone(timedelta(hours=1)))
+    assert utc_time(cet) == want and utc_time(cet).tzinfo is timezone.utc  # PostgreSQL, other zone
+    with pytest.raises(TypeError):
+        utc_time(12)
