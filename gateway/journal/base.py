@@ -90,7 +90,6 @@ class Journal(abc.ABC):
         :class:`~gateway.errors.ConflictError`. Otherwise return ``(activation_id, True)``.
         """
 
-    @abc.abstractmethod
     async def record(
         self,
         *,
@@ -105,6 +104,10 @@ class Journal(abc.ABC):
     ) -> Event:
         """In one transaction: append an event, apply ``task`` field changes, set the activation
         state, merge ``recovery`` into the task's recovery record. Returns after the commit."""
+        return await self.record_later(
+            activation_id=activation_id, task_id=task_id, phase=phase, state=state, message=message,
+            task=task, activation_state=activation_state, recovery=recovery,
+        )
 
     @abc.abstractmethod
     def record_later(

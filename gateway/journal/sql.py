@@ -101,8 +101,11 @@ class SqlJournal(Journal):
         self._executor: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None  # reads; the writer's own on PostgreSQL / in-memory
         self._queue: list[Op] = []
-        self._wakeup = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        # the writer: a drain job on the journal thread, running while the queue has work
+        self._qlock = threading.Lock()
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.batches = 0
         """Write transactions committed so far (for the benchmark and tests)."""
@@ -133,23 +136,21 @@ class SqlJournal(Journal):
                         if file_db else self._executor)
         self._closing = False
         self._cache = WriterCache()  # a new store may hold anything
-        self._wakeup = asyncio.Event()  # bound to this start's event loop
+        self._idle = asyncio.Event()  # bound to this start's event loop
+        self._idle.set()
+        self._loop = asyncio.get_running_loop()
         try:
             self._engine = await self._run(self._open_engine, "open")
         except BaseException:
             self._shutdown_executors(wait=False)
             raise
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="agw-journal-writer")
         log.info("journal open: %s", self.url.render_as_string(hide_password=True))
 
     async def close(self) -> None:
         if self._engine is None or self._closing:
             return
-        self._closing = True
-        self._wakeup.set()
-        if self._writer is not None:
-            await self._writer
-            self._writer = None
+        self._closing = True  # nothing new is queued from here on; what is queued is written
+        await self._idle.wait()
         engine, self._engine = self._engine, None
         await self._run(self._cache.release, "close")
         await self._run(self._release_plain, "close")
@@ -322,24 +323,6 @@ class SqlJournal(Journal):
         result: tuple[str, bool] = await self._submit(op)
         return result
 
-    async def record(
-        self,
-        *,
-        activation_id: str,
-        task_id: str = "",
-        phase: str = "",
-        state: str = "",
-        message: str = "",
-        task: Mapping[str, Any] | None = None,
-        activation_state: ActivationState | None = None,
-        recovery: Mapping[str, Any] | None = None,
-    ) -> Event:
-        event: Event = await self.record_later(
-            activation_id=activation_id, task_id=task_id, phase=phase, state=state, message=message,
-            task=task, activation_state=activation_state, recovery=recovery,
-        )
-        return event
-
     def record_later(
         self,
         *,
@@ -374,35 +357,43 @@ class SqlJournal(Journal):
         return await op.future
 
     def _enqueue(self, op: Op) -> None:
+        """Queue a write (FIFO). The journal thread drains the queue batch after batch without a
+        trip through the event loop between batches; each batch's outcomes come back to the loop
+        in one callback, in order."""
         self._require_engine()
-        self._queue.append(op)
-        self._wakeup.set()
+        with self._qlock:
+            self._queue.append(op)
+            if self._draining:
+                return
+            self._draining = True
+        self._idle.clear()
+        assert self._executor is not None
+        self._executor.submit(self._drain)
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _drain(self) -> None:
+        """Runs in the journal thread: write batches until the queue is empty."""
+        loop = self._loop
+        assert loop is not None
         while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            batch = self._queue[: self.options.max_batch]
-            del self._queue[: len(batch)]
+            with self._qlock:
+                batch = self._queue[: self.options.max_batch]
+                del self._queue[: len(batch)]
+                if not batch:
+                    self._draining = False
+                    break
             try:
-                assert self._executor is not None
-                outcomes = await loop.run_in_executor(self._executor, self._write_batch, batch)
+                outcomes: list[Any] = self._write_batch(batch)
             except Exception as exc:  # a bug, not a database error: fail the batch, keep writing
                 log.exception("journal writer failed on a batch of %d", len(batch))
                 err = JournalError(f"journal write failed: {exc!r}", phase=Phase.JOURNAL)
                 outcomes = [err] * len(batch)
-            for op, outcome in zip(batch, outcomes, strict=True):
-                if op.future.done():  # the caller went away; the write stands
-                    continue
-                if isinstance(outcome, BaseException):
-                    op.future.set_exception(outcome)
-                else:
-                    op.future.set_result(outcome)
+            loop.call_soon_threadsafe(_deliver, batch, outcomes)
+        loop.call_soon_threadsafe(self._maybe_idle)
+
+    def _maybe_idle(self) -> None:
+        with self._qlock:
+            if not self._draining:
+                self._idle.set()
 
     def _apply(self, batch: list[Op]) -> list[Any]:
         engine = self._engine  # not _require_engine(): close() drains the queue through here
@@ -546,6 +537,17 @@ class SqlJournal(Journal):
             return [(t["activation_id"], codec.decode_task(t)) for t in conn.execute(q).mappings()]
 
         return await self._read(query, "read fallout")
+
+
+def _deliver(batch: list[Op], outcomes: list[Any]) -> None:
+    """On the event loop: hand each queued operation its outcome, in queue order."""
+    for op, outcome in zip(batch, outcomes, strict=True):
+        if op.future.done():  # the caller went away; the write stands
+            continue
+        if isinstance(outcome, BaseException):
+            op.future.set_exception(outcome)
+        else:
+            op.future.set_result(outcome)
 
 
 def open_journal(url: str, *, options: JournalOptions | None = None) -> Journal:
