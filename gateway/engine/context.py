@@ -48,17 +48,8 @@ class EngineContext:
         recovery: Mapping[str, Any] | None = None,
     ) -> Event:
         """Write a transition to the journal, then tell the watchers. Returns after the write."""
-        phase_value = phase.value if isinstance(phase, Phase) else phase
-        event = await self.journal.record(
-            activation_id=activation_id,
-            task_id=task_id,
-            phase=phase_value,
-            state=state,
-            message=message,
-            task=task,
-            activation_state=activation_state,
-            recovery=recovery,
-        )
+        event: Event = await self._queue(activation_id, task_id=task_id, phase=phase, state=state, message=message,
+                                         task=task, activation_state=activation_state, recovery=recovery)
         self.bus.publish(event)
         return event
 
@@ -80,18 +71,15 @@ class EngineContext:
         returns only once everything before it is durable; watchers hear of it once committed.
         ``recovery`` may only carry what a recovery can do without (the read-back ``after``, a
         cleared ``pending`` once confirmed): a crash may lose a note, never a :meth:`record`."""
-        phase_value = phase.value if isinstance(phase, Phase) else phase
-        future = self.journal.record_later(
-            activation_id=activation_id,
-            task_id=task_id,
-            phase=phase_value,
-            state=state,
-            message=message,
-            task=task,
-            activation_state=activation_state,
-            recovery=recovery,
-        )
+        future = self._queue(activation_id, task_id=task_id, phase=phase, state=state, message=message,
+                             task=task, activation_state=activation_state, recovery=recovery)
         future.add_done_callback(self._published)
+
+    def _queue(self, activation_id: str, *, phase: Phase | str, **fields: Any) -> Any:
+        """The journal's future for one transition (queued in order; see Journal.record_later)."""
+        return self.journal.record_later(
+            activation_id=activation_id, phase=phase.value if isinstance(phase, Phase) else phase, **fields
+        )
 
     def _published(self, future: Any) -> None:
         if future.cancelled():

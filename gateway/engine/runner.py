@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.base import Capabilities, Driver, Snapshot
 from gateway.engine.context import EngineContext, PhaseClock, error_view, utcnow, verification_view
@@ -112,30 +113,24 @@ class ActivationRun:
     # -- journal helpers ---------------------------------------------------------------------
     async def _rec(self, tr: TaskRun, phase: Phase, *, state: TaskState | None = None, message: str = "",
                    task: dict | None = None, recovery: dict | None = None) -> None:
-        fields = dict(task or {})
-        if state is not None:
-            tr.state = state
-            fields["state"] = state
-        await self.ctx.record(
-            self.id,
-            task_id=tr.id,
-            phase=phase,
-            state=(state or tr.state).value,
-            message=message,
-            task=fields or None,
-            recovery=recovery,
-        )
+        await self.ctx.record(self.id, **self._transition(tr, phase, state, message, task, recovery))
 
     def _note(self, tr: TaskRun, phase: Phase, *, state: TaskState | None = None, message: str = "",
               task: dict | None = None, recovery: dict | None = None) -> None:
         """Like :meth:`_rec` for a transition that announces no device action: not waited for
         (see :meth:`EngineContext.note`)."""
+        self.ctx.note(self.id, **self._transition(tr, phase, state, message, task, recovery))
+
+    @staticmethod
+    def _transition(tr: TaskRun, phase: Phase, state: TaskState | None, message: str, task: dict | None,
+                    recovery: dict | None) -> dict[str, Any]:
+        """A task transition's journal fields; a new ``state`` is applied to ``tr`` too."""
         fields = dict(task or {})
         if state is not None:
             tr.state = state
             fields["state"] = state
-        self.ctx.note(self.id, task_id=tr.id, phase=phase, state=(state or tr.state).value, message=message,
-                      task=fields or None, recovery=recovery)
+        return {"task_id": tr.id, "phase": phase, "state": (state or tr.state).value, "message": message,
+                "task": fields or None, "recovery": recovery}
 
     def _persist_id(self, device: str) -> str:
         return f"agw-{self.id}-{device}-{self.attempt}"
