@@ -28,7 +28,7 @@ DATA_DIR ?= var
 
 run: setup
 	$(AGW) lab up $(LAB_TOPOLOGY)
-	@mkdir -p $(DATA_DIR)
+	@mkdir -p -m 700 $(DATA_DIR)
 	$(AGW) lab inventory --lab basic > $(DATA_DIR)/inventory.yaml
 	$(AGW) serve --data-dir $(DATA_DIR) --inventory $(DATA_DIR)/inventory.yaml
 

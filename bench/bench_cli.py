@@ -54,6 +54,7 @@ class Device:
     port: int
     username: str
     password: str
+    known_hosts: str = ""  # the lab's known_hosts file (the driver checks the node's host key)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,8 @@ async def driver_lifecycle(devices: list[Device], rounds: int, *, activation_pat
     for d in devices:
         drv = CliDriver(endpoint=Endpoint(device=d.name, host=d.host, port=d.port, platform="frr",
                                           credential=Credential(ref=d.name, username=d.username,
-                                                                password=Secret(d.password))),
+                                                                password=Secret(d.password)),
+                                          known_hosts=d.known_hosts),
                         profile=profile)
         await drv.open()
         drivers.append(drv)
@@ -190,9 +192,9 @@ async def driver_lifecycle(devices: list[Device], rounds: int, *, activation_pat
         async def step(drv: Any) -> None:
             if cold_cache:
                 drv.parse_cache.clear()
-            await drv.read(cs)
+            before = await drv.read(cs)
             await drv.load(cs)
-            verification = await drv.verify(cs)
+            verification = await drv.verify(cs, before)
             if not verification.ok:
                 raise RuntimeError(f"verify failed: {verification.mismatches}")
         return step
@@ -202,7 +204,7 @@ async def driver_lifecycle(devices: list[Device], rounds: int, *, activation_pat
             drv.parse_cache.clear()
         snapshot = await drv.read(change)
         await drv.load(change)
-        verification = await drv.verify(change)
+        verification = await drv.verify(change, snapshot)
         if not verification.ok:
             raise RuntimeError(f"verify failed: {verification.mismatches}")
         await drv.restore(snapshot)
@@ -256,7 +258,8 @@ def lab_devices(lab: Any) -> list[Device]:
     for name, node in sorted(lab.nodes.items()):
         if "cli" in node.ports:
             cred = node.credentials["cli"]
-            out.append(Device(name, node.address, node.ports["cli"], cred["username"], cred["password"]))
+            out.append(Device(name, node.address, node.ports["cli"], cred["username"], cred["password"],
+                              known_hosts=str(node.known_hosts)))
     return out
 
 

@@ -243,7 +243,7 @@ class ProcessGateway(Gateway):
 
         self.targets, self.mode, self.follow = targets, mode, follow
         self.phases: dict[str, list[float]] = {}
-        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "data").mkdir(mode=0o700, parents=True, exist_ok=True)
         profiles = make_profiles(root / "profiles", {})
         self.proc = SubprocessGateway(data_dir=root / "data", inventory=inventory, profiles=profiles)
         self.client: Any = None

@@ -23,7 +23,7 @@ from typing import Awaitable, Callable
 
 from bench.netconf_floor import FloorSession, floor_activation, open_floor_session
 from bench.stats import Figures
-from drivers.base import Capabilities, ChangeSet, DeviceProfile, Endpoint, Timeouts
+from drivers.base import Capabilities, ChangeSet, DeviceProfile, Endpoint, Snapshot, Timeouts
 from drivers.netconf import NetconfDriver
 from gateway.model import Action
 from gateway.secrets import Credential, Secret
@@ -51,6 +51,8 @@ class Target:
     port: int
     username: str
     password: str
+    known_hosts: str = ""
+    """The lab's known_hosts file; empty (--host, development devices): the key is not checked."""
 
 
 def lab_targets() -> list[Target]:
@@ -63,7 +65,8 @@ def lab_targets() -> list[Target]:
             for node in Lab.attach(lab_name).nodes.values():
                 if "netconf" in node.ports:
                     cred = node.credentials["netconf"]
-                    out.append(Target(node.name, node.address, node.ports["netconf"], cred["username"], cred["password"]))
+                    out.append(Target(node.name, node.address, node.ports["netconf"], cred["username"], cred["password"],
+                                      known_hosts=str(node.known_hosts)))
         return out
     except Exception as exc:  # noqa: BLE001 - no lab: fall back to the development devices
         log.info("no running lab usable (%s)", exc)
@@ -106,7 +109,8 @@ async def bench(targets: list[Target], *, activations: int, rounds: int) -> tupl
         floors.append(await open_floor_session(t.host, t.port, t.username, t.password))
         d = NetconfDriver(
             endpoint=Endpoint(device=t.name, host=t.host, port=t.port, platform="netconfd",
-                              credential=Credential(ref="bench", username=t.username, password=Secret(t.password))),
+                              credential=Credential(ref="bench", username=t.username, password=Secret(t.password)),
+                              known_hosts=t.known_hosts, host_key_check=bool(t.known_hosts)),
             profile=prof,
         )
         await d.open()
@@ -121,17 +125,24 @@ async def bench(targets: list[Target], *, activations: int, rounds: int) -> tupl
         return work
 
     def driver_worker(d: NetconfDriver) -> Callable[[int], Awaitable[None]]:
+        # exact verification needs the state before the change: the previous activation's
+        # read-back (this bench is the device's only writer), so the driver stays at six RPCs
+        state: dict[str, Snapshot] = {}
+
         async def work(i: int) -> None:
             n = next(counter)
             change = ChangeSet(service="interface", action=Action.MODIFY, content=config(n))
+            if "before" not in state:
+                state["before"] = await d.read(change)
             await d.lock()
             try:
                 await d.load(change)
                 await d.commit(confirm_timeout_s=120, persist_id=f"d{n}")
-                v = await d.verify(change)
-                if not v.ok:
+                v = await d.verify(change, state["before"])
+                if not v.ok or v.readback is None:
                     await d.cancel_commit(persist_id=f"d{n}")
                     raise RuntimeError(f"verification failed: {v.mismatches}")
+                state["before"] = v.readback
                 await d.confirm(persist_id=f"d{n}")
             finally:
                 await d.unlock()

@@ -127,9 +127,9 @@ async def driver_worker(dev: Device, prof: DeviceProfile) -> tuple[SnmpDriver, C
 
     async def work(i: int) -> None:
         ch = changes[i % 2]
-        await driver.read(ch)
+        before = await driver.read(ch)
         await driver.load(ch)
-        result = await driver.verify(ch)
+        result = await driver.verify(ch, before)
         if not result.ok:
             raise RuntimeError(f"verification failed on {dev.name}: {result.detail}")
 

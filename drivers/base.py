@@ -23,12 +23,34 @@ Drivers are found through the ``agw.drivers`` entry-point group (see :mod:`drive
 from __future__ import annotations
 
 import abc
+import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
 from gateway.errors import DeviceErrorInfo, UnsupportedOperationError, Phase
 from gateway.model import Action
 from gateway.secrets import Credential
+
+
+class PayloadFormat(str, enum.Enum):
+    """What a driver sends to its device, declared by the driver (never by a profile).
+
+    The gateway renders a service template in the environment this format calls for, and checks
+    every rendered payload before anything is sent (:mod:`gateway.render.payload`):
+
+    * ``xml``: one NETCONF ``<config>`` document; values autoescaped, and each value is text or an
+      attribute value, never markup;
+    * ``lines``: configuration lines (SSH CLI); one value never spans or adds a line;
+    * ``varbinds``: a YAML list of ``{oid, type, value}`` (SNMP); one value is one scalar of one
+      varbind;
+    * ``yaml``: a YAML document of the driver's own shape (a plugin's structured data); one value
+      is one scalar value, never a key.
+    """
+
+    XML = "xml"
+    LINES = "lines"
+    VARBINDS = "varbinds"
+    YAML = "yaml"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +105,14 @@ class DeviceProfile:
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Driver-specific data: prompts, error patterns, transport options..."""
     description: str = ""
+    source: str = ""
+    """The file the profile was read from (named in every error about it)."""
+    device_managed: tuple[str, ...] = ()
+    """What the device fills in or changes by itself inside a read scope (defaults, derived leaves,
+    counters), in the driver's own path syntax: a difference there is never an unexpected change.
+    NETCONF: glob patterns on paths (``/ietf-interfaces:interfaces/interface[*]/oper-status``);
+    CLI: regular expressions on a line with its parents (``interface lo > ip address .*``);
+    SNMP: OIDs or OID prefixes (``1.3.6.1.2.1.1.3.0``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +124,11 @@ class Endpoint:
     port: int
     platform: str
     credential: Credential
+    known_hosts: str = ""
+    """SSH drivers: the known_hosts file (absolute path) holding the device's host key, named by
+    the inventory. Empty with ``host_key_check`` on: the driver refuses to connect."""
+    host_key_check: bool = True
+    """SSH drivers: False only when the inventory turns the check off for this device."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,9 +162,16 @@ class Snapshot:
 class Mismatch:
     path: str
     expected: str | None
+    """What the device should hold there (None: nothing)."""
     actual: str | None
+    """What it holds (None: nothing)."""
+    unexpected: bool = False
+    """The change did not name this path: it differs from the pre-change snapshot by itself
+    (an out-of-band change, a side effect); ``expected`` is then the snapshot's value."""
 
     def __str__(self) -> str:
+        if self.unexpected:
+            return f"{self.path}: changed though the change did not name it (was {self.expected!r}, now {self.actual!r})"
         return f"{self.path}: expected {self.expected!r}, found {self.actual!r}"
 
 
@@ -151,6 +193,8 @@ class Driver(abc.ABC):
 
     name: ClassVar[str]
     """The entry-point name this driver registers under (``netconf``, ``cli``...)."""
+    payload_format: ClassVar[PayloadFormat]
+    """What ``load`` sends: the format templates for this driver's platforms render in."""
     supported: ClassVar[Capabilities]
     """Everything this driver can do on the best platform; profiles narrow it."""
 
@@ -167,6 +211,14 @@ class Driver(abc.ABC):
     @property
     def device(self) -> str:
         return self.endpoint.device
+
+    @classmethod
+    def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
+        """Pure, no device: raise :class:`~gateway.errors.InputError` when this driver could not
+        send ``change`` (a NETCONF list entry without its key, an SNMP type it does not know...).
+        The planner calls it after rendering, so such a change is refused before anything is
+        journaled. The default accepts everything."""
+        return None
 
     # -- session -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -228,8 +280,13 @@ class Driver(abc.ABC):
         return False
 
     @abc.abstractmethod
-    async def verify(self, change: ChangeSet) -> Verification:
-        """Read back from the device and check every rendered value is there (or gone, for a delete)."""
+    async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
+        """Read the scope back and prove the device holds exactly ``before`` with ``change`` applied.
+
+        Every rendered value must be there (or gone, for a delete), and nothing else in the scope
+        may differ from ``before`` (the pre-change snapshot), except what the profile lists as
+        ``device_managed``. Each difference is a :class:`Mismatch`: a leaf or line missing, changed,
+        or added that the change did not name (``expected=None``)."""
 
     @abc.abstractmethod
     async def restore(self, snapshot: Snapshot) -> None:
@@ -254,6 +311,7 @@ __all__ = [
     "Driver",
     "Endpoint",
     "Mismatch",
+    "PayloadFormat",
     "Snapshot",
     "Timeouts",
     "Verification",

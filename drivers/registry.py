@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Generic, TypeVar
 
-from drivers.base import Driver
+from drivers.base import Driver, PayloadFormat
 from gateway.errors import ConfigurationError, DriverNotFoundError, DriverUnavailableError
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,11 @@ class Registry(Generic[T]):
             if not (isinstance(plugin, type) and issubclass(plugin, self.kind)):
                 raise ConfigurationError(
                     f"{self.group} plugin {name!r} ({ep.value}) is not a {self.kind.__name__}"
+                )
+            if issubclass(plugin, Driver) and not isinstance(getattr(plugin, "payload_format", None), PayloadFormat):
+                raise ConfigurationError(
+                    f"{self.group} plugin {name!r} ({ep.value}) declares no payload_format (one of "
+                    f"{', '.join(f.value for f in PayloadFormat)}): the gateway renders templates for it in that format"
                 )
             self._loaded[name] = plugin
             log.debug("loaded %s plugin %s from %s", self.group, name, ep.value)

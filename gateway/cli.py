@@ -406,10 +406,11 @@ def driver_rows() -> list[dict[str, Any]]:
         row: dict[str, Any] = {"name": name, "distribution": distribution, "entry_point": target}
         try:
             cls = registry.get(name)
-            row.update(available=True, reason="", capabilities=list(cls.supported.names()))
+            row.update(available=True, reason="", payload_format=cls.payload_format.value,
+                       capabilities=list(cls.supported.names()))
         except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is reported, not raised
             reason = str(exc) if isinstance(exc, AgwError) else f"{type(exc).__name__}: {exc}"
-            row.update(available=False, reason=reason, capabilities=[])
+            row.update(available=False, reason=reason, payload_format="", capabilities=[])
         rows.append(row)
     return rows
 
@@ -424,8 +425,9 @@ def drivers_(as_json: bool) -> None:
         _json(rows)
         return
     _table(
-        [[r["name"], r["distribution"], ", ".join(r["capabilities"]) if r["available"] else f"unavailable: {r['reason']}"]
+        [[r["name"], r["distribution"], r["payload_format"],
+          ", ".join(r["capabilities"]) if r["available"] else f"unavailable: {r['reason']}"]
          for r in rows],
-        ["DRIVER", "DISTRIBUTION", "CAPABILITIES"],
+        ["DRIVER", "DISTRIBUTION", "SENDS", "CAPABILITIES"],
     )
 

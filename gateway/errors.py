@@ -20,12 +20,17 @@ exactly one place per driver or backend, chained with ``raise ... from exc``.
     └── DeviceError                        something went wrong talking to a device
         ├── ConnectError                   TCP/SSH connect or handshake failed (retryable)
         ├── AuthenticationError            the device refused the credentials
+        ├── HostKeyError                   the device's SSH host key is unknown or changed (never
+                                           retryable; refused before any credential is sent)
         ├── DeviceTimeoutError             an operation exceeded its timeout (retryable)
         ├── SessionLostError               the session dropped mid-operation (retryable)
         ├── LockDeniedError                the device's datastore is locked by someone else (retryable)
         ├── DeviceRejectedError            the device refused the change; carries DeviceErrorInfo
         ├── VerificationError              read-back differs from what was pushed
-        └── UnsupportedOperationError      the driver does not declare the capability asked for
+        ├── UnsupportedOperationError      the driver does not declare the capability asked for
+        └── DeviceReplyError               the device sent what the gateway refuses to take: over a
+                                           profile size limit, unsafe or too deeply nested XML
+                                           (never retryable: the device would send it again)
 
 gRPC status codes for these live in :mod:`gateway.api.status` only.
 """
@@ -176,6 +181,58 @@ class AuthenticationError(DeviceError):
     pass
 
 
+class HostKeyError(DeviceError):
+    """The SSH host key the device offered is not in the known_hosts file named for it: ``unknown``
+    (the file holds no key for host:port) or ``changed`` (it holds another one). Raised after the
+    key exchange, before authentication: no credential was sent. Never retryable (the device
+    would offer the same key again); a person checks the key and updates the file."""
+
+    UNKNOWN = "unknown host key"
+    CHANGED = "host key changed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        device: str | None = None,
+        phase: Phase | None = None,
+        retryable: bool | None = None,
+        info: DeviceErrorInfo | None = None,
+        problem: str = "",
+        host: str = "",
+        port: int = 0,
+        fingerprint: str = "",
+        known_hosts: str = "",
+    ) -> None:
+        super().__init__(message, device=device, phase=phase, retryable=False, info=info)
+        self.problem = problem
+        """:attr:`UNKNOWN` or :attr:`CHANGED` (empty: the library did not say)."""
+        self.host, self.port = host, port
+        self.fingerprint = fingerprint
+        """The key the device offered (``ssh-ed25519 SHA256:...``); empty when not known."""
+        self.known_hosts = known_hosts
+
+    @classmethod
+    def refused(cls, *, device: str, host: str, port: int, changed: bool, fingerprint: str, known_hosts: str,
+                phase: Phase = Phase.CONNECT) -> "HostKeyError":
+        """The error with its standard message (every SSH driver raises this one)."""
+        problem = cls.CHANGED if changed else cls.UNKNOWN
+        offered = fingerprint or "a key whose fingerprint could not be read"
+        entry = host if port == 22 else f"[{host}]:{port}"
+        if changed:
+            what = (f"but {known_hosts} holds another key for {entry} (the device was re-keyed or re-installed, "
+                    "or something in the middle answers for it: check the new key out of band before replacing "
+                    "the old line)")
+        else:
+            what = f"and {known_hosts} holds no key for {entry} (check the key out of band, then add a line for {entry})"
+        return cls(
+            f"{problem} for device {device} ({host}:{port}): it offered {offered}, {what}. Refused before "
+            "authentication: no credentials were sent",
+            device=device, phase=phase, problem=problem, host=host, port=port, fingerprint=fingerprint,
+            known_hosts=known_hosts,
+        )
+
+
 class DeviceTimeoutError(DeviceError):
     default_retryable = True
 
@@ -200,6 +257,11 @@ class UnsupportedOperationError(DeviceError):
     pass
 
 
+class DeviceReplyError(DeviceError):
+    """The device's reply was refused (too large for the profile's limit, a DOCTYPE, nested too
+    deep, an output too long): the message names the limit and the profile setting."""
+
+
 __all__ = [
     "AgwError",
     "AuthenticationError",
@@ -209,10 +271,12 @@ __all__ = [
     "DeviceError",
     "DeviceErrorInfo",
     "DeviceRejectedError",
+    "DeviceReplyError",
     "DeviceTimeoutError",
     "DriverNotFoundError",
     "DriverUnavailableError",
     "FieldViolation",
+    "HostKeyError",
     "InputError",
     "JournalError",
     "LockDeniedError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ class Node:
     veth: str = ""
     log_dir: Path = Path()
     logs: dict[str, Path] = field(default_factory=dict)  # daemon -> its log file
+    known_hosts: Path | None = None
+    """The lab's known_hosts file (every node's SSH host key): give it to an Endpoint
+    (``known_hosts=str(node.known_hosts)``) so a driver checks the node's key. None: no SSH."""
+    host_key: Path | None = None
+    """The node's own SSH host key (private; ``.pub`` beside it). None: the node runs no sshd."""
 
     def __repr__(self) -> str:  # credentials stay out of reprs and logs
         return f"Node(name={self.name!r}, kind={self.kind!r}, address={self.address!r}, ports={self.ports!r})"
@@ -169,12 +175,13 @@ class Lab:
 
     def node(self, name: str) -> Node:
         try:
-            return self._node(name, self._st["nodes"][name])
+            n = self._st["nodes"][name]
         except KeyError:
             raise LabError(f"lab {self.name} has no node {name!r} (nodes: {', '.join(self._st['nodes'])})") from None
+        return self._node(name, n)
 
-    @staticmethod
-    def _node(name: str, n: dict[str, Any]) -> Node:
+    def _node(self, name: str, n: dict[str, Any]) -> Node:
+        ssh = "sshd" in n["daemons"]
         return Node(
             name=name,
             kind=n["kind"],
@@ -186,6 +193,8 @@ class Lab:
             veth=n["veth"],
             log_dir=Path(n["dir"]),
             logs={d: Path(spec["log"]) for d, spec in n["daemons"].items()},
+            known_hosts=self.known_hosts_path if ssh else None,
+            host_key=runner.host_key_path(self._st, n) if ssh else None,
         )
 
     def pids(self, node: str) -> dict[str, int | None]:
@@ -233,11 +242,11 @@ class Lab:
             raise FaultError(f"lab {self.name} has no node {node!r} (nodes: {', '.join(st['nodes'])})")
         n = st["nodes"][node]
         fl.check(n, node, action, value, daemon)
-        fl.apply(st, node, action, value, daemon)
-        if action == "restart":
-            assert daemon is not None
-            runner.start(st, node=node, daemon=daemon)
-            protos = [p for p, ds in runner.PROTO_DAEMONS.items() if daemon in ds and p in n["ports"]]
+        stopped = fl.apply(st, node, action, value, daemon)
+        for d in stopped:  # restart, rekey, restore of a rekeyed node: start again, wait until it answers
+            runner.start(st, node=node, daemon=d)
+        if stopped:
+            protos = [p for p, ds in runner.PROTO_DAEMONS.items() if set(stopped) & set(ds) and p in n["ports"]]
             runner.run_async(runner.wait_ready(st, timeout_s, nodes=[node], protos=protos))
         self._record_fault(st, node, action, value, daemon)
         log.info("lab %s: fault %s %s%s%s", self.name, node, action,
@@ -247,10 +256,11 @@ class Lab:
         with stmod.locked():
             cur = stmod.load(self.name) or st
             f = cur.setdefault("faults", {}).setdefault(node, {})
-            if action == "cut":
-                f["cut"] = True
+            if action in ("cut", "rekey"):
+                f[action] = True
             elif action == "restore":
                 f.pop("cut", None)
+                f.pop("rekey", None)
             elif action in fl.VALUE_ACTIONS:
                 if value:
                     f[action] = value
@@ -289,14 +299,34 @@ class Lab:
     def credentials_path(self) -> Path:
         return self.state_dir / "credentials.yaml"
 
+    @property
+    def known_hosts_path(self) -> Path:
+        """Every node's SSH host key, for each NETCONF and CLI endpoint (OpenSSH known_hosts)."""
+        return self.state_dir / "known_hosts"
+
     def inventory(self) -> dict[str, Any]:
-        return inv.inventory(self.name, list(self.nodes.values()), str(self.credentials_path))
+        return inv.inventory(self.name, list(self.nodes.values()), str(self.credentials_path),
+                             str(self.known_hosts_path))
 
     def inventory_yaml(self) -> str:
-        return inv.inventory_yaml(self.name, list(self.nodes.values()), str(self.credentials_path))
+        return inv.inventory_yaml(self.name, list(self.nodes.values()), str(self.credentials_path),
+                                  str(self.known_hosts_path))
+
+    def write_known_hosts(self) -> Path:
+        """(Re)write the lab's known_hosts from the nodes' current host keys (after a ``rekey``
+        fault, this accepts the new key). Returns its path."""
+        nodes = list(self.nodes.values())
+        keys = {n.name: n.host_key.with_name(n.host_key.name + ".pub").read_text()
+                for n in nodes if n.host_key is not None}
+        tmp = self.known_hosts_path.with_name(f"{self.known_hosts_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(inv.known_hosts(self.name, nodes, keys))
+        os.chmod(tmp, 0o644)
+        tmp.replace(self.known_hosts_path)
+        return self.known_hosts_path
 
     def _write_inventory(self) -> None:
         stmod.write_private(self.credentials_path, inv.credentials_yaml(list(self.nodes.values())))
+        self.write_known_hosts()
         self.inventory_path.write_text(self.inventory_yaml())
 
 

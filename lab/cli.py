@@ -95,11 +95,15 @@ def status(name: str | None, as_json: bool) -> None:
 
 @lab.command()
 @click.argument("node")
-@click.argument("action", type=click.Choice(["cut", "restore", "loss", "delay", "rate", "kill", "restart", "stop", "cont"]))
+@click.argument("action", type=click.Choice(["cut", "restore", "loss", "delay", "rate", "kill", "restart", "stop", "cont",
+                                             "rekey"]))
 @click.argument("arg", required=False)
 @click.option("--lab", "name", help="Lab name (default: the only running lab).")
 def fault(node: str, action: str, arg: str | None, name: str | None) -> None:
-    """Inject a fault: cut | restore | loss PCT | delay MS | rate KBIT | kill|restart|stop|cont DAEMON."""
+    """Inject a fault: cut | restore | loss PCT | delay MS | rate KBIT | kill|restart|stop|cont DAEMON | rekey.
+
+    rekey gives NODE a new SSH host key (its sshd restarted): the lab's known_hosts still holds the
+    old one, so the gateway refuses the node as "host key changed". restore puts the original back."""
     value: float | None = None
     daemon: str | None = None
     if action in ("loss", "delay", "rate"):
@@ -123,11 +127,18 @@ def fault(node: str, action: str, arg: str | None, name: str | None) -> None:
 @lab.command()
 @click.option("--lab", "name", help="Lab name (default: the only running lab).")
 def inventory(name: str | None) -> None:
-    """Print the gateway inventory of the running lab (YAML, usable as-is)."""
+    """Print the gateway inventory of the running lab (YAML, usable as-is).
+
+    Also (re)writes the lab's known_hosts file (every node's current SSH host key, beside its
+    credentials file), which the inventory names; after a rekey this accepts the new key."""
     try:
-        click.echo(_pick(name).inventory_yaml(), nl=False)
+        lb = _pick(name)
+        lb.write_known_hosts()
+        click.echo(lb.inventory_yaml(), nl=False)
     except LabError as exc:
         _fail(exc)
+    except OSError as exc:
+        raise click.ClickException(f"writing the lab's known_hosts file: {exc}") from exc
 
 
 __all__ = ["lab"]

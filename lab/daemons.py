@@ -67,6 +67,9 @@ def sshd_config(
     lines += [
         f"HostKey {host_key}",
         "PidFile none",
+        # VERBOSE: "Connection from ADDR port P" for every connection, so a test can show that a
+        # refused host key ended a connection before authentication (no Accepted/Failed password)
+        "LogLevel VERBOSE",
         "UsePAM no",
         "PasswordAuthentication yes",
         "KbdInteractiveAuthentication no",

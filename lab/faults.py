@@ -3,7 +3,11 @@
 ========  =====================================================================================
 cut       host-side veth down: connects fail at once ("no route", thanks to the lab's
           ``unreachable`` route) instead of leaking to the default route
-restore   veth up again, and the node's default route back
+restore   veth up again, and the node's default route back; after ``rekey``, the node's original
+          SSH host key back (its sshd restarted)
+rekey     a new SSH host key for the node, its sshd restarted: a client holding the lab's
+          known_hosts now sees a changed key (the original is kept for ``restore``; ``agw lab
+          inventory`` rewrites known_hosts with the new one instead)
 loss PCT  nft in the node's namespace drops PCT % of the packets arriving at the node (0: off)
 delay MS  iptables NFQUEUE (``--queue-bypass``) + :mod:`lab.delayd` in the node's namespace
           delays every packet MS in each direction, so the RTT grows by 2×MS (0: off)
@@ -25,16 +29,17 @@ from typing import Any
 from lab import daemons as dm
 from lab import host
 from lab.errors import FaultError
+from lab.runner import host_key_path
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("cut", "restore", "loss", "delay", "rate", "kill", "restart", "stop", "cont")
+ACTIONS = ("cut", "restore", "loss", "delay", "rate", "kill", "restart", "stop", "cont", "rekey")
 VALUE_ACTIONS = ("loss", "delay", "rate")
 DAEMON_ACTIONS = ("kill", "restart", "stop", "cont")
 NFQUEUE = 7
 NFT_TABLE = "agw_impair"
 UNDO = {"cut": ("restore", None), "loss": ("loss", 0), "delay": ("delay", 0), "rate": ("rate", 0),
-        "kill": ("restart", None), "stop": ("cont", None)}
+        "kill": ("restart", None), "stop": ("cont", None), "rekey": ("restore", None)}
 
 
 def check(n: dict[str, Any], node: str, action: str, value: float | None, daemon: str | None) -> None:
@@ -48,11 +53,18 @@ def check(n: dict[str, Any], node: str, action: str, value: float | None, daemon
             raise FaultError(f"fault {action} on {node}: value {value} out of range")
     if action in ("kill", "restart") and not daemon:
         raise FaultError(f"fault {action} on {node} needs a daemon (one of: {', '.join(n['daemons'])})")
+    if action == "rekey" and "sshd" not in n["daemons"]:
+        raise FaultError(f"fault rekey on {node}: the node runs no sshd (no NETCONF or CLI endpoint)")
+    if action == "rekey" and "host_key" not in n:
+        raise FaultError(f"fault rekey on {node}: this lab was created before each node had its own host key; "
+                         "bring it down and up again")
     if daemon and daemon not in n["daemons"]:
         raise FaultError(f"node {node} has no daemon {daemon!r} (it has: {', '.join(n['daemons'])})")
 
 
-def apply(st: dict[str, Any], node: str, action: str, value: float | None, daemon: str | None) -> None:
+def apply(st: dict[str, Any], node: str, action: str, value: float | None, daemon: str | None) -> list[str]:
+    """Apply the fault. Returns the daemons it stopped that the caller must start again (and
+    wait for): ``restart D``, and sshd after ``rekey`` or a ``restore`` that put a key back."""
     n = st["nodes"][node]
     ns, veth = n["namespace"], n["veth"]
     if action == "cut":
@@ -61,6 +73,11 @@ def apply(st: dict[str, Any], node: str, action: str, value: float | None, daemo
         host.run(["ip", "link", "set", veth, "up"])
         host.run(["ip", "-n", ns, "link", "set", "eth0", "up"])
         host.run(["ip", "-n", ns, "route", "replace", "default", "via", n["host_address"]])
+        if "sshd" in n["daemons"] and _original_key_back(st, n):
+            return ["sshd"]
+    elif action == "rekey":
+        _rekey(st, node, n)
+        return ["sshd"]
     elif action == "loss":
         _loss(ns, float(value or 0))
     elif action == "rate":
@@ -79,6 +96,39 @@ def apply(st: dict[str, Any], node: str, action: str, value: float | None, daemo
                 dm.signal_pid(pid, signal.SIGCONT)
             elif action == "restart":
                 dm.terminate(pid)
+        if action == "restart" and daemon:
+            return [daemon]
+    return []
+
+
+def _keys(st: dict[str, Any], n: dict[str, Any]) -> tuple[Path, Path]:
+    """The node's host key and where its original is kept while it is rekeyed."""
+    key = host_key_path(st, n)
+    return key, key.with_name(key.name + ".orig")
+
+
+def _pub(key: Path) -> Path:
+    return key.with_name(key.name + ".pub")
+
+
+def _rekey(st: dict[str, Any], node: str, n: dict[str, Any]) -> None:
+    key, orig = _keys(st, n)
+    if not orig.exists():  # a second rekey keeps the first original
+        key.rename(orig)
+        _pub(key).rename(_pub(orig))
+    host.ssh_host_key(key, comment=f"agw-lab-{st['name']}-{node}-rekeyed-{int(time.time())}")
+    dm.terminate(dm.read_pid(Path(n["dir"]) / "pids" / "sshd.pid"))
+
+
+def _original_key_back(st: dict[str, Any], n: dict[str, Any]) -> bool:
+    """Put the key the node had before ``rekey`` back (sshd stopped); False if it was not rekeyed."""
+    key, orig = _keys(st, n)
+    if not orig.exists():
+        return False
+    orig.replace(key)
+    _pub(orig).replace(_pub(key))
+    dm.terminate(dm.read_pid(Path(n["dir"]) / "pids" / "sshd.pid"))
+    return True
 
 
 def _loss(ns: str, pct: float) -> None:

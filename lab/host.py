@@ -185,6 +185,13 @@ def chown_tree(path: Path, user: str, group: str) -> None:
             os.chown(os.path.join(root, f), pw.pw_uid, gid, follow_symlinks=False)
 
 
+def ssh_host_key(path: Path, *, comment: str) -> None:
+    """A new ed25519 SSH host key at ``path`` (and ``path``.pub), replacing any key there."""
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".pub").unlink(missing_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+
+
 def user_ids(user: str) -> tuple[int, int]:
     pw = pwd.getpwnam(user)
     return pw.pw_uid, pw.pw_gid
@@ -205,5 +212,6 @@ __all__ = [
     "require_root",
     "routes",
     "run",
+    "ssh_host_key",
     "umount",
 ]

@@ -28,6 +28,7 @@ from lab.topology import PORTS, Topology, allocate, overlapping_routes
 log = logging.getLogger(__name__)
 
 PROTO_DAEMONS = {"netconf": ("netconfd", "sshd"), "cli": ("zebra", "staticd", "sshd"), "snmp": ("snmpd",)}
+HOST_KEY = "ssh_host_ed25519_key"
 
 
 def namespace_name(lab: str, node: str) -> str:
@@ -59,7 +60,8 @@ def plan(topo: Topology, lab_path: Path) -> dict[str, Any]:
                 daemons[d.name] = d
         if "snmp" in spec.protocols:
             daemons["snmpd"] = dm.snmpd_spec(nsenter=nsenter, d=nd / "snmp", logdir=nd / "snmp")
-        if "netconf" in spec.protocols or "cli" in spec.protocols:
+        ssh = "netconf" in spec.protocols or "cli" in spec.protocols
+        if ssh:
             daemons["sshd"] = dm.sshd_spec(nsenter=nsenter, conf=nd / "sshd_config", logdir=nd)
         nodes[spec.name] = {
             "kind": spec.kind,
@@ -76,6 +78,7 @@ def plan(topo: Topology, lab_path: Path) -> dict[str, Any]:
             "credentials": {p: spec.credentials[p] for p in spec.protocols},
             "startup": spec.startup,
             "daemons": {k: v.to_json() for k, v in daemons.items()},
+            **({"host_key": str(nd / HOST_KEY)} if ssh else {}),  # each node its own SSH host key
         }
     return {
         "name": topo.name,
@@ -111,8 +114,14 @@ def preflight(topo: Topology) -> None:
         )
 
 
+def host_key_path(st: dict[str, Any], n: dict[str, Any]) -> Path:
+    """The node's SSH host key (private; the public one is beside it, ``.pub``). A lab created
+    before nodes had their own keys shares one key, in the lab directory."""
+    return Path(n.get("host_key") or Path(st["dir"]) / HOST_KEY)
+
+
 def create(st: dict[str, Any]) -> None:
-    """Users, host key, unreachable route, namespaces, veths, UTS namespaces, links, files."""
+    """Users, unreachable route, namespaces, veths, UTS namespaces, host keys, links, files."""
     lab_path = Path(st["dir"])
     lab_path.mkdir(parents=True, exist_ok=True)
     os.chmod(lab_path, 0o755)
@@ -127,9 +136,6 @@ def create(st: dict[str, Any]) -> None:
             users[c["username"]] = (c["password"], ("frrvty",))
     for user, (pw, groups) in users.items():
         host.ensure_user(user, pw, groups)
-    key = lab_path / "ssh_host_ed25519_key"
-    if not key.exists():
-        host.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"agw-lab-{st['name']}", "-f", str(key)])
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     st["route_added"] = host.add_unreachable_route(st["range"]) or st.get("route_added", False)
     stmod.save(st)
@@ -154,7 +160,7 @@ def create(st: dict[str, Any]) -> None:
             netns=n["namespace"],
         )
         host.make_uts(Path(n["uts"]), _node_name(st, n))
-        _write_files(st, n, key)
+        _write_files(st, n)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(inside, nodes.values()))
@@ -170,11 +176,14 @@ def _node_name(st: dict[str, Any], n: dict[str, Any]) -> str:
     return next(k for k, v in st["nodes"].items() if v is n)
 
 
-def _write_files(st: dict[str, Any], n: dict[str, Any], key: Path) -> None:
+def _write_files(st: dict[str, Any], n: dict[str, Any]) -> None:
     name = _node_name(st, n)
     nd = Path(n["dir"])
     (nd / "pids").mkdir(parents=True, exist_ok=True)
     os.chmod(nd, 0o755)
+    key = host_key_path(st, n)
+    if "sshd" in n["daemons"] and not key.exists():
+        host.ssh_host_key(key, comment=f"agw-lab-{st['name']}-{name}")
     creds = n["credentials"]
     startup = n.get("startup", {})
     nc_sock = None
@@ -366,4 +375,4 @@ def teardown(st: dict[str, Any]) -> list[str]:
     return left
 
 
-__all__ = ["create", "network_intact", "namespace_name", "plan", "preflight", "run_async", "start", "teardown", "veth_name", "wait_ready"]
+__all__ = ["HOST_KEY", "create", "host_key_path", "network_intact", "namespace_name", "plan", "preflight", "run_async", "start", "teardown", "veth_name", "wait_ready"]

@@ -6,8 +6,7 @@
   driver built once); :class:`ParseCache` keeps the last few trees of a device by text.
 * :func:`canonical` is the text snapshots are compared with: equal exactly when the configs are.
 * :func:`push_lines` turns rendered text into the lines to send, each with its parents.
-* :func:`check_present` is the read-back check: every rendered line under its parents, every
-  ``no X`` line absent.
+* the read-back check lives in :mod:`drivers.cli.exact` (snapshot + change = read-back).
 * :func:`undo_lines` is the generated undo (hier_config's remediation from current to snapshot).
 * :func:`preview` predicts the effect of a change; :func:`unified_diff` shows two snapshots.
 """
@@ -32,7 +31,6 @@ from hier_config import (
 from hier_config.child import HConfigChild
 from hier_config.platforms.driver_base import HConfigDriverBase
 
-from drivers.base import Mismatch
 
 log = logging.getLogger(__name__)
 
@@ -185,47 +183,8 @@ def config_lines(rendered: str, *, section_exit: str = "exit") -> list[PushLine]
     return [p for p in push_lines(rendered, section_exit=section_exit) if p.text != section_exit]
 
 
-def _paths(config: HConfig) -> set[tuple[str, ...]]:
-    paths: set[tuple[str, ...]] = set()
-    for _, child in _walk(config.children):
-        paths.add(tuple(child.path()))
-    return paths
-
-
 def _negated(text: str) -> str | None:
     return text[3:].strip() if text.startswith("no ") else None
-
-
-def check_present(rendered: str, running: HConfig, *, section_exit: str = "exit") -> tuple[int, list[Mismatch]]:
-    """Read-back check. Returns (lines checked, mismatches).
-
-    A plain line must be present under its parents. A ``no X`` line must leave no line ``X`` (or
-    ``X …``) under those parents. A parent that only holds ``no`` lines need not exist.
-    """
-    paths = _paths(running)
-    lines = config_lines(rendered, section_exit=section_exit)
-    child_of = {p.parents for p in lines if p.parents}
-    mismatches: list[Mismatch] = []
-    checked = 0
-    for line in lines:
-        full = (*line.parents, line.text)
-        negated = _negated(line.text)
-        if negated is not None:
-            checked += 1
-            found = sorted(
-                p[-1] for p in paths
-                if len(p) == len(full) and p[:-1] == line.parents
-                and (p[-1] == negated or p[-1].startswith(negated + " "))
-            )
-            if found:
-                mismatches.append(Mismatch(path=" > ".join(full), expected=None, actual=found[0]))
-            continue
-        if full in child_of:
-            continue  # a section header: checked through its children (it may hold only `no` lines)
-        checked += 1
-        if full not in paths:
-            mismatches.append(Mismatch(path=" > ".join(full), expected=line.text, actual=None))
-    return checked, mismatches
 
 
 def tree_lines(config: HConfig, *, section_exit: str = "exit") -> list[PushLine]:
@@ -319,7 +278,6 @@ __all__ = [
     "PushLine",
     "canonical",
     "canonical_text",
-    "check_present",
     "clean",
     "config_lines",
     "future",

@@ -7,7 +7,8 @@ configuration back to the snapshot), after which the engine re-reads and compare
     read     show running-config → canonical text (Snapshot.scope "running-config")
     preview  hier_config: what the rendered lines would change; nothing is sent
     load     configuration mode, every line's output checked against the profile's error patterns
-    verify   re-read: rendered lines present under their parents, ``no`` lines absent, TTP checks
+    verify   re-read: the running configuration must equal the snapshot with the rendered lines
+             applied (:mod:`drivers.cli.exact`), then the service's TTP checks
     restore  explicit undo (if the last change had one), then generated undo from the snapshot
 
 Parsing with hier_config is the driver's main client CPU cost, so parsed configurations are kept
@@ -29,15 +30,18 @@ from drivers.base import (
     Driver,
     Endpoint,
     Mismatch,
+    PayloadFormat,
     Snapshot,
     Verification,
 )
 from drivers.cli import config as cfg
+from drivers.cli import exact
 from drivers.cli.checks import Check, evaluate, parse_output
 from drivers.cli.errors import rejected_info
 from drivers.cli.session import CliSession, SessionOptions
 from drivers.cli.settings import CliSettings, scrapli_definition
 from gateway.errors import (
+    ConfigurationError,
     DeviceErrorInfo,
     DeviceRejectedError,
     FieldViolation,
@@ -63,12 +67,26 @@ def unsafe_lines(lines: Sequence[str]) -> list[FieldViolation]:
 
 class CliDriver(Driver):
     name: ClassVar[str] = "cli"
+    payload_format: ClassVar[PayloadFormat] = PayloadFormat.LINES
     supported: ClassVar[Capabilities] = Capabilities()  # lifecycle without lock/candidate/commit
+
+    @classmethod
+    def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
+        violations = unsafe_lines(change.content.replace("\r\n", "\n").split("\n"))
+        if change.undo:
+            violations += unsafe_lines(change.undo.replace("\r\n", "\n").split("\n"))
+        if violations:
+            raise InputError(violations)
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
         self.settings = CliSettings.from_profile(profile.settings, platform=profile.platform)
         self._platform = cfg.platform_of(self.settings.hier_config_platform)
+        try:
+            self._managed = tuple(re.compile(p) for p in profile.device_managed)
+        except re.error as exc:
+            raise ConfigurationError(f"device profile {profile.platform!r}: device_managed: invalid regular "
+                                     f"expression: {exc}") from None
         self._strip = self.settings.strip_lines or cfg.DEFAULT_STRIP
         self._parsed = cfg.ParseCache(platform=self._platform, strip=self._strip, size=PARSE_CACHE_SIZE)
         cred = endpoint.credential
@@ -84,6 +102,9 @@ class CliDriver(Driver):
                 platform=profile.platform,
                 transport=self.settings.transport,
                 connect_timeout_s=profile.timeouts.connect_s,
+                known_hosts=endpoint.known_hosts,
+                host_key_check=endpoint.host_key_check,
+                max_output_bytes=self.settings.max_output_bytes,
             )
         )
         self._last_undo: str | None = None
@@ -190,10 +211,17 @@ class CliDriver(Driver):
         await self._push(cfg.push_lines(change.content, section_exit=self.settings.section_exit), Phase.PUSH)
 
     # -- verifying -----------------------------------------------------------------------
-    async def verify(self, change: ChangeSet) -> Verification:
-        running = self._parsed.get(await self._running(Phase.VERIFY)).tree
-        checked, mismatches = cfg.check_present(change.content, running, section_exit=self.settings.section_exit)
-        details = []
+    async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
+        """The running configuration must be ``before`` with the rendered lines applied, exactly
+        (:mod:`drivers.cli.exact`); then every show-command check of the service must pass."""
+        parsed = self._parsed.get(await self._running(Phase.VERIFY))
+        rules = self.settings.replace_rules
+        want = exact.expected(before.content, change.content, rules=rules, section_exit=self.settings.section_exit,
+                              keep_empty_sections=self.settings.keep_empty_sections)
+        checked, mismatches = exact.compare(want, parsed.canonical, rules=rules, managed=self._managed)
+        details = [f"{checked} lines compared with the snapshot plus the change: "
+                   + (f"{len(mismatches)} differ ({sum(m.unexpected for m in mismatches)} not named by the change)"
+                      if mismatches else "all equal")]
         for text in change.checks:
             check = Check.from_text(text)
             if check is None:
@@ -205,7 +233,7 @@ class CliDriver(Driver):
                 mismatches.append(Mismatch(path=f"check {check.name}", expected=str(dict(check.expect)),
                                            actual=detail))
         return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches),
-                            detail="; ".join(details))
+                            detail="; ".join(details), readback=Snapshot(content=parsed.canonical, scope=SCOPE))
 
     async def _run_check(self, check: Check) -> tuple[bool, str]:
         """Run a show-command check, again until it passes or ``check_settle_s`` has passed:

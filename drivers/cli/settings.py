@@ -37,8 +37,16 @@ class CliSettings:
     transport: str = "ssh2"
     check_settle_s: float = 2.0
     """How long a failing show-command check is retried (operational state lags the config)."""
+    max_output_bytes: int = 16 * 1024 * 1024
+    """Most bytes one command (or configuration push) may bring back; more is a DeviceReplyError."""
     negation_rewrite: tuple[tuple[re.Pattern[str], str], ...] = ()
     negate_by_children: tuple[re.Pattern[str], ...] = ()
+    replace_rules: tuple[re.Pattern[str], ...] = ()
+    keep_empty_sections: bool = True
+    """False where the device does not show a section without lines (FRR drops ``interface lo10``
+    once its last line is removed)."""
+    """Lines that replace their siblings: a line matching a rule replaces every sibling matching
+    the same rule with the same captured groups (exact verification, :mod:`drivers.cli.exact`)."""
 
     def negation_rules(self) -> NegationRules:
         return NegationRules(rewrite=self.negation_rewrite, by_children=self.negate_by_children)
@@ -62,6 +70,18 @@ class CliSettings:
                 problems.append("settings.on_open: must be a list of strings")
             else:
                 kw["on_open"] = tuple(value)
+        if "keep_empty_sections" in settings:
+            value = settings["keep_empty_sections"]
+            if not isinstance(value, bool):
+                problems.append("settings.keep_empty_sections: must be true or false")
+            else:
+                kw["keep_empty_sections"] = value
+        if "max_output_bytes" in settings:
+            value = settings["max_output_bytes"]
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                problems.append("settings.max_output_bytes: must be a positive number of bytes")
+            else:
+                kw["max_output_bytes"] = value
         if "check_settle_s" in settings:
             value = settings["check_settle_s"]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -82,7 +102,7 @@ class CliSettings:
                 except re.error as exc:
                     problems.append(f"settings.negation_rewrite[{i}]: invalid regular expression: {exc}")
         kw["negation_rewrite"] = tuple(rewrite)
-        for key in ("error_patterns", "strip_lines", "negate_by_children"):
+        for key in ("error_patterns", "strip_lines", "negate_by_children", "replace_rules"):
             raw = settings.get(key, [])
             if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
                 problems.append(f"settings.{key}: must be a list of regular expressions")

@@ -46,6 +46,7 @@ from drivers.base import (
     Driver,
     Endpoint,
     Mismatch,
+    PayloadFormat,
     Snapshot,
     Verification,
 )
@@ -161,6 +162,7 @@ class NapalmDriver(Driver):
     """Any NAPALM driver (``settings.napalm_driver``) through the gateway's change lifecycle."""
 
     name: ClassVar[str] = "napalm"
+    payload_format: ClassVar[PayloadFormat] = PayloadFormat.LINES
     supported: ClassVar[Capabilities] = Capabilities(
         candidate=True, confirmed_commit=True, native_rollback=True, diff=True, atomic_push=True)
 
@@ -289,7 +291,10 @@ class NapalmDriver(Driver):
         await self._call(Phase.ROLLBACK, self._commit_s, dev.rollback)
         return True
 
-    async def verify(self, change: ChangeSet) -> Verification:
+    async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
+        """Every rendered line must be in the running configuration (containment: NAPALM's
+        platforms differ too much for the exact model of :mod:`drivers.cli.exact`; ``before`` is
+        not compared)."""
         running = await self._running(Phase.VERIFY)
         checked, mismatches = check_lines(change, running)
         detail = "; ".join(str(m) for m in mismatches) if mismatches else f"{checked} line(s) found in running"

@@ -16,18 +16,41 @@ from typing import Any, Literal, Mapping
 import asyncssh
 from lxml import etree
 
-from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, Endpoint, Snapshot, Verification
-from drivers.netconf import restore, rpc, xmlconfig
+from drivers.base import (
+    Capabilities,
+    ChangeSet,
+    DeviceProfile,
+    Driver,
+    Endpoint,
+    PayloadFormat,
+    Snapshot,
+    Verification,
+)
+from drivers import hostkeys
+from drivers.netconf import exact, restore, rpc, xmlconfig
 from drivers.netconf.framing import FramingError
-from drivers.netconf.session import NetconfSession, ProtocolError, RpcTimeout, SessionClosed, SessionOptions
-from drivers.netconf.transport import SshOptions
+from drivers.netconf.session import (
+    DEFAULT_MAX_REPLY_BYTES,
+    NetconfSession,
+    ProtocolError,
+    ReplyRefused,
+    RpcTimeout,
+    SessionClosed,
+    SessionOptions,
+)
+from drivers.netconf.xmlsafe import UnsafeXmlError
+from drivers.netconf.transport import HostKeyRefused, SshOptions
 from gateway.errors import (
     AgwError,
     AuthenticationError,
     ConfigurationError,
     ConnectError,
     DeviceError,
+    DeviceReplyError,
     DeviceTimeoutError,
+    FieldViolation,
+    HostKeyError,
+    InputError,
     Phase,
     RenderError,
     SessionLostError,
@@ -46,31 +69,62 @@ class NetconfSettings:
     """The driver's view of a profile's ``settings`` and ``quirks``."""
 
     list_keys: xmlconfig.ListKeys
-    host_key_check: bool = True
-    known_hosts: str = ""
     keepalive_interval_s: float = 0.0
     ssh_ciphers: tuple[str, ...] = ()
     hello_settle_ms: float = 0.0
     validate_drops_candidate: bool = False
     no_pending_commit_errors: tuple[Mapping[str, Any], ...] = ()
     """rpc-errors by which the device says "no confirmed commit is pending" (cancel-commit → False)."""
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    """Largest message accepted from the device; a larger one aborts the session (DeviceReplyError)."""
 
     @classmethod
     def from_profile(cls, profile: DeviceProfile) -> NetconfSettings:
         s, q = profile.settings, profile.quirks
+        misplaced = [k for k in HOST_KEY_SETTINGS if k in s]
+        if misplaced:
+            # host keys belong to devices, not to platforms: the inventory names them
+            where = profile.source or f"device profile {profile.platform!r}"
+            raise ConfigurationError(
+                f"{where}: settings.{misplaced[0]} is not a device-profile setting (host keys belong to "
+                "devices): remove it, and name the known_hosts file in the inventory (`known_hosts:` at "
+                "the top level or on a device); only a device can turn the check off (`host_key_check: false`)"
+            )
         try:
             return cls(
                 list_keys=xmlconfig.ListKeys(s.get("list_keys") or {}),
-                host_key_check=bool(s.get("host_key_check", True)),
-                known_hosts=str(s.get("known_hosts", "") or ""),
                 keepalive_interval_s=float(s.get("keepalive_interval_s", 0) or 0),
                 ssh_ciphers=_ciphers(s.get("ssh_ciphers") or ()),
                 hello_settle_ms=float(q.get("hello_settle_ms", 0) or 0),
                 validate_drops_candidate=bool(q.get("validate_drops_candidate", False)),
                 no_pending_commit_errors=tuple(dict(r) for r in s.get("no_pending_commit_errors") or ()),
+                max_reply_bytes=_positive_int("max_reply_bytes", s.get("max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)),
             )
         except (TypeError, ValueError, AttributeError) as exc:
             raise ConfigurationError(f"device profile {profile.platform!r}: bad netconf settings: {exc}") from exc
+
+
+HOST_KEY_SETTINGS = ("host_key_check", "known_hosts")
+"""Refused in a profile's settings: the inventory names host keys (:class:`drivers.base.Endpoint`)."""
+
+_SETTINGS: dict[int, tuple[DeviceProfile, NetconfSettings]] = {}
+
+
+def settings_for(profile: DeviceProfile) -> NetconfSettings:
+    """:meth:`NetconfSettings.from_profile`, once per profile object (profiles live as long as
+    the gateway; the planner asks for every task)."""
+    hit = _SETTINGS.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
+    settings = NetconfSettings.from_profile(profile)
+    _SETTINGS[id(profile)] = (profile, settings)
+    return settings
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of bytes, not {value!r}")
+    return value
 
 
 def _ciphers(value: Any) -> tuple[str, ...]:
@@ -93,19 +147,13 @@ class Analysis:
     payload: bytes
     scope: str
     filter: bytes
-    expect: xmlconfig.Expectations
 
 
 @functools.lru_cache(maxsize=512)
 def analyse(content: str, list_keys: xmlconfig.ListKeys) -> Analysis:
     root = xmlconfig.parse_config(content)
     scope, filter_ = xmlconfig.scope_texts(root, list_keys)
-    return Analysis(
-        payload=xmlconfig.edit_payload(root),
-        scope=scope,
-        filter=filter_,
-        expect=xmlconfig.expectations(root, list_keys),
-    )
+    return Analysis(payload=xmlconfig.edit_payload(root), scope=scope, filter=filter_)
 
 
 @functools.lru_cache(maxsize=512)
@@ -122,10 +170,21 @@ def translate(exc: BaseException, *, device: str, phase: Phase) -> AgwError:
         return DeviceTimeoutError(f"no answer from the device: {exc}", device=device, phase=phase)
     if isinstance(exc, asyncssh.PermissionDenied):
         return AuthenticationError(f"the device refused the credentials: {exc.reason}", device=device, phase=phase)
-    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        return ConnectError(f"host key not verifiable: {exc.reason}", device=device, phase=phase, retryable=False)
+    if isinstance(exc, HostKeyRefused):
+        return HostKeyError.refused(device=device, host=exc.host, port=exc.port, changed=exc.changed,
+                                    fingerprint=exc.offered, known_hosts=exc.known_hosts, phase=phase)
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):  # revoked key, bad certificate...
+        return HostKeyError(f"host key not verifiable: {exc.reason}", device=device, phase=phase)
     if isinstance(exc, asyncssh.ChannelOpenError):
         return ConnectError(f"netconf subsystem refused: {exc.reason}", device=device, phase=phase)
+    if isinstance(exc, ReplyRefused) and exc.limit_bytes is not None:
+        return DeviceReplyError(
+            f"the device sent a NETCONF message larger than {exc.limit_bytes} bytes, the limit set by "
+            f"max_reply_bytes in the settings of its device profile; the session was aborted",
+            device=device, phase=phase, retryable=False,
+        )
+    if isinstance(exc, (ReplyRefused, UnsafeXmlError)):
+        return DeviceReplyError(str(exc), device=device, phase=phase, retryable=False)
     if isinstance(exc, (ProtocolError, FramingError, etree.XMLSyntaxError)):
         return SessionLostError(f"NETCONF protocol error: {exc}", device=device, phase=phase, retryable=not connecting)
     if isinstance(exc, (SessionClosed, asyncssh.DisconnectError, asyncssh.ConnectionLost)):
@@ -165,6 +224,7 @@ class _Guard:
 
 class NetconfDriver(Driver):
     name = "netconf"
+    payload_format = PayloadFormat.XML
     supported = Capabilities(
         lock=True,
         candidate=True,
@@ -178,7 +238,7 @@ class NetconfDriver(Driver):
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
-        self.settings = NetconfSettings.from_profile(profile)
+        self.settings = settings_for(profile)
         self._armed_persist_id: str | None = None  # persist-id of the confirmed commit this session armed
         cred = endpoint.credential
         self._ssh = SshOptions(
@@ -187,20 +247,29 @@ class NetconfDriver(Driver):
             username=cred.username,
             password=cred.password,
             private_key_path=cred.private_key_path,
-            host_key_check=self.settings.host_key_check,
-            known_hosts=self.settings.known_hosts,
+            host_key_check=endpoint.host_key_check,
+            known_hosts=endpoint.known_hosts,
             connect_timeout_s=profile.timeouts.connect_s,
             keepalive_interval_s=self.settings.keepalive_interval_s,
             ciphers=self.settings.ssh_ciphers,
         )
         self._session_options = SessionOptions(
-            hello_timeout_s=profile.timeouts.connect_s, hello_settle_ms=self.settings.hello_settle_ms
+            hello_timeout_s=profile.timeouts.connect_s, hello_settle_ms=self.settings.hello_settle_ms,
+            max_reply_bytes=self.settings.max_reply_bytes,
         )
         self._conn_options: asyncssh.SSHClientConnectionOptions | None = None
         self._session: NetconfSession | None = None
         self._locked = False
         self._operation_s = profile.timeouts.operation_s
         self._commit_s = profile.timeouts.commit_s
+
+    @classmethod
+    def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
+        """The rendered ``<config>`` must be one this driver can scope, push and verify."""
+        try:
+            analyse(change.content, settings_for(profile).list_keys)
+        except xmlconfig.ConfigXmlError as exc:
+            raise InputError([FieldViolation("content", f"configuration XML: {exc}")]) from None
 
     # -- errors: the one translation point ----------------------------------------------------
     def _guard(self, phase: Phase) -> _Guard:
@@ -211,6 +280,8 @@ class NetconfDriver(Driver):
         if self.is_open:
             return
         with self._guard(Phase.CONNECT):
+            ep = self.endpoint  # no known_hosts file named, or an unreadable one: refused before connecting
+            hostkeys.known_hosts_for(ep.device, ep.known_hosts, check=ep.host_key_check)
             if self._conn_options is None:
                 self._conn_options = self._ssh.connection_options()
             session = await NetconfSession.connect(
@@ -364,19 +435,21 @@ class NetconfDriver(Driver):
             rpc.raise_for_reply(reply, operation="cancel-commit", device=self.device, phase=Phase.ROLLBACK)
             return True
 
-    async def verify(self, change: ChangeSet) -> Verification:
+    async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
+        """Read the scope back; it must equal ``before`` with the edit applied (:mod:`.exact`)."""
         with self._guard(Phase.VERIFY):
             a = self._analysis(change)
             data = await self._read(a.filter, phase=Phase.VERIFY)
-            result, content = xmlconfig.readback(a.expect, data, self.settings.list_keys)
-            readback = Snapshot(content=content, scope=a.scope)
-            return Verification(
-                ok=result.ok,
-                checked=result.checked,
-                mismatches=result.mismatches,
-                detail=result.detail,
-                readback=readback,
-            )
+            lk = self.settings.list_keys
+            nodes, leaves, content = xmlconfig.readback(data, lk)
+            expected = exact.expected_state(before.content, a.payload, lk)
+            checked, mismatches = exact.compare(expected, exact.state_of(nodes, leaves),
+                                                managed=self.profile.device_managed)
+            unexpected = sum(1 for m in mismatches if m.unexpected)
+            detail = (f"{checked} leaves compared with the snapshot plus the change: "
+                      + (f"{len(mismatches)} differ ({unexpected} not named by the change)" if mismatches else "all equal"))
+            return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches), detail=detail,
+                                readback=Snapshot(content=content, scope=a.scope))
 
     async def restore(self, snapshot: Snapshot) -> None:
         """Discard anything staged, edit the snapshot's scope back into the candidate, commit."""

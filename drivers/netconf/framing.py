@@ -7,6 +7,11 @@
 messages in one read) and it returns every complete message. The hello is always end-of-message
 framed; after it both sides switch to chunked framing when both advertise base:1.1, so the decoder
 can be switched between messages (:meth:`Decoder.use_chunked`) without losing buffered bytes.
+
+Cost: linear in the bytes received, however they are fragmented — the end-of-message search
+resumes where the previous one stopped, and a chunk's payload is only counted until complete.
+A message over ``max_message_bytes`` raises :class:`MessageTooLarge` as soon as the bytes buffered
+for it (or a chunk header) exceed the limit.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ class FramingError(ValueError):
     """The peer sent bytes that break the framing: the session cannot continue."""
 
 
+class MessageTooLarge(FramingError):
+    """A message is larger than the decoder's ``max_message_bytes``: the session cannot continue."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"message larger than {limit} bytes")
+        self.limit = limit
+
+
 def encode_eom(message: bytes) -> bytes:
     return message + EOM
 
@@ -39,13 +52,15 @@ def encode_chunked(message: bytes) -> bytes:
 class Decoder:
     """Incremental decoder for both framings. Not thread-safe (one per channel)."""
 
-    __slots__ = ("_buf", "_chunked", "_parts", "_need", "max_message_bytes")
+    __slots__ = ("_buf", "_chunked", "_parts", "_parts_len", "_need", "_scan", "max_message_bytes")
 
     def __init__(self, *, chunked: bool = False, max_message_bytes: int = 256 * 1024 * 1024) -> None:
         self._buf = bytearray()
         self._chunked = chunked
         self._parts: list[bytes] = []  # chunks of the message being assembled (chunked mode)
+        self._parts_len = 0  # their total length
         self._need = 0  # bytes still expected for the current chunk's payload
+        self._scan = 0  # base:1.0: where the next search for EOM starts (all before it was searched)
         self.max_message_bytes = max_message_bytes
 
     @property
@@ -55,11 +70,12 @@ class Decoder:
     def use_chunked(self) -> None:
         """Switch to base:1.1 framing for every following message (bytes already buffered included)."""
         self._chunked = True
+        self._scan = 0
 
     @property
     def pending(self) -> int:
         """Bytes buffered that do not yet form a complete message."""
-        return len(self._buf) + sum(len(p) for p in self._parts)
+        return len(self._buf) + self._parts_len
 
     def feed(self, data: bytes, *, limit: int | None = None) -> list[bytes]:
         """Add received bytes; return the messages completed by them (possibly none).
@@ -75,16 +91,22 @@ class Decoder:
                 break
             out.append(msg)
         if self.pending > self.max_message_bytes:
-            raise FramingError(f"message larger than {self.max_message_bytes} bytes")
+            raise MessageTooLarge(self.max_message_bytes)
         return out
 
     # -- base:1.0 ------------------------------------------------------------------------
     def _next_eom(self) -> bytes | None:
-        idx = self._buf.find(EOM)
+        buf = self._buf
+        idx = buf.find(EOM, self._scan)
         if idx < 0:
+            # bytes already searched are not searched again; the last len(EOM)-1 may start an EOM
+            self._scan = max(0, len(buf) - (len(EOM) - 1))
             return None
-        msg = bytes(self._buf[:idx])
-        del self._buf[: idx + len(EOM)]
+        if idx > self.max_message_bytes:
+            raise MessageTooLarge(self.max_message_bytes)
+        msg = bytes(buf[:idx])
+        del buf[: idx + len(EOM)]
+        self._scan = 0
         return msg.strip()
 
     # -- base:1.1 ------------------------------------------------------------------------
@@ -95,6 +117,7 @@ class Decoder:
                 if len(buf) < self._need:
                     return None
                 self._parts.append(bytes(buf[: self._need]))
+                self._parts_len += self._need
                 del buf[: self._need]
                 self._need = 0
             # expecting a chunk header "\n#<len>\n" or the end marker "\n##\n"
@@ -110,6 +133,7 @@ class Decoder:
                     raise FramingError("end-of-chunks marker without any chunk")
                 msg = b"".join(self._parts)
                 self._parts = []
+                self._parts_len = 0
                 return msg
             nl = buf.find(b"\n", 2, MAX_HEADER_LEN + 1)
             if nl < 0:
@@ -122,8 +146,10 @@ class Decoder:
             size = int(digits)
             if size > MAX_CHUNK_SIZE:
                 raise FramingError(f"chunk size {size} exceeds the maximum")
+            if self._parts_len + size > self.max_message_bytes:
+                raise MessageTooLarge(self.max_message_bytes)  # announced: no need to wait for it
             del buf[: nl + 1]
             self._need = size
 
 
-__all__ = ["EOM", "Decoder", "FramingError", "encode_chunked", "encode_eom"]
+__all__ = ["EOM", "Decoder", "FramingError", "MessageTooLarge", "encode_chunked", "encode_eom"]

@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from drivers.netconf import xmlsafe
 from gateway.errors import DeviceErrorInfo, DeviceRejectedError, LockDeniedError, Phase
 
 log = logging.getLogger(__name__)
@@ -141,16 +142,18 @@ def parse_error(err: etree._Element) -> DeviceErrorInfo:
     )
 
 
-_PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True, huge_tree=True)
+_PARSER = xmlsafe.make_parser()
 
 
 def parse_reply(raw: bytes | etree._Element, *, want_data: bool = False) -> Reply:
     """Parse an ``<rpc-reply>``. Without ``want_data`` an error-free reply is not parsed at all
-    (an ``<ok/>`` reply costs nothing); malformed XML raises ``lxml.etree.XMLSyntaxError``."""
+    (an ``<ok/>`` reply costs nothing); malformed XML raises ``lxml.etree.XMLSyntaxError``, a
+    reply with a DOCTYPE or nested deeper than :data:`.xmlsafe.MAX_DEPTH` raises
+    :class:`.xmlsafe.UnsafeXmlError`."""
     if isinstance(raw, bytes):
-        if not want_data and b"rpc-error" not in raw:
+        if not want_data and b"rpc-error" not in raw and b"<!DOCTYPE" not in raw:
             return _OK_REPLY
-        reply = etree.fromstring(raw, _PARSER)
+        reply = xmlsafe.parse(raw, _PARSER, what="rpc-reply from the device")
     else:
         reply = raw
     errors: list[DeviceErrorInfo] = []

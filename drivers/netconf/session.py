@@ -4,6 +4,9 @@ Protocol errors here are this module's own (:class:`RpcTimeout`, :class:`Session
 :class:`ProtocolError`) or asyncssh/OS errors from the transport; the driver translates all of
 them into :mod:`gateway.errors` in one place. A timeout or a framing error kills the session (the
 connection is aborted, so a late reply can never be taken for the answer to a later request).
+A message over ``SessionOptions.max_reply_bytes``, or a hello the driver refuses to parse
+(:mod:`.xmlsafe`), aborts the session with :class:`ReplyRefused`, which every pending request
+gets as its error.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 import asyncssh
 from lxml import etree
 
-from drivers.netconf.framing import Decoder, FramingError, encode_chunked, encode_eom
+from drivers.netconf import xmlsafe
+from drivers.netconf.framing import Decoder, FramingError, MessageTooLarge, encode_chunked, encode_eom
 from drivers.netconf.transport import SshOptions, Transport
 
 log = logging.getLogger(__name__)
@@ -27,7 +31,8 @@ BASE_10 = "urn:ietf:params:netconf:base:1.0"
 BASE_11 = "urn:ietf:params:netconf:base:1.1"
 CLIENT_CAPABILITIES = (BASE_10, BASE_11)
 
-_PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True, huge_tree=True)
+_PARSER = xmlsafe.make_parser()
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 _MESSAGE_ID = re.compile(rb"""\smessage-id\s*=\s*["']([^"']*)["']""")
 _HELLO_TAG = f"{{{NC_NS}}}hello"
 
@@ -44,6 +49,16 @@ class ProtocolError(Exception):
     """The peer broke the protocol (framing, hello, malformed XML); the session has been aborted."""
 
 
+class ReplyRefused(ProtocolError):
+    """The peer sent a message the gateway refuses (over ``max_reply_bytes``, or unsafe XML); the
+    session has been aborted. Retrying cannot help: the device would send the same."""
+
+    def __init__(self, message: str, *, limit_bytes: int | None = None) -> None:
+        super().__init__(message)
+        self.limit_bytes = limit_bytes
+        """The ``max_reply_bytes`` limit that was exceeded (None: refused for another reason)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SessionOptions:
     hello_timeout_s: float = 10.0
@@ -51,6 +66,8 @@ class SessionOptions:
     """Pause after the hello before the first RPC (netconfd 2.13 drops RPCs sent right after it)."""
     prefer_chunked: bool = True
     """Advertise base:1.1 (chunked framing); used when the server advertises it too."""
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    """Largest message accepted from the server (hello and replies); more aborts the session."""
 
 
 def _hello(capabilities: tuple[str, ...]) -> bytes:
@@ -66,7 +83,7 @@ class NetconfSession:
         self.session_id: str = ""
         self.server_capabilities: frozenset[str] = frozenset()
         self.chunked = False
-        self._decoder = Decoder()
+        self._decoder = Decoder(max_message_bytes=options.max_reply_bytes)
         self._transport: Transport | None = None
         self._ids = itertools.count(1)
         self._waiters: dict[str, asyncio.Future[bytes]] = {}
@@ -178,12 +195,19 @@ class NetconfSession:
                 data = b""
             for raw in self._decoder.feed(data):
                 self._handle_message(raw)
+        except MessageTooLarge as exc:
+            log.warning("netconf message over max_reply_bytes (%d bytes), aborting session", exc.limit)
+            self._kill(ReplyRefused(f"a message from the server exceeds max_reply_bytes ({exc.limit} bytes)",
+                                    limit_bytes=exc.limit))
+        except xmlsafe.UnsafeXmlError as exc:
+            log.warning("netconf hello refused, aborting session: %s", exc)
+            self._kill(ReplyRefused(str(exc)))
         except (FramingError, etree.XMLSyntaxError, ProtocolError) as exc:  # the session cannot go on
             log.warning("netconf protocol error, aborting session: %s", exc)
             self._kill(ProtocolError(str(exc)))
 
     def _handle_hello(self, raw: bytes) -> None:
-        root = etree.fromstring(raw, _PARSER)
+        root = xmlsafe.parse(raw, _PARSER, what="hello from the device")
         if root.tag != _HELLO_TAG:
             raise ProtocolError(f"expected <hello>, got <{etree.QName(root).localname}>")
         self._hello_done = True
@@ -221,11 +245,17 @@ class NetconfSession:
     def _kill(self, reason: BaseException, *, abort: bool = True) -> None:
         if self._dead is None:
             self._dead = reason
+
+        def error() -> Exception:  # a refusal keeps its type (not retryable); anything else: closed
+            if isinstance(reason, ReplyRefused):
+                return ReplyRefused(str(reason), limit_bytes=reason.limit_bytes)
+            return SessionClosed(str(reason))
+
         for fut in self._waiters.values():
             if not fut.done():
-                fut.set_exception(SessionClosed(str(reason)))
+                fut.set_exception(error())
         if self._hello is not None and not self._hello.done():
-            self._hello.set_exception(SessionClosed(str(reason)))
+            self._hello.set_exception(error())
             self._hello.exception()  # mark retrieved: nobody may be awaiting it any more
         if abort and self._transport is not None:
             self._transport.abort()
@@ -237,6 +267,7 @@ __all__ = [
     "NC_NS",
     "NetconfSession",
     "ProtocolError",
+    "ReplyRefused",
     "RpcTimeout",
     "SessionClosed",
     "SessionOptions",

@@ -5,8 +5,8 @@ derives:
 
 * the **scope**: a subtree filter selecting exactly what the change touches — each list entry
   (by its keys, from profile data :class:`ListKeys`) and each leaf outside a list entry;
-* the **expectations** for verification: every rendered leaf must read back equal, every deleted
-  or removed node must be absent (:func:`verify`);
+* the **index** of a read-back (every node path, every leaf value) that exact verification
+  compares with the snapshot plus the edit (:mod:`drivers.netconf.exact`);
 * the **canonical text** of a read-back (:func:`canonical`): keys first, other siblings sorted,
   whitespace dropped, identity prefixes normalized — equal state ⇔ equal text;
 * a **restore edit** from a snapshot (:func:`drivers.netconf.restore.restore_config`): what the snapshot holds goes back
@@ -27,14 +27,15 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from drivers.base import Mismatch, Verification
+from drivers.netconf import xmlsafe
+
 
 log = logging.getLogger(__name__)
 
 NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 OPERATION = f"{{{NC_NS}}}operation"
 REMOVING = frozenset({"delete", "remove"})
-_PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True, huge_tree=True)
+_PARSER = xmlsafe.make_parser()
 _NCNAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -76,9 +77,11 @@ class ListKeys:
 # -- parsing ----------------------------------------------------------------------------------
 def parse(text: str | bytes) -> etree._Element:
     try:
-        return etree.fromstring(text.encode() if isinstance(text, str) else text, _PARSER)
+        return xmlsafe.parse(text.encode() if isinstance(text, str) else text, _PARSER)
     except etree.XMLSyntaxError as exc:
         raise ConfigXmlError(f"not well-formed XML: {exc}") from exc
+    except xmlsafe.UnsafeXmlError as exc:
+        raise ConfigXmlError(str(exc)) from exc
 
 
 def parse_config(text: str | bytes) -> etree._Element:
@@ -303,18 +306,10 @@ def filter_content(scope: str | etree._Element) -> bytes:
     return b"".join(etree.tostring(c) for c in _elements(flt))
 
 
-# -- verification -----------------------------------------------------------------------------
+# -- paths and the index of a read-back ----------------------------------------------------
 Step = tuple[str, tuple[tuple[str, str], ...]]
 """One path step: the element's Clark tag and its list-key values (empty outside lists)."""
 Path = tuple[Step, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Expectations:
-    present: tuple[tuple[Path, str, str], ...]
-    """(path, normalized value, rendered value) of every rendered leaf."""
-    absent: tuple[tuple[Path, str | None], ...]
-    """(path, leaf value or None) of every deleted/removed node."""
 
 
 _NO_KEYS: tuple[tuple[str, ...], tuple[tuple[str, str], ...]] = ((), ())
@@ -338,38 +333,6 @@ def path_text(path: Path) -> str:
     return "/" + "/".join(out)
 
 
-def expectations(root: etree._Element, lk: ListKeys) -> Expectations:
-    present: list[tuple[Path, str, str]] = []
-    absent: list[tuple[Path, str | None]] = []
-
-    by_tag = lk._by_tag
-
-    def walk(el: etree._Element, path: Path) -> None:
-        for child in el:
-            tag = child.tag
-            if not isinstance(tag, str):
-                continue
-            key_tags = by_tag.get(tag, _NO_KEYS)[1] if by_tag else ()
-            p = path + ((tag, _entry_key_values(child, key_tags) if key_tags else ()),)
-            kids = len(child)
-            if kids:
-                if child.get(OPERATION) in REMOVING:
-                    absent.append((p, None))
-                else:
-                    walk(child, p)
-                continue
-            raw = child.text
-            raw = raw.strip() if raw else ""
-            norm = _value(child) if ":" in raw else raw
-            if child.get(OPERATION) in REMOVING:
-                absent.append((p, norm if raw else None))
-            else:
-                present.append((p, norm, raw))
-
-    walk(root, ())
-    return Expectations(present=tuple(present), absent=tuple(absent))
-
-
 def index(data: etree._Element | None, lk: ListKeys) -> tuple[set[Path], dict[Path, list[tuple[str, str]]]]:
     """Every node path of a read-back, and the (normalized, raw) values of its leaves."""
     nodes: set[Path] = set()
@@ -391,33 +354,8 @@ def index(data: etree._Element | None, lk: ListKeys) -> tuple[set[Path], dict[Pa
     return nodes, leaves
 
 
-def verify(expect: Expectations, data: etree._Element | None, lk: ListKeys) -> Verification:
-    return check(expect, *index(data, lk))
-
-
-def check(expect: Expectations, nodes: set[Path], leaves: dict[Path, list[tuple[str, str]]]) -> Verification:
-    """Compare the expectations with an :func:`index` of a read-back."""
-    mismatches: list[Mismatch] = []
-    for path, norm, raw in expect.present:
-        found = leaves.get(path)
-        if not found:
-            mismatches.append(Mismatch(path=path_text(path), expected=raw, actual=None))
-        elif all(v != norm for v, _ in found):
-            mismatches.append(Mismatch(path=path_text(path), expected=raw, actual=", ".join(r for _, r in found)))
-    for path, value in expect.absent:
-        if value is None:
-            if path in nodes:
-                actual = ", ".join(r for _, r in leaves.get(path, ())) or "present"
-                mismatches.append(Mismatch(path=path_text(path), expected=None, actual=actual))
-        elif any(v == value for v, _ in leaves.get(path, ())):
-            mismatches.append(Mismatch(path=path_text(path), expected=None, actual=value))
-    checked = len(expect.present) + len(expect.absent)
-    detail = f"{checked - len(mismatches)} of {checked} checks matched"
-    return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches), detail=detail)
-
-
-def readback(expect: Expectations, data: etree._Element | None, lk: ListKeys) -> tuple[Verification, str]:
-    """:func:`verify` and :func:`canonical` of one read-back, from a single walk of it."""
+def readback(data: etree._Element | None, lk: ListKeys) -> tuple[set[Path], dict[Path, list[tuple[str, str]]], str]:
+    """:func:`index` and :func:`canonical` of one read-back, from a single walk of it."""
     nodes: set[Path] = set()
     leaves: dict[Path, list[tuple[str, str]]] = {}
     text = None
@@ -430,7 +368,7 @@ def readback(expect: Expectations, data: etree._Element | None, lk: ListKeys) ->
     if text is None:
         nodes, leaves = index(data, lk)
         text = _canonical_tree(data, lk)
-    return check(expect, nodes, leaves), text
+    return nodes, leaves, text
 
 
 # -- canonical text ---------------------------------------------------------------------------
@@ -574,12 +512,10 @@ def _canon_children(el: etree._Element, parent_ns: str, keys: tuple[str, ...], l
 
 __all__ = [
     "ConfigXmlError",
-    "Expectations",
     "ListKeys",
+    "Path",
     "canonical",
-    "check",
     "edit_payload",
-    "expectations",
     "filter_content",
     "index",
     "parse",
@@ -588,5 +524,4 @@ __all__ = [
     "readback",
     "scope_element",
     "scope_filter",
-    "verify",
 ]

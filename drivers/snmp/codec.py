@@ -2,6 +2,11 @@
 
 Numeric OIDs only: no MIB is resolved or loaded, ever. Values are matched by their BER tag, so
 what the agent sends back is named the same way whatever pysnmp class decoded it.
+
+What the agent sends is untrusted: a reply pysnmp cannot decode (malformed BER, a value outside
+its type's constraints) is dropped by pysnmp and the request times out; one it decodes is bounded
+by the UDP datagram; a value this module cannot read (an unknown type, a value-less ASN.1 object)
+is a :class:`ReplyError`, which the session translates — never a pyasn1 error escaping the driver.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Sequence
 
+from pyasn1.error import PyAsn1Error
 from pysnmp.proto import rfc1902, rfc1905
 
 from drivers.snmp.varbinds import (
@@ -56,6 +62,10 @@ _BY_TAG: dict[Any, str] = {
 }
 
 
+class ReplyError(ValueError):
+    """The agent's reply cannot be used: an unreadable value, or not the OIDs asked for."""
+
+
 def to_wire(varbinds: Iterable[Varbind]) -> list[tuple[Any, Any]]:
     """Varbinds → (ObjectName, value) pairs for a SET PDU."""
     out = []
@@ -77,11 +87,18 @@ def get_request(oids: Sequence[str]) -> list[tuple[Any, Any]]:
 
 
 def from_wire(oid: Any, value: Any) -> Varbind:
-    """One response (ObjectName, value) pair → Varbind."""
+    """One response (ObjectName, value) pair → Varbind; :class:`ReplyError` for anything unreadable."""
+    try:
+        return _from_wire(oid, value)
+    except PyAsn1Error as exc:
+        raise ReplyError(f"unreadable SNMP varbind from the agent: {type(exc).__name__}: {exc}") from exc
+
+
+def _from_wire(oid: Any, value: Any) -> Varbind:
     name = str(oid)
-    kind = _BY_TAG.get(value.tagSet)
+    kind = _BY_TAG.get(getattr(value, "tagSet", None))
     if kind is None:
-        raise ValueError(f"{name}: unsupported SNMP value type {value.__class__.__name__}")
+        raise ReplyError(f"{name}: unsupported SNMP value type {value.__class__.__name__}")
     if kind in ("noSuchObject", "noSuchInstance", "endOfMibView"):
         return Varbind(oid=name, type=kind)
     if kind in (OCTET_STRING, OPAQUE):
@@ -97,8 +114,8 @@ def decode_reply(oids: Sequence[str], pairs: Iterable[tuple[Any, Any]]) -> list[
     """A GET response → Varbinds, checked to answer exactly the OIDs asked, in order."""
     got = [from_wire(name, value) for name, value in pairs]
     if [vb.oid for vb in got] != list(oids):
-        raise ValueError(f"the agent answered for {[vb.oid for vb in got]}, asked for {list(oids)}")
+        raise ReplyError(f"the agent answered for {[vb.oid for vb in got]}, asked for {list(oids)}")
     return got
 
 
-__all__ = ["decode_reply", "from_wire", "get_request", "to_wire"]
+__all__ = ["ReplyError", "decode_reply", "from_wire", "get_request", "to_wire"]

@@ -4,11 +4,17 @@ Lifecycle on SNMP (no lock, no candidate, no confirmed commit; one SET is all-or
 RFC 3416 §4.2.5, hence ``atomic_push``)::
 
     open     configure the target, probe sysUpTime.0 (v3: engine discovery) within connect_s
-    read     GET of the change's OIDs                    → Snapshot(content=lines, scope=OIDs)
+    read     GET of the change's scope                   → Snapshot(content=lines, scope=OIDs)
     preview  diff of the snapshot against the snapshot with the change applied (no SET)
     load     one SET of every rendered varbind
-    verify   GET of the same OIDs, each value compared   → Verification (+ readback)
+    verify   GET of the scope: it must equal the snapshot with the change applied, exactly
     restore  one SET of the snapshot's values            (noSuchObject/noSuchInstance: refused)
+
+The **scope** of a change is its OIDs plus, for each, the other members of the profile's
+``scope_groups`` it belongs to (data: the writable scalars of a MIB group, e.g. sysContact,
+sysName and sysLocation), so a side effect on a sibling, or an out-of-band SET of one, fails the
+verification instead of passing unseen. OIDs the profile lists as ``device_managed`` (prefixes)
+may differ by themselves.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from drivers.base import (
     Driver,
     Endpoint,
     Mismatch,
+    PayloadFormat,
     Snapshot,
     Verification,
 )
@@ -36,9 +43,11 @@ from drivers.snmp.varbinds import (
     format_scope,
     format_snapshot,
     intended,
+    normalize_oid,
     parse_scope,
     parse_snapshot,
     parse_varbinds,
+    sort_oids,
 )
 from gateway.errors import (
     ConfigurationError,
@@ -58,11 +67,30 @@ class SnmpSettings:
 
     security: str = "v3"
     retries: int = 1
+    scope_groups: tuple[frozenset[str], ...] = ()
+    """OIDs read and verified together: a change to one member reads all of them."""
+
+    def scope(self, oids: list[str]) -> list[str]:
+        wanted = set(oids)
+        for group in self.scope_groups:
+            if group & wanted:
+                wanted |= group
+        return sort_oids(wanted)
 
     @classmethod
     def from_profile(cls, settings: Mapping[str, Any], *, platform: str) -> "SnmpSettings":
         security = str(settings.get("security", "v3"))
         retries = settings.get("retries", 1)
+        groups: list[frozenset[str]] = []
+        raw_groups = settings.get("scope_groups", [])
+        if not isinstance(raw_groups, list) or not all(isinstance(g, list) and g for g in raw_groups):
+            raise ConfigurationError(f"device profile {platform!r}: settings.scope_groups must be a list of "
+                                     "non-empty lists of OIDs")
+        for i, group in enumerate(raw_groups):
+            try:
+                groups.append(frozenset(normalize_oid(str(o)) for o in group))
+            except ValueError as exc:
+                raise ConfigurationError(f"device profile {platform!r}: settings.scope_groups[{i}]: {exc}") from None
         if security not in SECURITY_MODES:
             raise ConfigurationError(
                 f"device profile {platform!r}: settings.security must be one of {', '.join(SECURITY_MODES)}, "
@@ -70,14 +98,19 @@ class SnmpSettings:
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
             raise ConfigurationError(f"device profile {platform!r}: settings.retries must be an integer 0..10, "
                                      f"got {retries!r}")
-        return cls(security=security, retries=retries)
+        return cls(security=security, retries=retries, scope_groups=tuple(groups))
 
 
 class SnmpDriver(Driver):
     """SNMP v2c / v3 (USM authPriv) over UDP with pysnmp 7, numeric OIDs only."""
 
     name: ClassVar[str] = "snmp"
+    payload_format: ClassVar[PayloadFormat] = PayloadFormat.VARBINDS
     supported: ClassVar[Capabilities] = Capabilities(atomic_push=True)
+
+    @classmethod
+    def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
+        parse_varbinds(change.content, field="content")
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
@@ -117,7 +150,7 @@ class SnmpDriver(Driver):
     # -- change lifecycle ----------------------------------------------------------------
     async def read(self, change: ChangeSet) -> Snapshot:
         oids = [vb.oid for vb in self._varbinds(change, Phase.SNAPSHOT)]
-        return await self._read(oids, Phase.SNAPSHOT)
+        return await self._read(self.settings.scope(oids), Phase.SNAPSHOT)
 
     async def reread(self, snapshot: Snapshot) -> Snapshot:
         try:
@@ -142,20 +175,29 @@ class SnmpDriver(Driver):
         await self._require(Phase.PUSH).set(varbinds, phase=Phase.PUSH)
         log.debug("SET %d varbinds on %s", len(varbinds), self.device)
 
-    async def verify(self, change: ChangeSet) -> Verification:
+    async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
+        """GET the scope: every OID must hold ``before`` with the change applied."""
         varbinds = self._varbinds(change, Phase.VERIFY)
-        oids = [vb.oid for vb in varbinds]
+        named = {vb.oid for vb in varbinds}
+        want = intended(self._parse_snapshot(before, Phase.VERIFY), varbinds)
+        oids = sort_oids(set(self.settings.scope(list(named))) | set(want))
         got = await self._require(Phase.VERIFY).get(oids, phase=Phase.VERIFY)
         actual = {vb.oid: vb for vb in got}
-        mismatches = tuple(
-            Mismatch(path=vb.oid, expected=vb.text, actual=actual[vb.oid].text)
-            for vb in varbinds
-            if actual[vb.oid].text != vb.text
-        )
+        mismatches = []
+        for oid in oids:
+            w, a = want.get(oid), actual.get(oid)
+            if (w.text if w else None) == (a.text if a else None) or self._managed(oid):
+                continue
+            mismatches.append(Mismatch(path=oid, expected=w.text if w else None, actual=a.text if a else None,
+                                       unexpected=oid not in named))
         readback = Snapshot(content=format_snapshot(got), scope=format_scope(oids))
-        detail = "; ".join(str(m) for m in mismatches) if mismatches else f"{len(varbinds)} value(s) read back equal"
-        return Verification(ok=not mismatches, checked=len(varbinds), mismatches=mismatches, detail=detail,
+        detail = ("; ".join(str(m) for m in mismatches) if mismatches
+                  else f"{len(oids)} value(s) read back equal to the snapshot plus the change")
+        return Verification(ok=not mismatches, checked=len(oids), mismatches=tuple(mismatches), detail=detail,
                             readback=readback)
+
+    def _managed(self, oid: str) -> bool:
+        return any(oid == p or oid.startswith(p + ".") for p in self.profile.device_managed)
 
     async def restore(self, snapshot: Snapshot) -> None:
         before = self._parse_snapshot(snapshot, Phase.ROLLBACK)

@@ -23,12 +23,14 @@ from typing import Sequence
 
 from pysnmp.proto import errind
 
+from drivers.snmp.codec import ReplyError
 from gateway.errors import (
     AuthenticationError,
     ConnectError,
     DeviceError,
     DeviceErrorInfo,
     DeviceRejectedError,
+    DeviceReplyError,
     DeviceTimeoutError,
     Phase,
 )
@@ -119,6 +121,9 @@ def translate(
             return ConnectError(
                 f"SNMP {operation}: transport error: {exc.strerror or exc.__class__.__name__}",
                 device=device, phase=phase)
+        if isinstance(exc, ReplyError):  # the agent's reply could not be read
+            return DeviceReplyError(f"SNMP {operation}: the agent's reply was refused: {exc}",
+                                    device=device, phase=phase, retryable=False)
         return ConnectError(f"SNMP {operation}: {exc.__class__.__name__}: {exc}", device=device, phase=phase)
     if indication is not None:
         text = str(indication)

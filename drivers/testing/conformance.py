@@ -6,6 +6,8 @@ device is, its profile, how to build a valid and an invalid change, and how to h
 The inherited tests then check, against that device:
 
 * a merge push (``load`` + ``commit`` when ``candidate``) verifies;
+* verification is exact: an extra change in the same scope that the change did not name fails it
+  (when the target gives an ``interfering_change``);
 * a change the device rejects leaves it unchanged after the engine's recovery
   (``discard`` when ``candidate``, else ``restore(snapshot)``);
 * ``preview`` returns a non-empty diff and changes nothing;
@@ -62,6 +64,10 @@ class ConformanceTarget:
     """A change the device accepts; the kit passes a fresh token, so two calls give two different values."""
     invalid_change: Callable[[str], ChangeSet]
     """A change the device refuses (``DeviceRejectedError`` from ``load`` or ``commit``)."""
+    interfering_change: Callable[[str], ChangeSet] | None = None
+    """A change inside the read scope of ``valid_change(token)`` that ``valid_change`` does not
+    name (another leaf of the same entry, another line, a sibling scalar): pushed behind the
+    driver's back, it must make ``verify`` fail with an unexpected difference."""
     hang: Callable[[], ContextManager[Any]]
     """A context manager during which the device hangs (accepts, never answers), e.g. SIGSTOP of its daemon."""
     timeout_margin_s: float = 1.0
@@ -173,7 +179,7 @@ class DriverConformance:
         await self.lock(target, driver)
         try:
             await self.push(target, driver, change)
-            result = await driver.verify(change)
+            result = await driver.verify(change, snapshot)
             assert result.ok, f"verify after push: {result.detail} {[str(m) for m in result.mismatches]}"
             assert result.checked > 0, "verify checked nothing"
             after = await driver.reread(snapshot)
@@ -181,6 +187,29 @@ class DriverConformance:
             assert driver.diff(snapshot, after).strip(), "diff of a real change is empty"
             if result.readback is not None:
                 assert result.readback == after, "verify's readback differs from a reread of the same scope"
+        finally:
+            with contextlib.suppress(AgwError):
+                await self.unlock(driver)
+        assert await self.recover(target, snapshot) == snapshot
+
+    async def test_verify_catches_an_unexpected_difference(
+        self, conformance_target: ConformanceTarget, driver: Driver
+    ) -> None:
+        target = conformance_target
+        if target.interfering_change is None:
+            pytest.skip("the target gives no interfering_change")
+        tok = token()
+        change, other = target.valid_change(tok), target.interfering_change(tok)
+        snapshot = await driver.read(change)
+        await self.lock(target, driver)
+        try:
+            await self.push(target, driver, change)
+            assert (await driver.verify(change, snapshot)).ok, "verify failed before anything interfered"
+            await self.push(target, driver, other)  # behind the change's back, inside its scope
+            result = await driver.verify(change, snapshot)
+            assert not result.ok, "verify passed though the scope holds a change the change did not name"
+            assert any(m.unexpected for m in result.mismatches), (
+                f"the difference is not reported as unexpected: {[str(m) for m in result.mismatches]}")
         finally:
             with contextlib.suppress(AgwError):
                 await self.unlock(driver)
@@ -232,13 +261,14 @@ class DriverConformance:
         await self.lock(target, driver)
         try:
             await self.push(target, driver, first)
-            assert (await driver.verify(first)).ok
+            assert (await driver.verify(first, snapshot)).ok
+            middle = await driver.read(second)
             await self.push(target, driver, second)
-            assert (await driver.verify(second)).ok
-            assert not (await driver.verify(first)).ok, "verify passed for a value that was overwritten"
+            assert (await driver.verify(second, middle)).ok
+            assert not (await driver.verify(first, snapshot)).ok, "verify passed for a value that was overwritten"
             await driver.restore(snapshot)
             assert await driver.reread(snapshot) == snapshot
-            assert not (await driver.verify(second)).ok, "verify passed after restore"
+            assert not (await driver.verify(second, middle)).ok, "verify passed after restore"
         finally:
             await self.unlock(driver)
 
@@ -258,7 +288,7 @@ class DriverConformance:
             # the gateway walks away: no confirm, the lock released (netconfd does not revert a
             # confirmed commit while the committing session still holds the candidate lock)
             await self.unlock(driver)
-            assert (await driver.verify(change)).ok, "a confirmed commit is in effect before its timer runs out"
+            assert (await driver.verify(change, snapshot)).ok, "a confirmed commit is in effect before its timer runs out"
             now = await reads_equal_eventually(driver, snapshot, within_s=target.confirm_timeout_s + target.settle_s)
             assert now == snapshot, f"the unconfirmed commit did not revert:\n{driver.diff(snapshot, now)}"
             assert time.monotonic() - started >= target.confirm_timeout_s - 0.5, "reverted before its timer"
@@ -308,7 +338,7 @@ class DriverConformance:
             "preview": lambda: drv.preview(change, snapshot),  # type: ignore[arg-type]
             "load": lambda: drv.load(change),
             "commit": drv.commit,
-            "verify": lambda: drv.verify(change),
+            "verify": lambda: drv.verify(change, snapshot),  # type: ignore[arg-type]
             "restore": lambda: drv.restore(snapshot),  # type: ignore[arg-type]
         }
         try:
@@ -385,7 +415,7 @@ class DriverConformance:
             check = target.make()
             await check.open()
             try:
-                verification = await check.verify(change)
+                verification = await check.verify(change, snapshot)
             finally:
                 await check.close()
             assert verification.ok, "push reported success but the change is not on the device"

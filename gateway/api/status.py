@@ -10,6 +10,9 @@ NotFoundError              NOT_FOUND
 ConflictError              ALREADY_EXISTS
 StateError                 FAILED_PRECONDITION
 ConfigurationError         FAILED_PRECONDITION
+DeviceReplyError           ABORTED (the device's reply was refused: retrying sends it again)
+HostKeyError               FAILED_PRECONDITION (the device's SSH host key is unknown or changed:
+                           nothing helps until a person checks it and updates known_hosts)
 DeviceError                UNAVAILABLE if retryable, else ABORTED
 JournalError               UNAVAILABLE
 other AgwError             UNAVAILABLE if retryable, else FAILED_PRECONDITION
@@ -35,7 +38,9 @@ from gateway.errors import (
     ConfigurationError,
     ConflictError,
     DeviceError,
+    DeviceReplyError,
     FieldViolation,
+    HostKeyError,
     InputError,
     JournalError,
     NotFoundError,
@@ -89,6 +94,10 @@ def map_error(exc: BaseException) -> Mapped:
     if isinstance(exc, ConflictError):
         return Mapped(grpc.StatusCode.ALREADY_EXISTS, str(exc))
     if isinstance(exc, (StateError, ConfigurationError)):
+        return Mapped(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    if isinstance(exc, DeviceReplyError):
+        return Mapped(grpc.StatusCode.ABORTED, str(exc))
+    if isinstance(exc, HostKeyError):
         return Mapped(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, DeviceError):
         code = grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.ABORTED

@@ -20,7 +20,7 @@ from typing import AsyncIterator, Callable, Iterable
 
 from drivers.base import DeviceProfile, Driver, Endpoint
 from drivers.registry import Registry
-from gateway.errors import ConnectError, DeviceTimeoutError, Phase, SessionLostError
+from gateway.errors import ConnectError, DeviceReplyError, DeviceTimeoutError, Phase, SessionLostError
 from gateway.secrets import Credential
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,11 @@ class SessionPool:
         self._last_used: dict[SessionKey, float] = {}
 
     async def get(
-        self, *, device: str, platform: str, address: str, port: int, credentials_ref: str, profile: DeviceProfile
+        self, *, device: str, platform: str, address: str, port: int, credentials_ref: str, profile: DeviceProfile,
+        known_hosts: str = "", host_key_check: bool = True,
     ) -> Driver:
-        """An open session for the endpoint. Call only while holding the device's lock."""
+        """An open session for the endpoint. Call only while holding the device's lock.
+        ``known_hosts``/``host_key_check``: the device's SSH host-key source, from the inventory."""
         key = SessionKey(device, platform, address, port)
         self._last_used[key] = time.monotonic()
         drv = self._sessions.get(key)
@@ -90,7 +92,8 @@ class SessionPool:
             self._sessions.pop(key, None)
         cls = self._registry.get(profile.driver)
         endpoint = Endpoint(
-            device=device, host=address, port=port, platform=platform, credential=self._resolve(credentials_ref)
+            device=device, host=address, port=port, platform=platform, credential=self._resolve(credentials_ref),
+            known_hosts=known_hosts, host_key_check=host_key_check,
         )
         drv = cls(endpoint=endpoint, profile=profile)
         try:
@@ -137,7 +140,7 @@ class SessionPool:
 
 def session_is_suspect(exc: BaseException) -> bool:
     """After these errors the session cannot be trusted any more."""
-    return isinstance(exc, (ConnectError, DeviceTimeoutError, SessionLostError, asyncio.TimeoutError))
+    return isinstance(exc, (ConnectError, DeviceTimeoutError, SessionLostError, DeviceReplyError, asyncio.TimeoutError))
 
 
 __all__ = ["DeviceLocks", "SessionPool", "session_is_suspect"]

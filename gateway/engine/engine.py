@@ -125,11 +125,15 @@ class Engine:
     # -- activation RPCs -----------------------------------------------------------------------------
     def plan(self, request: ActivationRequest) -> Plan:
         return make_plan(request, inventory=self.inventory, profiles=self.profiles, templates=self.templates,
-                         select_endpoint=self.select_endpoint, capabilities_for=self.capabilities_for)
+                         select_endpoint=self.select_endpoint, driver_for=self.driver_for)
+
+    def driver_for(self, profile: Any) -> type[Driver]:
+        """The driver class a profile names (its module imported on first use)."""
+        return self.registry.get(profile.driver)
 
     def capabilities_for(self, profile: Any) -> Any:
         """The capabilities the engine plans with: the profile's, narrowed by its driver."""
-        return self.registry.get(profile.driver).capabilities_for(profile)
+        return self.driver_for(profile).capabilities_for(profile)
 
     async def submit(self, request: ActivationRequest) -> SubmitResult:
         plan = self.plan(request)  # raises InputError with every violation
@@ -178,7 +182,8 @@ class Engine:
                 drv = None
                 try:
                     drv = await self.ctx.pool.get(device=p.spec.device, platform=p.platform, address=p.address,
-                                                  port=p.port, credentials_ref=p.credentials_ref, profile=p.profile)
+                                                  port=p.port, credentials_ref=p.credentials_ref, profile=p.profile,
+                                                  known_hosts=p.known_hosts, host_key_check=p.host_key_check)
                     locked = False
                     if drv.capabilities.lock:
                         await drv.lock()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from drivers.base import Capabilities, ChangeSet, DeviceProfile
+from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, PayloadFormat
 from gateway.errors import AgwError, FieldViolation, InputError
 from gateway.model import Action, ActivationRequest, TaskSpec
 
@@ -21,7 +21,7 @@ class _Templates(Protocol):
     def platforms(self, service: str) -> list[str]: ...
     def has(self, service: str, platform: str) -> bool: ...
     def validate(
-        self, *, service: str, action: Action, parameters: Mapping[str, Any], output_format: str = "text"
+        self, *, service: str, action: Action, parameters: Mapping[str, Any], payload_format: PayloadFormat
     ) -> list[FieldViolation]: ...
     def render(
         self,
@@ -31,7 +31,8 @@ class _Templates(Protocol):
         action: Action,
         parameters: Mapping[str, Any],
         device: str,
-        output_format: str = "text",
+        payload_format: PayloadFormat,
+        validated: bool = False,
     ) -> ChangeSet: ...
 
 
@@ -43,6 +44,10 @@ class PlannedTask:
     port: int
     credentials_ref: str
     address: str
+    known_hosts: str = ""
+    """The device's known_hosts file, from the inventory (SSH drivers check its host key)."""
+    host_key_check: bool = True
+    """False only when the inventory turns the device's host-key check off."""
     profile: DeviceProfile
     capabilities: Capabilities
     """What the engine may use: the profile's claims narrowed by the driver (read before planning)."""
@@ -166,6 +171,18 @@ def topological_order(tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
     return out
 
 
+def _rendering_violations(where: str, exc: InputError) -> list[FieldViolation]:
+    """A refused rendering as violations of the task: a parameter the store named keeps its
+    path; what the driver found in the rendered change is shown under ``parameters``."""
+    out = []
+    for v in exc.violations:
+        if v.field == "parameters" or v.field.startswith(("parameters.", "parameters[")):
+            out.append(FieldViolation(f"{where}.{v.field}", v.reason))
+        else:
+            out.append(FieldViolation(f"{where}.parameters", f"the rendered change ({v.field}): {v.reason}"))
+    return out
+
+
 def make_plan(
     request: ActivationRequest,
     *,
@@ -173,9 +190,14 @@ def make_plan(
     profiles: Any,
     templates: _Templates,
     select_endpoint: Any,
-    capabilities_for: Any,
+    driver_for: Callable[[DeviceProfile], type[Driver]],
 ) -> Plan:
-    """Validate everything and render every task. Raises InputError listing all violations."""
+    """Validate everything and render every task. Raises InputError listing all violations.
+
+    The platform's driver (``driver_for(profile)``, read before anything else) decides the
+    capabilities the engine may use and the payload format the template renders in; the driver
+    then checks the rendered change (:meth:`Driver.check_change`), so nothing a driver could not
+    send is ever journaled as pushable."""
     violations = structural_violations(request)
     planned: list[PlannedTask] = []
     for i, t in enumerate(request.tasks):
@@ -200,12 +222,13 @@ def make_plan(
             violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {exc.message}"))
             continue
         try:
-            capabilities = capabilities_for(profile)
+            driver = driver_for(profile)
+            capabilities = driver.capabilities_for(profile)
         except AgwError as exc:
             violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {exc.message}"))
             continue
-        fmt = str(profile.settings.get("render_format", "text"))
-        problems = templates.validate(service=t.service, action=t.action, parameters=t.parameters, output_format=fmt)
+        fmt = driver.payload_format
+        problems = templates.validate(service=t.service, action=t.action, parameters=t.parameters, payload_format=fmt)
         if problems:
             violations.extend(FieldViolation(f"{where}.{p.field}", p.reason) for p in problems)
             continue
@@ -216,9 +239,13 @@ def make_plan(
                 action=t.action,
                 parameters=t.parameters,
                 device=t.device,
-                output_format=fmt,
+                payload_format=fmt,
                 validated=True,  # just above
             )
+            driver.check_change(change, profile)
+        except InputError as exc:
+            violations.extend(_rendering_violations(where, exc))
+            continue
         except AgwError as exc:
             violations.append(FieldViolation(f"{where}.parameters", exc.message))
             continue
@@ -230,6 +257,8 @@ def make_plan(
                 port=endpoint.port,
                 credentials_ref=endpoint.credentials,
                 address=device.address,
+                known_hosts=device.known_hosts,
+                host_key_check=device.host_key_check,
                 profile=profile,
                 capabilities=capabilities,
                 change=change,

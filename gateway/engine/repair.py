@@ -42,6 +42,7 @@ class Repairer:
                 return await self.ctx.pool.get(
                     device=task.device, platform=ep.platform, address=device.address, port=ep.port,
                     credentials_ref=ep.credentials, profile=profile,
+                    known_hosts=device.known_hosts, host_key_check=device.host_key_check,
                 )
         raise StateError(f"device {task.device!r} has no {task.platform!r} endpoint in the inventory any more",
                          device=task.device)

@@ -251,6 +251,7 @@ class ActivationRun:
             txn.driver = await self.ctx.pool.get(
                 device=p.spec.device, platform=p.platform, address=p.address, port=p.port,
                 credentials_ref=p.credentials_ref, profile=p.profile,
+                known_hosts=p.known_hosts, host_key_check=p.host_key_check,
             )
             txn.broken = False
         return txn.driver
@@ -304,7 +305,7 @@ class ActivationRun:
                 tr.staged = False
             phase = Phase.VERIFY
             tr.clock.start(phase)
-            verification = await drv.verify(p.change)
+            verification = await drv.verify(p.change, tr.snapshot)
             after = verification.readback or await drv.read(p.change)
             diff = drv.diff(tr.snapshot, after)
             self._note(tr, phase, message="verified" if verification.ok else "verification failed",
@@ -312,8 +313,11 @@ class ActivationRun:
                        recovery={"after": after})
             if not verification.ok:
                 shown = "; ".join(str(m) for m in verification.mismatches[:5])
+                unexpected = sum(1 for m in verification.mismatches if m.unexpected)
+                what = (f"{len(verification.mismatches)} difference(s), {unexpected} the change did not name"
+                        if unexpected else f"{len(verification.mismatches)} mismatch(es)")
                 raise VerificationError(
-                    f"read-back differs from what was pushed ({len(verification.mismatches)} mismatch(es)): {shown}",
+                    f"read-back is not the snapshot with the change applied ({what}): {shown}",
                     device=tr.device, phase=Phase.VERIFY,
                 )
             tr.prepared_ok = True

@@ -2,6 +2,7 @@
 
 The file is what ``agw lab inventory`` prints::
 
+    known_hosts: /run/agw-lab/basic/known_hosts
     devices:
       r1:
         address: 198.18.0.14
@@ -12,6 +13,14 @@ The file is what ``agw lab inventory`` prints::
 A device with a single endpoint may also be written flat
 (``{address, platform, port, credentials}``). Credentials are *references* (``file:`` or
 ``env:``), resolved at run time by :class:`gateway.inventory.credentials.CredentialResolver`.
+
+SSH host keys (NETCONF and CLI endpoints) are always checked, against an OpenSSH known_hosts file
+the inventory names: ``known_hosts:`` at the top level for every device, or on a device (it
+overrides the top-level one); a relative path is relative to the inventory file's directory. Only
+a device can turn the check off (``host_key_check: false`` on it; ``agw serve`` warns about each
+such device). A device with neither is refused when a driver connects to it, with a message
+saying what to add here.
+
 Every problem in the file is reported at once, each naming the file, the device and the field.
 """
 
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 import types
 from dataclasses import dataclass
@@ -34,7 +44,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _CRED_RE = re.compile(r"^(file:/[^#]+#.+|env:[A-Za-z_][A-Za-z0-9_]*)$")
 _ENDPOINT_KEYS = ("platform", "port", "credentials")
-_DEVICE_KEYS = ("address", "endpoints")
+_DEVICE_KEYS = ("address", "endpoints", "known_hosts", "host_key_check")
+_TOP_KEYS = ("devices", "known_hosts")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +62,11 @@ class Device:
     name: str
     address: str
     endpoints: tuple[EndpointSpec, ...]
+    known_hosts: str = ""
+    """The known_hosts file (absolute path) holding the device's SSH host key: the device's own
+    ``known_hosts``, else the inventory's. Empty: none named."""
+    host_key_check: bool = True
+    """False only when the device says ``host_key_check: false``."""
 
     def platforms(self) -> list[str]:
         return [e.platform for e in self.endpoints]
@@ -82,19 +98,22 @@ class Inventory:
     def load(cls, path: Path) -> "Inventory":
         path = Path(path)
         data = load_yaml_file(path)
-        inv = cls.from_mapping(data, source=str(path))
+        inv = cls.from_mapping(data, source=str(path), base_dir=path.absolute().parent)
         log.info("inventory %s: %d devices", path, len(inv.devices))
         return inv
 
     @classmethod
-    def from_mapping(cls, data: Any, *, source: str = "<inventory>") -> "Inventory":
+    def from_mapping(cls, data: Any, *, source: str = "<inventory>", base_dir: Path | None = None) -> "Inventory":
+        """``base_dir``: what a relative ``known_hosts`` path is relative to (the inventory
+        file's directory); without it, such a path is refused."""
         problems: list[str] = []
         devices: dict[str, Device] = {}
         if not isinstance(data, dict):
             raise ConfigurationError(f"{source}: the inventory must be a mapping with a 'devices' key, not {type_name(data)}")
-        unknown = sorted(str(k) for k in data if k != "devices")
+        unknown = sorted(str(k) for k in data if k not in _TOP_KEYS)
         if unknown:
-            problems.append(f"unknown top-level key(s) {', '.join(unknown)} (allowed: devices)")
+            problems.append(f"unknown top-level key(s) {', '.join(unknown)} (allowed: {', '.join(_TOP_KEYS)})")
+        known_hosts = _known_hosts("known_hosts", data.get("known_hosts"), base_dir, problems)
         raw = data.get("devices")
         if raw is None:
             problems.append("devices: missing (a mapping of device name to device)")
@@ -102,7 +121,7 @@ class Inventory:
             problems.append(f"devices: must be a mapping of device name to device, not {type_name(raw)}")
         else:
             for name, body in raw.items():
-                device = _parse_device(name, body, problems)
+                device = _parse_device(name, body, problems, known_hosts=known_hosts, base_dir=base_dir)
                 if device is not None:
                     devices[device.name] = device
         if problems:
@@ -120,11 +139,33 @@ class Inventory:
     def __contains__(self, name: object) -> bool:
         return name in self._devices
 
+    def unchecked_host_keys(self) -> list[str]:
+        """The devices whose SSH host key is not checked (``host_key_check: false``), by name."""
+        return sorted(name for name, d in self._devices.items() if not d.host_key_check)
+
     def __len__(self) -> int:
         return len(self._devices)
 
 
-def _parse_device(name: Any, body: Any, problems: list[str]) -> Device | None:
+def _known_hosts(where: str, value: Any, base_dir: Path | None, problems: list[str]) -> str:
+    """A ``known_hosts`` value as an absolute path ("" when not given)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value.strip() or any(c in value for c in "\n\r\0"):
+        problems.append(f"{where}: must be the path of a known_hosts file (OpenSSH format), not {value!r}")
+        return ""
+    path = Path(value)
+    if path.is_absolute():
+        return os.path.normpath(path)
+    if base_dir is None:
+        problems.append(f"{where}: {value!r} is a relative path, but this inventory is not read from a file "
+                        "to resolve it against; give an absolute path")
+        return ""
+    return os.path.normpath(base_dir / path)
+
+
+def _parse_device(name: Any, body: Any, problems: list[str], *, known_hosts: str = "",
+                  base_dir: Path | None = None) -> Device | None:
     if not isinstance(name, str):
         problems.append(f"devices: device name {name!r} must be a string, not {type_name(name)}")
         return None
@@ -142,7 +183,7 @@ def _parse_device(name: Any, body: Any, problems: list[str]) -> Device | None:
     before = len(problems)
     unknown = sorted(str(k) for k in body if k not in _DEVICE_KEYS)
     if unknown:
-        problems.append(f"{where}: unknown field(s) {', '.join(unknown)} (allowed: address, endpoints)")
+        problems.append(f"{where}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(_DEVICE_KEYS)})")
     address = body.get("address")
     if address is None:
         problems.append(f"{where}: address: missing")
@@ -165,9 +206,17 @@ def _parse_device(name: Any, body: Any, problems: list[str]) -> Device | None:
                 continue
             seen.add(ep.platform)
             endpoints.append(ep)
+    check = body.get("host_key_check", True)
+    if not isinstance(check, bool):
+        problems.append(f"{where}: host_key_check: must be true or false, not {check!r}")
+    own_known_hosts = _known_hosts(f"{where}: known_hosts", body.get("known_hosts"), base_dir, problems)
+    if check is False and body.get("known_hosts") is not None:
+        problems.append(f"{where}: known_hosts and host_key_check: false together: either check the device's "
+                        "key against that file, or turn the check off (remove one of them)")
     if len(problems) > before:
         return None
-    return Device(name, str(address), tuple(endpoints))
+    return Device(name, str(address), tuple(endpoints), known_hosts=own_known_hosts or known_hosts,
+                  host_key_check=check)
 
 
 def _parse_endpoint(where: str, raw: Any, problems: list[str]) -> EndpointSpec | None:

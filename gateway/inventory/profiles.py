@@ -9,7 +9,13 @@
     timeouts: {connect_s: 10, operation_s: 10, commit_s: 30}
     confirm_timeout_s: 120
     quirks: {validate_drops_commit: true}   # free-form
-    settings: {render_format: xml}          # free-form, render_format: xml | text | yaml
+    settings: {list_keys: ...}              # the driver's own data (drivers check it)
+    device_managed: []                      # what the device fills in by itself (exact verification)
+
+A profile never chooses what the driver sends: the payload format is the driver's
+(:attr:`drivers.base.Driver.payload_format`). ``settings.render_format`` may still be written as a
+statement of it, and a gateway refuses to start when it disagrees with the driver
+(:func:`gateway.app.check_catalogue`).
 
 Unknown keys or wrong types are refused with a :class:`ConfigurationError` naming the file and
 the field; every problem of every file is reported at once.
@@ -23,16 +29,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from drivers.base import Capabilities, DeviceProfile, Timeouts
+from drivers.base import Capabilities, DeviceProfile, PayloadFormat, Timeouts
 from gateway.errors import ConfigurationError
 from gateway.inventory._yaml import load_yaml_file, type_name
 
 log = logging.getLogger(__name__)
 
-RENDER_FORMATS = ("xml", "text", "yaml")
+RENDER_FORMATS = tuple(f.value for f in PayloadFormat)
 _TOP_KEYS = (
     "platform", "description", "driver", "capabilities", "timeouts", "confirm_timeout_s", "quirks", "settings",
+    "device_managed",
 )
+HOST_KEY_SETTINGS = ("host_key_check", "known_hosts")
+"""Refused anywhere in a profile: the inventory names a device's known_hosts (never a platform)."""
 _CAPABILITIES = tuple(f.name for f in dataclasses.fields(Capabilities))
 _TIMEOUTS = tuple(f.name for f in dataclasses.fields(Timeouts))
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
@@ -103,6 +112,16 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
     fmt = mappings.get("settings", {}).get("render_format")
     if fmt is not None and fmt not in RENDER_FORMATS:
         problems.append(f"settings.render_format: must be one of {', '.join(RENDER_FORMATS)}, not {fmt!r}")
+    for section, key in ((m, k) for m in ("settings", "quirks") for k in HOST_KEY_SETTINGS):
+        if key in mappings.get(section, {}):
+            problems.append(f"{section}.{key}: SSH host keys are not a device-profile setting (they belong to devices): "
+                            "remove it, and name the known_hosts file in the inventory (`known_hosts:` at the top "
+                            "level or on a device); only a device can turn the check off (`host_key_check: false`)")
+
+    managed = data.get("device_managed", []) or []
+    if not isinstance(managed, list) or not all(isinstance(m, str) and m for m in managed):
+        problems.append("device_managed: must be a list of non-empty strings (paths, line patterns or OIDs)")
+        managed = []
 
     if problems:
         raise ConfigurationError(f"{source}: " + "; ".join(problems))
@@ -115,6 +134,8 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
         confirm_timeout_s=confirm,
         quirks=mappings["quirks"],
         settings=mappings["settings"],
+        device_managed=tuple(managed),
+        source=source,
     )
 
 

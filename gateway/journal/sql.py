@@ -40,6 +40,7 @@ from gateway.journal import codec, reads
 from gateway.journal.base import Journal, TaskRecovery
 from gateway.journal.batch import Create, Op, Record, WriterCache, apply_batch
 from gateway.journal.schema import SCHEMA_VERSION, activations, events, metadata, schema_version, tasks
+from gateway.permissions import private_file, tighten_file
 from gateway.model import TaskState
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,17 @@ def _translated(what: str) -> Iterator[None]:
         raise JournalError(f"journal {what} failed: {detail}", phase=Phase.JOURNAL, retryable=retryable) from exc
     except OSError as exc:
         raise JournalError(f"journal {what} failed: {exc}", phase=Phase.JOURNAL) from exc
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The journal file is 0600 before SQLite opens it (created empty if new: a valid database),
+    so the ``-wal`` and ``-shm`` files SQLite creates beside it get the same mode; existing ones
+    with group/other access are tightened (with a warning)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten_file(path.with_name(path.name + suffix))
 
 
 def _now() -> datetime:
@@ -169,7 +181,7 @@ class SqlJournal(Journal):
         if self.backend == "sqlite":
             database = self.url.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(database))
             engine = sa.create_engine(self.url, connect_args={"timeout": self.options.busy_timeout_ms / 1000})
             self._configure_sqlite(engine)
         else:

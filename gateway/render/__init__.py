@@ -6,6 +6,6 @@ optional ``checks``) and ``templates/<service>/<platform>.j2`` (+ optional
 """
 
 from gateway.render.schema import RESERVED_NAMES, ServiceSpec
-from gateway.render.store import OUTPUT_FORMATS, TemplateStore
+from gateway.render.store import PAYLOAD_FORMATS, TemplateStore, payload_format_of
 
-__all__ = ["OUTPUT_FORMATS", "RESERVED_NAMES", "ServiceSpec", "TemplateStore"]
+__all__ = ["PAYLOAD_FORMATS", "RESERVED_NAMES", "ServiceSpec", "TemplateStore", "payload_format_of"]

@@ -1,7 +1,9 @@
 """Service definitions (``templates/<service>/service.yaml``) and parameter validation.
 
 A service file holds ``description``, ``parameters`` (a JSON Schema, Draft 2020-12, for
-create/modify), ``keys`` (the parameters that identify the object) and optional ``checks``.
+create/modify), ``keys`` (the parameters that identify the object), ``examples`` (parameter sets
+the gateway renders at start to prove each template produces its driver's payload format; tests
+use them too) and optional ``checks``.
 For ``delete`` only the keys are required; the other parameters stay allowed, optional, and
 may be ``null``. Validation reports *every* problem as a :class:`FieldViolation` whose field is
 a dotted path (``parameters.ipv4.prefix_length``, ``parameters.vlans[2]``).
@@ -20,9 +22,11 @@ from typing import Any, Iterable, Mapping
 import jsonschema
 from jsonschema import Draft202012Validator
 
+from drivers.base import PayloadFormat
 from gateway.errors import ConfigurationError, FieldViolation
 from gateway.inventory._yaml import load_yaml_file, type_name
 from gateway.model import Action
+from gateway.render.payload import value_problem
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,16 @@ RESERVED_NAMES = ("action", "device", "parameters")
 """Template variables the renderer sets itself. A service may still declare a parameter with one
 of these names (a prefix-list entry has an ``action: permit``): the top-level name is then the
 renderer's, and the parameter is reached as ``parameters.<name>``."""
-_SERVICE_KEYS = ("description", "parameters", "keys", "checks")
+_SERVICE_KEYS = ("description", "parameters", "keys", "examples", "checks")
 _MAX_REASON = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class Example:
+    """One example of a service: an action and its parameters (``examples`` in service.yaml)."""
+
+    action: Action
+    parameters: Mapping[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +54,7 @@ class ServiceSpec:
     keys: tuple[str, ...]
     checks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Check templates per platform; ``"*"`` applies to every platform."""
+    examples: tuple[Example, ...] = ()
     source: str = ""
 
     def checks_for(self, platform: str) -> tuple[str, ...]:
@@ -85,11 +98,37 @@ def load_service(path: Path, *, name: str) -> ServiceSpec:
         if k not in props:
             problems.append(f"keys: {k!r} is not a parameter of the service")
     checks = _parse_checks(data.get("checks"), problems)
+    examples = _parse_examples(data.get("examples"), problems)
     if problems:
         raise ConfigurationError(f"{src}: " + "; ".join(problems))
     return ServiceSpec(
-        name=name, description=description, parameters=params, keys=tuple(keys), checks=checks, source=src
+        name=name, description=description, parameters=params, keys=tuple(keys), checks=checks,
+        examples=examples, source=src,
     )
+
+
+def _parse_examples(raw: Any, problems: list[str]) -> tuple[Example, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(f"examples: must be a list of {{action, parameters}}, not {type_name(raw)}")
+        return ()
+    out: list[Example] = []
+    for i, item in enumerate(raw):
+        where = f"examples[{i}]"
+        if not isinstance(item, dict) or set(item) - {"action", "parameters"} or "parameters" not in item:
+            problems.append(f"{where}: must be a mapping with action (default create) and parameters")
+            continue
+        try:
+            act = action_of(str(item.get("action", "create")))
+        except ValueError:
+            problems.append(f"{where}.action: must be create, modify or delete, not {item.get('action')!r}")
+            continue
+        if not isinstance(item["parameters"], dict):
+            problems.append(f"{where}.parameters: must be a mapping, not {type_name(item['parameters'])}")
+            continue
+        out.append(Example(action=act, parameters=item["parameters"]))
+    return tuple(out)
 
 
 def _parse_checks(raw: Any, problems: list[str]) -> dict[str, tuple[str, ...]]:
@@ -165,34 +204,25 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
-def _bad_char(ch: str, output_format: str) -> bool:
-    if output_format == "xml":
-        # XML 1.0 forbids C0 controls except TAB, LF, CR (escaping cannot help), and U+FFFE/U+FFFF
-        o = ord(ch)
-        return (o < 0x20 and ch not in "\t\n\r") or o in (0xFFFE, 0xFFFF) or 0xD800 <= o <= 0xDFFF
-    # CLI text and the rest: any control or line-separator character can inject a command
-    return unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs")
-
-
-def character_violations(params: Any, *, output_format: str, parts: list[Any] | None = None) -> list[FieldViolation]:
-    """Strings (values and keys, at any depth) holding characters the output format cannot
-    carry safely: for text output any newline, carriage return or other control character."""
+def character_violations(params: Any, *, payload_format: PayloadFormat, parts: list[Any] | None = None) -> list[FieldViolation]:
+    """Values (at any depth) the payload format cannot carry as one value
+    (:func:`gateway.render.payload.value_problem`), and parameter names holding a control
+    character."""
     parts = [] if parts is None else parts
     out: list[FieldViolation] = []
     if isinstance(params, str):
-        bad = next((ch for ch in params if _bad_char(ch, output_format)), None)
-        if bad is not None:
-            what = "XML" if output_format == "xml" else f"{output_format} (command injection)"
-            out.append(FieldViolation(path_of(parts), f"contains the control character U+{ord(bad):04X}, not allowed in {what} output"))
+        problem = value_problem(params, payload_format)
+        if problem is not None:
+            out.append(FieldViolation(path_of(parts), problem))
     elif isinstance(params, Mapping):
         for k, v in params.items():
-            if isinstance(k, str) and any(_bad_char(ch, output_format) for ch in k):
+            if isinstance(k, str) and any(unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs", "Co") for ch in k):
                 out.append(FieldViolation(path_of(parts), "a parameter name contains a control character"))
                 continue
-            out.extend(character_violations(v, output_format=output_format, parts=parts + [k]))
+            out.extend(character_violations(v, payload_format=payload_format, parts=parts + [k]))
     elif isinstance(params, (list, tuple)):
         for i, v in enumerate(params):
-            out.extend(character_violations(v, output_format=output_format, parts=parts + [i]))
+            out.extend(character_violations(v, payload_format=payload_format, parts=parts + [i]))
     return out
 
 
@@ -229,6 +259,7 @@ def action_of(action: Action | str) -> Action:
 
 __all__ = [
     "RESERVED_NAMES",
+    "Example",
     "ServiceSpec",
     "action_of",
     "character_violations",

@@ -2,14 +2,18 @@
 
 Rendering is pure: parameters in, a :class:`drivers.base.ChangeSet` out. Templates run in
 Jinja's immutable sandbox with ``StrictUndefined`` (a missing variable is an error, never empty
-text), ``trim_blocks``/``lstrip_blocks`` and ``keep_trailing_newline``. XML output is
-autoescaped and must parse; text output never receives a control character (validation refuses
-it first). Every template problem becomes a :class:`RenderError` naming the template file, the
-line and — for an undefined name — the variable.
+text), ``trim_blocks``/``lstrip_blocks`` and ``keep_trailing_newline``. The environment follows
+from the payload format the platform's *driver* declares (:class:`drivers.base.PayloadFormat`),
+never from a profile: XML autoescaped, and every rendered payload checked by
+:mod:`gateway.render.payload` before anything can be sent — no parameter value can change what
+a template means. Every template problem becomes a :class:`RenderError` naming the template
+file, the line and — for an undefined name — the variable; a payload a value would distort is an
+:class:`InputError` naming the parameter.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import re
@@ -23,11 +27,11 @@ from typing import Any, Mapping
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from jsonschema import Draft202012Validator
-from lxml import etree
 
-from drivers.base import ChangeSet
-from gateway.errors import ConfigurationError, FieldViolation, Phase, RenderError
+from drivers.base import ChangeSet, PayloadFormat
+from gateway.errors import ConfigurationError, FieldViolation, InputError, Phase, RenderError
 from gateway.model import Action
+from gateway.render import payload
 from gateway.render.schema import (
     ServiceSpec,
     action_of,
@@ -35,19 +39,21 @@ from gateway.render.schema import (
     delete_schema,
     load_service,
     make_validator,
+    path_of,
     prepare,
     schema_violations,
 )
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = ("text", "xml", "yaml")
+PAYLOAD_FORMATS = tuple(f.value for f in PayloadFormat)
 SERVICE_FILE = "service.yaml"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _UNDEFINED_RE = re.compile(r"^'([^']+)' is undefined|has no attribute '([^']+)'|no element '?([^']+?)'?$")
 
 
-def _environment(*, autoescape: bool, loader: jinja2.BaseLoader | None) -> jinja2.Environment:
+def _environment(*, loader: jinja2.BaseLoader | None, autoescape: bool = False,
+                 finalize: Any = None) -> jinja2.Environment:
     return ImmutableSandboxedEnvironment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
@@ -55,8 +61,17 @@ def _environment(*, autoescape: bool, loader: jinja2.BaseLoader | None) -> jinja
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=autoescape,
+        finalize=finalize,
         auto_reload=True,
     )
+
+
+def payload_format_of(value: PayloadFormat | str) -> PayloadFormat:
+    try:
+        return PayloadFormat(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"unknown payload format {value!r} (known: {', '.join(PAYLOAD_FORMATS)})") from None
 
 
 class TemplateStore:
@@ -69,10 +84,8 @@ class TemplateStore:
         self.recheck_s = recheck_s
         self._stats: dict[Path, tuple[float, int | None]] = {}  # path -> (looked at, mtime_ns or None)
         loader = jinja2.FileSystemLoader(str(self.root), followlinks=False)
-        self._envs = {
-            "xml": _environment(autoescape=True, loader=loader),
-            "text": _environment(autoescape=False, loader=loader),
-        }
+        self._envs = {fmt: payload.environment(fmt, loader=loader, factory=_environment) for fmt in PayloadFormat}
+        self._check_env = _environment(loader=loader)  # service checks: commands read, never pushed
         self._specs: dict[str, tuple[int, ServiceSpec]] = {}
         self._validators: dict[tuple[str, bool], tuple[int, Draft202012Validator]] = {}
         self._checks: dict[str, jinja2.Template] = {}
@@ -144,7 +157,7 @@ class TemplateStore:
         service: str,
         action: Action | str,
         parameters: Mapping[str, Any],
-        output_format: str = "text",
+        payload_format: PayloadFormat | str,
     ) -> list[FieldViolation]:
         """Every problem of a task's service, action and parameters (empty list: valid)."""
         if not self._known(service):
@@ -158,7 +171,7 @@ class TemplateStore:
             return [FieldViolation("parameters", "must be an object (a mapping of parameter names to values)")]
         validator = self._validator(service, act)
         out = schema_violations(validator, parameters)
-        out.extend(character_violations(parameters, output_format=output_format, parts=[]))
+        out.extend(character_violations(parameters, payload_format=payload_format_of(payload_format), parts=[]))
         return out
 
     def _validator(self, service: str, action: Action) -> Draft202012Validator:
@@ -183,22 +196,20 @@ class TemplateStore:
         action: Action | str,
         parameters: Mapping[str, Any],
         device: str,
-        output_format: str = "text",
+        payload_format: PayloadFormat | str,
         validated: bool = False,
     ) -> ChangeSet:
-        """Render a task. ``validated``: the caller has just had :meth:`validate` accept these
-        very parameters (with this ``output_format``); they are not checked a second time."""
+        """Render a task in the payload format of the platform's driver, and check the payload.
+
+        ``validated``: the caller has just had :meth:`validate` accept these very parameters
+        (with this ``payload_format``); they are not checked a second time. A payload a value
+        would distort raises :class:`InputError` naming the parameter (``parameters.<path>``)."""
         template = f"{service}/{platform}.j2"
-        if output_format not in OUTPUT_FORMATS:
-            raise ConfigurationError(
-                f"unknown render format {output_format!r} for {template} (known: {', '.join(OUTPUT_FORMATS)})",
-                device=device,
-                phase=Phase.RENDER,
-            )
+        fmt = payload_format_of(payload_format)
         if not self.has(service, platform):
             raise RenderError(f"no template {template} under {self.root}", device=device, phase=Phase.RENDER)
         violations = [] if validated else self.validate(
-            service=service, action=action, parameters=parameters, output_format=output_format)
+            service=service, action=action, parameters=parameters, payload_format=fmt)
         if violations:
             raise RenderError(
                 f"{template}: invalid parameters: " + "; ".join(str(v) for v in violations),
@@ -212,21 +223,29 @@ class TemplateStore:
         context = dict(prepared)
         context.update(parameters=prepared, action=act.value, device=device)
 
-        env = self._envs["xml" if output_format == "xml" else "text"]
-        content = self._render(env, template, context, device=device)
+        env = self._envs[fmt]
+        content = self._render_payload(env, fmt, template, context, prepared, device=device)
         undo_name = f"{service}/{platform}.undo.j2"
         undo = None
         if self._is_file(self.root / undo_name):
-            undo = self._render(env, undo_name, context, device=device)
-        if output_format == "xml":
-            _check_xml(template, content, device=device)
-            if undo is not None:
-                _check_xml(undo_name, undo, device=device)
+            undo = self._render_payload(env, fmt, undo_name, context, prepared, device=device)
         checks = tuple(
             self._render_check(spec, platform, i, text, context, device=device)
             for i, text in enumerate(spec.checks_for(platform))
         )
         return ChangeSet(service=service, action=act, content=content, undo=undo, checks=checks)
+
+    def _render_payload(self, env: jinja2.Environment, fmt: PayloadFormat, name: str, context: dict[str, Any],
+                        parameters: Mapping[str, Any], *, device: str) -> str:
+        marked = self._render(env, name, context, device=device)
+        try:
+            return payload.check(fmt, marked)
+        except payload.PayloadViolation as exc:
+            if exc.template_fault:
+                raise RenderError(f"{name} ({fmt.value}): {exc.reason}", device=device, phase=Phase.RENDER) from None
+            fields = _parameters_holding(exc.values, parameters) or ["parameters"]
+            reason = f"{name} ({fmt.value}): {exc.reason}; the value is refused, nothing was sent"
+            raise InputError([FieldViolation(f, reason) for f in fields], device=device, phase=Phase.RENDER) from None
 
     def _render(self, env: jinja2.Environment, name: str, context: dict[str, Any], *, device: str) -> str:
         try:
@@ -251,7 +270,7 @@ class TemplateStore:
         compiled = self._checks.get(text)
         if compiled is None:
             try:
-                compiled = self._envs["text"].from_string(text)
+                compiled = self._check_env.from_string(text)
             except jinja2.TemplateSyntaxError as exc:
                 raise RenderError(f"{name}, line {exc.lineno}: template syntax error: {exc.message}",
                                   device=device, phase=Phase.RENDER) from exc
@@ -277,26 +296,61 @@ class TemplateStore:
         return RenderError(msg, device=device, phase=Phase.RENDER)
 
     # whole-store check --------------------------------------------------------------------
-    def check(self) -> None:
-        """Load every service file and compile every template; raise one
-        :class:`ConfigurationError` listing every problem (for start-up and CI)."""
+    def check(self, *, formats: Mapping[str, PayloadFormat | str] | None = None) -> None:
+        """Load every service file and compile every template. With ``formats`` (platform → the
+        payload format its driver declares) also check each template of those platforms, by its
+        text (:func:`gateway.render.payload.static_problems`) and by rendering every example of
+        its service in that format. Raises one :class:`ConfigurationError` listing every
+        problem, each naming its file (start-up and CI)."""
+        formats = formats or {}
         problems: list[str] = []
         for service in self.services():
             try:
-                self.spec(service)
+                spec: ServiceSpec | None = self.spec(service)
             except ConfigurationError as exc:
                 problems.append(exc.message)
+                spec = None
             for platform in self.platforms(service):
+                fmt = payload_format_of(formats[platform]) if platform in formats else None
                 names = [f"{service}/{platform}.j2"]
                 if (self.root / service / f"{platform}.undo.j2").is_file():
                     names.append(f"{service}/{platform}.undo.j2")
                 for n in names:
-                    try:
-                        self._envs["text"].get_template(n)
-                    except jinja2.TemplateSyntaxError as exc:
-                        problems.append(f"{exc.name or n}, line {exc.lineno}: template syntax error: {exc.message}")
+                    problems.extend(self._check_template(n, fmt))
+                if fmt is not None and spec is not None:
+                    problems.extend(self._check_examples(spec, platform, fmt))
         if problems:
             raise ConfigurationError("; ".join(problems))
+
+    def _check_template(self, name: str, fmt: PayloadFormat | None) -> list[str]:
+        path = self.root / name
+        env = self._envs[fmt] if fmt is not None else self._check_env
+        try:
+            env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            return [f"{self.root / (exc.name or name)}, line {exc.lineno}: template syntax error: {exc.message}"]
+        if fmt is None:
+            return []
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return [f"{path}: cannot read the template: {exc}"]
+        return [f"{path}, {p} (payload format {fmt.value})" for p in payload.static_problems(fmt, env, source)]
+
+    def _check_examples(self, spec: ServiceSpec, platform: str, fmt: PayloadFormat) -> list[str]:
+        path = self.root / spec.name / f"{platform}.j2"
+        if not spec.examples:
+            return [f"{spec.source}: no examples: a service needs at least one (action and parameters) so that "
+                    f"{path} can be checked in its payload format ({fmt.value}) when the gateway starts"]
+        out = []
+        for i, example in enumerate(spec.examples):
+            try:
+                self.render(service=spec.name, platform=platform, action=example.action,
+                            parameters=example.parameters, device="(example)", payload_format=fmt)
+            except (InputError, RenderError, ConfigurationError) as exc:
+                out.append(f"{path}: examples[{i}] of {spec.source} ({example.action.value}) does not render as "
+                           f"{fmt.value}: {exc.message}")
+        return out
 
 
 def _template_position(tb: TracebackType | None, filename: str | None, root: Path) -> tuple[str, int]:
@@ -323,17 +377,29 @@ def _undefined_name(message: str) -> str:
     return next(g for g in m.groups() if g)
 
 
-def _check_xml(name: str, content: str, *, device: str) -> None:
-    # a parser per call: lxml parsers must not be shared between threads
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
-    try:
-        etree.fromstring(content.encode("utf-8"), parser)
-    except etree.XMLSyntaxError as exc:
-        raise RenderError(
-            f"{name}: the rendered output is not well-formed XML (line {exc.lineno}: {exc.msg})",
-            device=device,
-            phase=Phase.RENDER,
-        ) from exc
+def _parameters_holding(values: tuple[str, ...], parameters: Mapping[str, Any]) -> list[str]:
+    """The parameter paths whose value is (else is inside) one of ``values``: what a payload
+    violation names."""
+    wanted = {v for v in values if v} | {html.unescape(v) for v in values if v}
+    exact: list[str] = []
+    partial: list[str] = []
+
+    def walk(node: Any, parts: list[Any]) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, parts + [k])
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, parts + [i])
+        elif node is not None and not isinstance(node, bool):
+            text = str(node)
+            if text in wanted:
+                exact.append(path_of(parts))
+            elif len(text) > 1 and any(text in w for w in wanted):
+                partial.append(path_of(parts))
+
+    walk(parameters, [])
+    return exact or partial
 
 
-__all__ = ["OUTPUT_FORMATS", "TemplateStore"]
+__all__ = ["PAYLOAD_FORMATS", "TemplateStore", "payload_format_of"]

@@ -24,7 +24,12 @@ TEMPLATES = TemplateStore(root=ROOT / "templates")
 
 def valid(tok: str) -> ChangeSet:
     return TEMPLATES.render(service="interface", platform="frr", action=Action.MODIFY,
-                            parameters={"name": "lo", "description": f"kit {tok}"}, device="cli1")
+                            parameters={"name": "lo", "description": f"kit {tok}"}, device="cli1", payload_format="lines")
+
+
+def interfering(tok: str) -> ChangeSet:
+    """Another line of the running configuration (the CLI read scope), which ``valid`` does not name."""
+    return ChangeSet(service="static-route", action=Action.CREATE, content="ip route 198.51.100.0/24 Null0 200\n")
 
 
 def invalid(tok: str) -> ChangeSet:
@@ -42,7 +47,8 @@ class TestCliConformance(DriverConformance):
         profile = dataclasses.replace(profile, timeouts=Timeouts(connect_s=4, operation_s=3, commit_s=3))
         endpoint = Endpoint(device="cli1", host=node.address, port=node.ports["cli"], platform="frr",
                             credential=Credential(ref="lab:cli1", username=cred["username"],
-                                                  password=Secret(cred["password"])))
+                                                  password=Secret(cred["password"])),
+                            known_hosts=str(node.known_hosts))
         return ConformanceTarget(driver_class=CliDriver, endpoint=endpoint, profile=profile,
-                                 valid_change=valid, invalid_change=invalid,
+                                 valid_change=valid, invalid_change=invalid, interfering_change=interfering,
                                  hang=lambda: lab.faulted("cli1", "stop"))

@@ -25,8 +25,12 @@ pytestmark = pytest.mark.lab
 
 
 def valid(tok: str) -> ChangeSet:
-    return ChangeSet(service="system", action=Action.MODIFY,
-                     content=yaml.safe_dump({"contact": f"noc {tok}", "location": f"rack {tok}"}))
+    return ChangeSet(service="system", action=Action.MODIFY, content=yaml.safe_dump({"contact": f"noc {tok}"}))
+
+
+def interfering(tok: str) -> ChangeSet:
+    """sysLocation: in the driver's scope (both fields), not named by ``valid``."""
+    return ChangeSet(service="system", action=Action.MODIFY, content=yaml.safe_dump({"location": f"rack {tok}"}))
 
 
 def invalid(tok: str) -> ChangeSet:
@@ -44,5 +48,5 @@ class TestExamplePluginConformance(DriverConformance):
                             credential=Credential(ref="lab:snmp1:rw",
                                                   community=Secret(node.credentials["snmp"]["community_rw"])))
         return ConformanceTarget(driver_class=drivers.get(profile.driver), endpoint=endpoint, profile=profile,
-                                 valid_change=valid, invalid_change=invalid,
+                                 valid_change=valid, invalid_change=invalid, interfering_change=interfering,
                                  hang=lambda: lab.faulted("snmp1", "stop", daemon="snmpd"))

@@ -20,7 +20,7 @@ BROKEN = textwrap.dedent('''
     from drivers.testing import ConformanceTarget, DriverConformance
     from gateway.errors import DeviceRejectedError
     from gateway.secrets import Credential, Secret
-    from tests.conformance.test_example_plugin import invalid, valid
+    from tests.conformance.test_example_plugin import interfering, invalid, valid
 
     class SilentRestore(ExampleSystemDriver):
         async def restore(self, snapshot):
@@ -33,6 +33,13 @@ BROKEN = textwrap.dedent('''
             except DeviceRejectedError:
                 pass
 
+    class LooseVerify(ExampleSystemDriver):
+        """Checks only what the change names (a containment check): misses a side effect."""
+        async def verify(self, change, before):
+            result = await super().verify(change, before)
+            named = tuple(m for m in result.mismatches if not m.unexpected)
+            return dataclasses.replace(result, ok=not named, mismatches=named)
+
     class OverrunsTimeout(ExampleSystemDriver):
         async def _run(self, tool, args, *, timeout_s, phase):
             return await super()._run(tool, args, timeout_s=timeout_s + 3, phase=phase)
@@ -43,7 +50,8 @@ BROKEN = textwrap.dedent('''
         endpoint = Endpoint(device="snmp1", host=node.address, port=node.ports["snmp"], platform="example-snmp",
                             credential=Credential(ref="x", community=Secret(node.credentials["snmp"]["community_rw"])))
         return ConformanceTarget(driver_class=cls, endpoint=endpoint, profile=profile, valid_change=valid,
-                                 invalid_change=invalid, hang=lambda: lab.faulted("snmp1", "stop", daemon="snmpd"))
+                                 invalid_change=invalid, interfering_change=interfering,
+                                 hang=lambda: lab.faulted("snmp1", "stop", daemon="snmpd"))
 
     class TestSilentRestore(DriverConformance):
         @pytest.fixture
@@ -54,6 +62,11 @@ BROKEN = textwrap.dedent('''
         @pytest.fixture
         def conformance_target(self, lab):
             return target(lab, SwallowsRejection)
+
+    class TestLooseVerify(DriverConformance):
+        @pytest.fixture
+        def conformance_target(self, lab):
+            return target(lab, LooseVerify)
 
     class TestOverrunsTimeout(DriverConformance):
         @pytest.fixture
@@ -71,12 +84,13 @@ def test_broken_drivers_fail_the_kit(pytester: pytest.Pytester, lab: object, mon
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-k",
         "(SilentRestore and commit_then_restore) or (SwallowsRejection and rejected) "
-        "or (OverrunsTimeout and hung and (read or load))",
+        "or (OverrunsTimeout and hung and (read or load)) or (LooseVerify and unexpected)",
     )
-    result.assert_outcomes(failed=5)
+    result.assert_outcomes(failed=6)
     out = result.stdout.str()
     result.stdout.fnmatch_lines([
         "*FAILED*TestSilentRestore::test_commit_then_restore_gives_the_snapshot*",
         "*FAILED*TestSwallowsRejection::test_rejected_change_leaves_device_unchanged*",
+        "*FAILED*TestLooseVerify::test_verify_catches_an_unexpected_difference*",
     ])
     assert out.count("FAILED test_broken.py::TestOverrunsTimeout::test_operation_on_hung_device_times_out") == 3

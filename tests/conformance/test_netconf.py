@@ -25,8 +25,16 @@ IF = "urn:ietf:params:xml:ns:yang:ietf-interfaces"
 
 
 def valid(tok: str) -> ChangeSet:
-    return TEMPLATES.render(service="system", platform="netconfd", action=Action.MODIFY,
-                            parameters={"contact": f"noc {tok}", "location": f"rack {tok}"}, device="nc1")
+    """An interface entry: its whole entry is the read scope."""
+    return TEMPLATES.render(service="interface", platform="netconfd", action=Action.MODIFY,
+                            parameters={"name": "kit1", "description": f"kit {tok}"}, device="nc1",
+                            payload_format="xml")
+
+
+def interfering(tok: str) -> ChangeSet:
+    """Another leaf of the same entry, which ``valid`` does not name."""
+    return TEMPLATES.render(service="interface", platform="netconfd", action=Action.MODIFY,
+                            parameters={"name": "kit1", "enabled": False}, device="nc1", payload_format="xml")
 
 
 def invalid(tok: str) -> ChangeSet:
@@ -47,7 +55,8 @@ class TestNetconfConformance(DriverConformance):
         profile = dataclasses.replace(profile, timeouts=Timeouts(connect_s=3, operation_s=2, commit_s=3))
         endpoint = Endpoint(device="nc1", host=node.address, port=node.ports["netconf"], platform="netconfd",
                             credential=Credential(ref="lab:nc1", username=cred["username"],
-                                                  password=Secret(cred["password"])))
+                                                  password=Secret(cred["password"])),
+                            known_hosts=str(node.known_hosts))
         return ConformanceTarget(driver_class=NetconfDriver, endpoint=endpoint, profile=profile,
-                                 valid_change=valid, invalid_change=invalid,
+                                 valid_change=valid, invalid_change=invalid, interfering_change=interfering,
                                  hang=lambda: lab.faulted("nc1", "stop", daemon="netconfd"))

@@ -27,7 +27,13 @@ SYS_CONTACT = "1.3.6.1.2.1.1.4.0"
 
 def valid(tok: str) -> ChangeSet:
     return TEMPLATES.render(service="system", platform="net-snmp", action=Action.MODIFY,
-                            parameters={"contact": f"noc {tok}", "location": f"rack {tok}"}, device="snmp1")
+                            parameters={"contact": f"noc {tok}", "location": f"rack {tok}"}, device="snmp1", payload_format="varbinds")
+
+
+def interfering(tok: str) -> ChangeSet:
+    """sysName: in the system group's scope (profile scope_groups), not named by ``valid``."""
+    return TEMPLATES.render(service="system", platform="net-snmp", action=Action.MODIFY,
+                            parameters={"name": f"kit-{tok}"}, device="snmp1", payload_format="varbinds")
 
 
 def invalid(tok: str) -> ChangeSet:
@@ -49,5 +55,5 @@ class TestSnmpConformance(DriverConformance):
         endpoint = Endpoint(device="snmp1", host=node.address, port=node.ports["snmp"], platform="net-snmp",
                             credential=credential)
         return ConformanceTarget(driver_class=SnmpDriver, endpoint=endpoint, profile=profile,
-                                 valid_change=valid, invalid_change=invalid,
+                                 valid_change=valid, invalid_change=invalid, interfering_change=interfering,
                                  hang=lambda: lab.faulted("snmp1", "stop", daemon="snmpd"))

@@ -35,7 +35,8 @@ def endpoint(lab: Any) -> Endpoint:
     node = lab.node("cli1")
     cred = node.credentials["cli"]
     return Endpoint(device="cli1", host=node.address, port=node.ports["cli"], platform="frr",
-                    credential=Credential(ref="lab:cli1", username=cred["username"], password=Secret(cred["password"])))
+                    credential=Credential(ref="lab:cli1", username=cred["username"], password=Secret(cred["password"])),
+                    known_hosts=str(node.known_hosts))
 
 
 _RIB_READY: set[str] = set()
@@ -96,7 +97,7 @@ CASES = [
 
 @pytest.mark.parametrize(("service", "params", "line"), CASES, ids=[c[0] for c in CASES])
 async def test_push_verify_restore(lab: Any, driver: CliDriver, service: str, params: dict, line: str) -> None:
-    change = STORE.render(service=service, platform="frr", action="create", parameters=params, device="cli1")
+    change = STORE.render(service=service, platform="frr", action="create", parameters=params, device="cli1", payload_format="lines")
     snapshot = await driver.read(change)
     assert line not in snapshot.content
     preview = await driver.preview(change, snapshot)
@@ -104,7 +105,7 @@ async def test_push_verify_restore(lab: Any, driver: CliDriver, service: str, pa
     assert (await driver.read(change)) == snapshot  # preview sent nothing
 
     await driver.load(change)
-    verification = await driver.verify(change)
+    verification = await driver.verify(change, snapshot)
     assert verification.ok, verification.mismatches
     assert line in await independent_running(lab)
 
@@ -115,26 +116,29 @@ async def test_push_verify_restore(lab: Any, driver: CliDriver, service: str, pa
 
 async def test_create_then_delete_is_verified_absent(lab: Any, driver: CliDriver) -> None:
     params = {"prefix": "198.51.100.128/25", "nexthop": "blackhole"}
-    create = STORE.render(service="static-route", platform="frr", action="create", parameters=params, device="cli1")
-    delete = STORE.render(service="static-route", platform="frr", action="delete", parameters=params, device="cli1")
+    create = STORE.render(service="static-route", platform="frr", action="create", parameters=params, device="cli1", payload_format="lines")
+    delete = STORE.render(service="static-route", platform="frr", action="delete", parameters=params, device="cli1", payload_format="lines")
     before = await driver.read(create)
     await driver.load(create)
-    assert (await driver.verify(create)).ok
-    # the delete's checks fail while the route is still there ...
-    early = await driver.verify(delete)
-    assert not early.ok and {m.path for m in early.mismatches} >= {"no ip route 198.51.100.128/25 blackhole"}
+    assert (await driver.verify(create, before)).ok
+    created = await driver.read(delete)
+    # the delete's verification fails while the route is still there (a line the delete names) ...
+    early = await driver.verify(delete, created)
+    assert not early.ok
+    assert [(m.path, m.unexpected) for m in early.mismatches if not m.path.startswith("check ")] == [
+        ("ip route 198.51.100.128/25 blackhole", False)]
     await driver.load(delete)
-    result = await driver.verify(delete)
+    result = await driver.verify(delete, created)
     assert result.ok, result.mismatches
-    assert result.checked == 2  # the negated line + the TTP check (absent)
+    assert result.checked > 2  # every line of the running configuration + the TTP check (absent)
     assert (await driver.reread(before)) == before
 
 
 async def test_ttp_check_fails_when_the_route_is_not_static(lab: Any, driver: CliDriver) -> None:
     change = STORE.render(service="static-route", platform="frr", action="create",
-                          parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1")
+                          parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1", payload_format="lines")
     # verify without pushing: the read-back and the TTP check both miss
-    result = await driver.verify(change)
+    result = await driver.verify(change, await driver.read(change))
     assert not result.ok
     assert any(m.path.startswith("check ") for m in result.mismatches)
 
@@ -162,7 +166,7 @@ async def test_rejected_line_names_line_and_message_and_restore_leaves_device_un
 
 async def test_stopped_device_times_out_then_recovers(lab: Any, driver: CliDriver) -> None:
     change = STORE.render(service="static-route", platform="frr", action="create",
-                          parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1")
+                          parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1", payload_format="lines")
     snapshot = await driver.read(change)
     with lab.faulted("cli1", "stop"):  # SIGSTOP zebra, staticd and sshd: vtysh hangs
         started = time.monotonic()
@@ -194,7 +198,7 @@ async def test_parse_cache_never_hides_a_change_made_by_another_session(lab: Any
         await other.close()
     changed = await driver.reread(snapshot)
     assert changed != snapshot and line in changed.content
-    assert (await driver.verify(change)).ok
+    assert (await driver.verify(change, snapshot)).ok
     await driver.restore(snapshot)  # generated undo from the current text, not from a cached tree
     assert (await driver.reread(snapshot)) == snapshot
     assert await independent_running(lab) == snapshot.content

@@ -13,7 +13,7 @@ from typing import AsyncIterator
 import pytest
 import yaml
 
-from drivers.base import Capabilities, ChangeSet, DeviceProfile, Endpoint, Timeouts
+from drivers.base import Capabilities, ChangeSet, DeviceProfile, Endpoint, Snapshot, Timeouts
 from drivers.netconf import NetconfDriver, rpc
 from gateway.errors import DeviceRejectedError, DeviceTimeoutError, LockDeniedError, SessionLostError
 from gateway.model import Action
@@ -68,7 +68,8 @@ def make(node, **timeouts: float) -> NetconfDriver:  # type: ignore[no-untyped-d
     return NetconfDriver(
         endpoint=Endpoint(device=node.name if hasattr(node, "name") else "nc1", host=node.address,
                           port=node.ports["netconf"], platform="netconfd",
-                          credential=Credential(ref="lab", username=cred["username"], password=Secret(cred["password"]))),
+                          credential=Credential(ref="lab", username=cred["username"], password=Secret(cred["password"])),
+                          known_hosts=str(node.known_hosts)),
         profile=profile(**timeouts),
     )
 
@@ -86,12 +87,12 @@ def name() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
-async def independent_read(node, change: ChangeSet):  # type: ignore[no-untyped-def]
-    """A read through a session of its own (not the one that made the change)."""
+async def independent_read(node, change: ChangeSet, before: Snapshot):  # type: ignore[no-untyped-def]
+    """A verification through a session of its own (not the one that made the change)."""
     d = make(node)
     await d.open()
     try:
-        return await d.verify(change)
+        return await d.verify(change, before)
     finally:
         await d.close()
 
@@ -122,21 +123,27 @@ async def test_lock_is_exclusive(node, drv: NetconfDriver) -> None:  # type: ign
 
 async def test_create_modify_delete_verified(node, drv: NetconfDriver, name: str) -> None:  # type: ignore[no-untyped-def]
     create = iface(name, description="first", ip="192.0.2.1")
+    before = await drv.read(create)
     await apply(drv, create)
-    v = await drv.verify(create)
-    assert v.ok and v.checked == 6, v.mismatches
-    assert (await independent_read(node, create)).ok
+    v = await drv.verify(create, before)
+    assert v.ok and v.checked == 6, v.mismatches  # name, description, type, enabled, ip, prefix-length
+    assert (await independent_read(node, create, before)).ok
     assert v.readback is not None and "192.0.2.1" in v.readback.content
 
     modify = iface(name, description="second", enabled="false", ip="192.0.2.1")
+    created = await drv.read(modify)
     await apply(drv, modify)
-    assert (await independent_read(node, modify)).ok
-    assert not (await drv.verify(create)).ok  # the old description is gone
+    assert (await independent_read(node, modify, created)).ok
+    stale = await drv.verify(create, before)  # the old description and enabled value are gone
+    assert not stale.ok
+    assert {(m.path.rsplit("/", 1)[-1], m.unexpected) for m in stale.mismatches} == {
+        ("description", False), ("enabled", False)}
 
     delete = iface(name, op="delete")
+    modified = await drv.read(delete)
     await apply(drv, delete)
-    v = await independent_read(node, delete)
-    assert v.ok and v.checked == 1
+    v = await independent_read(node, delete, modified)
+    assert v.ok and v.checked == 6  # every leaf the entry had is gone
     assert "<interface>" not in (await drv.read(delete)).content
 
 
@@ -144,7 +151,7 @@ async def test_system_contact_and_location(node, drv: NetconfDriver) -> None:  #
     change = system(f"noc-{uuid.uuid4().hex[:6]}", "rack 7")
     before = await drv.read(change)
     await apply(drv, change)
-    assert (await independent_read(node, change)).ok
+    assert (await independent_read(node, change, before)).ok
     await drv.restore(before)
     assert (await drv.reread(before)).content == before.content
 
@@ -152,6 +159,7 @@ async def test_system_contact_and_location(node, drv: NetconfDriver) -> None:  #
 async def test_confirmed_commit_persists_across_sessions_then_confirm(node, drv: NetconfDriver, name: str) -> None:  # type: ignore[no-untyped-def]
     change = iface(name, description="persisted")
     pid = f"p-{name}"
+    before = await drv.read(change)
     await drv.lock()
     await drv.load(change)
     await drv.commit(confirm_timeout_s=60, persist_id=pid)
@@ -160,10 +168,10 @@ async def test_confirmed_commit_persists_across_sessions_then_confirm(node, drv:
     d2 = make(node)
     await d2.open()
     try:
-        assert (await d2.verify(change)).ok
+        assert (await d2.verify(change, before)).ok
         await d2.confirm(persist_id=pid)
         assert await d2.cancel_commit(persist_id=pid) is False  # nothing pending any more
-        assert (await d2.verify(change)).ok
+        assert (await d2.verify(change, before)).ok
         await apply(d2, iface(name, op="delete"))
     finally:
         await d2.close()
@@ -175,7 +183,7 @@ async def test_cancel_commit_restores(drv: NetconfDriver, name: str) -> None:
     await drv.lock()
     await drv.load(change)
     await drv.commit(confirm_timeout_s=60, persist_id=f"c-{name}")
-    assert (await drv.verify(change)).ok
+    assert (await drv.verify(change, before)).ok
     assert await drv.cancel_commit(persist_id=f"c-{name}") is True
     await drv.unlock()
     assert (await drv.reread(before)).content == before.content
@@ -188,7 +196,7 @@ async def test_unconfirmed_commit_reverts_by_itself(drv: NetconfDriver, name: st
     await drv.load(change)
     await drv.commit(confirm_timeout_s=2, persist_id=f"r-{name}")
     await drv.unlock()
-    assert (await drv.verify(change)).ok
+    assert (await drv.verify(change, before)).ok
     await asyncio.sleep(4)
     assert (await drv.reread(before)).content == before.content
     assert await drv.cancel_commit(persist_id=f"r-{name}") is False
@@ -213,6 +221,7 @@ async def test_invalid_value_is_rejected_with_parsed_error(drv: NetconfDriver, n
 
 async def test_verify_catches_the_validate_quirk(drv: NetconfDriver, name: str) -> None:
     change = iface(name, description="lost-by-validate")
+    before = await drv.read(change)
     await drv.lock()
     try:
         await drv.load(change)
@@ -221,13 +230,14 @@ async def test_verify_catches_the_validate_quirk(drv: NetconfDriver, name: str) 
         await drv.commit()  # says ok ...
     finally:
         await drv.unlock()
-    v = await drv.verify(change)  # ... but nothing changed
+    v = await drv.verify(change, before)  # ... but nothing changed
     assert not v.ok
     assert any(m.path.endswith(f"interface[name='{name}']/description") for m in v.mismatches)
 
 
 async def test_driver_validate_does_not_lose_the_change(drv: NetconfDriver, name: str) -> None:
     change = iface(name, description="validated")
+    before = await drv.read(change)
     await drv.lock()
     try:
         await drv.load(change)
@@ -235,7 +245,7 @@ async def test_driver_validate_does_not_lose_the_change(drv: NetconfDriver, name
         await drv.commit()
     finally:
         await drv.unlock()
-    assert (await drv.verify(change)).ok
+    assert (await drv.verify(change, before)).ok
     await apply(drv, iface(name, op="delete"))
 
 
@@ -260,7 +270,7 @@ async def test_restore_from_snapshot(drv: NetconfDriver, name: str) -> None:
         f"{TYPE}</interface></interfaces>"))
     before = await drv.read(both)
     await apply(drv, both)
-    v = await drv.verify(both)
+    v = await drv.verify(both, before)
     assert v.ok and v.readback is not None and "brand-new" in v.readback.content
     await drv.lock()
     await drv.restore(before)

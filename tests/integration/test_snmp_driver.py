@@ -107,7 +107,7 @@ async def test_lifecycle_round_trip(mode: str, rw: SnmpDriver, v3: SnmpDriver) -
     ch = change((SYS_CONTACT, "OctetString", contact), (SYS_LOCATION, "OctetString", location))
 
     before = await driver.read(ch)
-    assert before.scope == f"{SYS_CONTACT}\n{SYS_LOCATION}"
+    assert before.scope == f"{SYS_CONTACT}\n{SYS_NAME}\n{SYS_LOCATION}"  # the profile's system scope group
     assert before.content.startswith(f"{SYS_CONTACT} = OctetString: ")
 
     preview = await driver.preview(ch, before)
@@ -115,8 +115,8 @@ async def test_lifecycle_round_trip(mode: str, rw: SnmpDriver, v3: SnmpDriver) -
     assert await driver.reread(before) == before, "preview must not change the device"
 
     await driver.load(ch)
-    result = await driver.verify(ch)
-    assert result.ok and result.checked == 2 and not result.mismatches
+    result = await driver.verify(ch, before)
+    assert result.ok and result.checked == 3 and not result.mismatches
     assert result.readback is not None and f'"{contact}"' in result.readback.content
     after = await driver.reread(before)
     assert driver.diff(before, after) == preview
@@ -127,16 +127,17 @@ async def test_lifecycle_round_trip(mode: str, rw: SnmpDriver, v3: SnmpDriver) -
 
     await driver.restore(before)
     assert await driver.reread(before) == before
-    assert not (await driver.verify(ch)).ok
+    assert not (await driver.verify(ch, before)).ok
 
 
 async def test_verify_reports_each_mismatch(rw: SnmpDriver) -> None:
     wanted, other = token(), token()
     await rw.load(change((SYS_CONTACT, "OctetString", other)))
     ch = change((SYS_CONTACT, "OctetString", wanted), (SYS_LOCATION, "OctetString", token()))
-    result = await rw.verify(ch)
-    assert not result.ok and result.checked == 2
+    result = await rw.verify(ch, await rw.read(ch))  # nothing was pushed
+    assert not result.ok and result.checked == 3
     assert [m.path for m in result.mismatches] == [SYS_CONTACT, SYS_LOCATION]
+    assert not any(m.unexpected for m in result.mismatches)
     assert result.mismatches[0].expected == f'OctetString: "{wanted}"'
     assert result.mismatches[0].actual == f'OctetString: "{other}"'
 
@@ -229,17 +230,19 @@ async def test_system_service_template_end_to_end(snmp1: Any, rw: SnmpDriver) ->
     store = TemplateStore(root=ROOT / "templates")
     params = {"contact": f"noc: {token()} # 'q'", "location": token()}
     ch = store.render(service="system", platform="net-snmp", action=Action.CREATE, parameters=params,
-                      device=snmp1.name)
+                      device=snmp1.name, payload_format="varbinds")
     before = await rw.read(ch)
     await rw.load(ch)
-    assert (await rw.verify(ch)).ok
+    assert (await rw.verify(ch, before)).ok
     got = (await rw.reread(before)).content
     assert params["contact"] in got.replace('\\"', '"')
     delete = store.render(service="system", platform="net-snmp", action=Action.DELETE, parameters=params,
-                          device=snmp1.name)
+                          device=snmp1.name, payload_format="varbinds")
+    created = await rw.read(delete)
     await rw.load(delete)
-    assert (await rw.verify(delete)).ok
-    assert (await rw.reread(before)).content == f'{SYS_CONTACT} = OctetString: ""\n{SYS_LOCATION} = OctetString: ""'
+    assert (await rw.verify(delete, created)).ok
+    lines = (await rw.reread(before)).content.splitlines()
+    assert f'{SYS_CONTACT} = OctetString: ""' in lines and f'{SYS_LOCATION} = OctetString: ""' in lines
     await rw.restore(before)
     assert await rw.reread(before) == before
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from drivers import registry as reg
-from drivers.base import Capabilities, Driver
+from drivers.base import Capabilities, Driver, PayloadFormat
 from gateway.api.server import start_server, stop_server
 from gateway.cli import main
 from tests.unit.test_api_support import MemoryEngine
@@ -186,6 +186,7 @@ def test_fallout_commands(gw: Gateway) -> None:
 # -- drivers ---------------------------------------------------------------------------------
 class GoodDriver(Driver):  # a real Driver subclass, found through a real entry point below
     name = "good"
+    payload_format = PayloadFormat.LINES
     supported = Capabilities(lock=True, candidate=True, diff=True)
 
 

@@ -84,33 +84,6 @@ def test_canonical_keeps_device_order_and_structure() -> None:
     assert cfg.canonical(tree(RUNNING.replace("loopback-orig", "other"))) != text
 
 
-# -- read-back check -------------------------------------------------------------------------
-def test_check_present_ok_for_lines_under_their_parents() -> None:
-    checked, mismatches = cfg.check_present("interface lo\n description loopback-orig\nexit\n"
-                                            "ip route 203.0.113.0/24 Null0\n", tree(RUNNING))
-    assert (checked, mismatches) == (2, [])
-
-
-def test_check_present_reports_missing_line_and_wrong_parent() -> None:
-    checked, mismatches = cfg.check_present("interface eth0\n description loopback-orig\nexit\n"
-                                            "ip route 198.18.0.0/24 Null0\n", tree(RUNNING))
-    assert checked == 2
-    assert [m.path for m in mismatches] == ["interface eth0 > description loopback-orig", "ip route 198.18.0.0/24 Null0"]
-    assert mismatches[0].actual is None
-
-
-def test_check_present_negated_lines_must_be_absent() -> None:
-    checked, mismatches = cfg.check_present("no ip route 192.0.2.0/24 198.51.100.1\nno ip prefix-list PL seq 5\n"
-                                            "no ip prefix-list OTHER seq 5\n", tree(RUNNING))
-    assert checked == 3
-    assert [m.actual for m in mismatches] == ["ip route 192.0.2.0/24 198.51.100.1 7",
-                                              "ip prefix-list PL seq 5 permit 10.0.0.0/8 le 24"]
-    # a section holding only `no` lines need not exist
-    assert cfg.check_present("interface gw9\n no description\nexit\n", tree(RUNNING)) == (1, [])
-    assert cfg.check_present("interface lo\n no description\nexit\n", tree(RUNNING))[1][0].actual == \
-        "description loopback-orig"
-
-
 def test_push_lines_parents_and_terminators() -> None:
     lines = cfg.push_lines("interface lo\n description x\n shutdown\nexit\n! comment\nip route 1.0.0.0/8 Null0\n")
     assert [(p.text, p.parents) for p in lines] == [
@@ -215,7 +188,7 @@ def test_records_flattens_ttp_results() -> None:
 def test_rendered_static_route_check_parses() -> None:
     store = TemplateStore(root=ROOT / "templates")
     cs = store.render(service="static-route", platform="frr", action="create",
-                      parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1")
+                      parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1", payload_format="lines")
     check = Check.from_text(cs.checks[0])
     assert check is not None and check.command == "show ip route 203.0.113.0/24" and not check.absent
     assert evaluate(check, parse_output(SHOW_ROUTE, check.ttp))[0] is True
@@ -243,7 +216,7 @@ def test_rendered_static_route_check_parses() -> None:
 def test_frr_templates_golden(service: str, action: str, params: dict, expected: str) -> None:
     store = TemplateStore(root=ROOT / "templates")
     assert store.render(service=service, platform="frr", action=action, parameters=params,
-                        device="cli1").content == expected
+                        device="cli1", payload_format="lines").content == expected
 
 
 @pytest.mark.parametrize("params", [
@@ -257,7 +230,7 @@ def test_bad_parameters_are_refused_before_any_push(params: dict) -> None:
 
     store = TemplateStore(root=ROOT / "templates")
     with pytest.raises(RenderError):
-        store.render(service="static-route", platform="frr", action="create", parameters=params, device="cli1")
+        store.render(service="static-route", platform="frr", action="create", parameters=params, device="cli1", payload_format="lines")
 
 
 def test_driver_refuses_control_characters_itself() -> None:

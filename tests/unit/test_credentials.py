@@ -67,6 +67,16 @@ def test_group_or_other_permission_is_refused(tmp_path: Path, mode: int) -> None
         CredentialResolver(environ={}).resolve(f"file:{p}#nc1.netconf")
 
 
+@pytest.mark.parametrize(("mode", "who"), [(0o640, "group-readable"), (0o604, "other-readable")])
+def test_refusal_names_the_file_and_its_mode(tmp_path: Path, mode: int, who: str) -> None:
+    p = cred_file(tmp_path, mode=mode)
+    with pytest.raises(ConfigurationError) as info:
+        CredentialResolver(environ={}).resolve(f"file:{p}#nc1.netconf")
+    message = str(info.value)
+    assert str(p) in message and f"{mode:04o}" in message, who
+    assert "s3cret" not in message  # the content is never read, let alone shown
+
+
 def test_not_a_regular_file(tmp_path: Path) -> None:
     d = tmp_path / "dir"
     d.mkdir(mode=0o700)

@@ -122,7 +122,7 @@ async def test_preview_confirmed_commit_verify_confirm() -> None:
     await drv.commit(confirm_timeout_s=120)
     assert dev.has_pending_commit()
 
-    result = await drv.verify(CHANGE)
+    result = await drv.verify(CHANGE, before)
     assert result.ok, result.detail
     assert result.checked == 4 and result.readback is not None  # "!" is not a line
     added = [line[1:].strip() for line in drv.diff(before, result.readback).splitlines()
@@ -144,7 +144,7 @@ async def test_verify_catches_dropped_line_then_pending_commit_rolled_back() -> 
     before = await drv.read(CHANGE)
     await drv.load(CHANGE)
     await drv.commit(confirm_timeout_s=60)
-    result = await drv.verify(CHANGE)
+    result = await drv.verify(CHANGE, before)
     assert not result.ok
     assert [m.path for m in result.mismatches] == ["ip route 203.0.113.0/24 198.51.100.2"]
     assert await drv.cancel_commit() is True  # has_pending_commit() → rollback()
@@ -160,7 +160,7 @@ async def test_plain_commit_then_restore_by_replace() -> None:
     await drv.load(CHANGE)
     await drv.commit()
     assert not dev.has_pending_commit()
-    assert (await drv.verify(CHANGE)).ok
+    assert (await drv.verify(CHANGE, before)).ok
     await drv.restore(before)
     assert dev.calls["load_replace_candidate"] == 1 and dev.calls["commit_config"] == 2
     assert await drv.reread(before) == before
@@ -181,8 +181,9 @@ async def test_load_mode_replace_uses_load_replace_candidate() -> None:
 async def test_delete_verifies_absence() -> None:
     drv = await opened(mock_profile("confirmed-commit"))
     gone = ChangeSet(service="s", action=Action.DELETE, content="no ip route 203.0.113.0/24 198.51.100.2\n")
-    assert (await drv.verify(gone)).ok  # get_config.1: the route is not there
-    result = await drv.verify(gone)  # get_config.2: the route is there
+    unused = Snapshot(content="", scope="running")  # containment: the bridge does not compare with it
+    assert (await drv.verify(gone, unused)).ok  # get_config.1: the route is not there
+    result = await drv.verify(gone, unused)  # get_config.2: the route is there
     assert not result.ok and result.mismatches[0].actual == "ip route 203.0.113.0/24 198.51.100.2"
     await drv.close()
 

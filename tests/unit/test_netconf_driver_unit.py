@@ -38,7 +38,8 @@ def make_driver(**timeouts: float) -> NetconfDriver:
                              timeouts=Timeouts(**timeouts), quirks=prof.quirks, settings=prof.settings)
     return NetconfDriver(
         endpoint=Endpoint(device="nc-x", host="127.0.0.1", port=1, platform="netconfd",
-                          credential=Credential(ref="r", username="u", password=Secret("s3cret-pw"))),
+                          credential=Credential(ref="r", username="u", password=Secret("s3cret-pw")),
+                          host_key_check=False),  # no SSH server here: nothing reaches a key exchange
         profile=prof,
     )
 
@@ -51,7 +52,7 @@ def test_profile_shape_and_capabilities() -> None:
     assert d.capabilities == NetconfDriver.supported
     assert d.capabilities.names() == ("lock", "candidate", "confirmed_commit", "persist_id", "validate", "atomic_push")
     s = d.settings
-    assert s.hello_settle_ms == 10 and s.validate_drops_candidate and not s.host_key_check
+    assert s.hello_settle_ms == 10 and s.validate_drops_candidate
     assert {"tag": "operation-failed", "number": "274"} in s.no_pending_commit_errors
 
 
@@ -84,7 +85,7 @@ def test_ssh_ciphers_come_from_the_profile_and_unknown_ones_are_refused() -> Non
         (RpcTimeout("t"), e.Phase.COMMIT, e.DeviceTimeoutError),
         (TimeoutError(), e.Phase.CONNECT, e.DeviceTimeoutError),
         (asyncssh.PermissionDenied("no"), e.Phase.CONNECT, e.AuthenticationError),
-        (asyncssh.HostKeyNotVerifiable("bad key"), e.Phase.CONNECT, e.ConnectError),
+        (asyncssh.HostKeyNotVerifiable("bad key"), e.Phase.CONNECT, e.HostKeyError),
         (asyncssh.ChannelOpenError(1, "no subsystem"), e.Phase.CONNECT, e.ConnectError),
         (SessionClosed("gone"), e.Phase.PUSH, e.SessionLostError),
         (SessionClosed("gone"), e.Phase.CONNECT, e.ConnectError),

@@ -40,6 +40,7 @@ def test_profile_loads(tmp_path: Path) -> None:
         confirm_timeout_s=60,
         quirks={"validate_then_commit_drops_changes": True},
         settings={"render_format": "xml", "transport": "asyncssh"},
+        source=str(tmp_path / "netconfd.yaml"),
     )
 
 

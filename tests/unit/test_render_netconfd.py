@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from gateway.errors import RenderError
 from gateway.model import Action
 from gateway.render import TemplateStore
 
@@ -21,7 +22,7 @@ def store() -> TemplateStore:
 
 def render(store: TemplateStore, service: str, action: str, **params: object) -> str:
     cs = store.render(service=service, platform="netconfd", action=Action(action), parameters=params,
-                      device="nc1", output_format="xml")
+                      device="nc1", payload_format="xml")
     assert cs.service == service and cs.action is Action(action)
     assert cs.undo is None and cs.checks == ()
     return cs.content
@@ -145,11 +146,16 @@ def test_protobuf_float_integer_renders_as_integer(store: TemplateStore) -> None
     assert "<prefix-length>24</prefix-length>" in out
 
 
-def test_description_cannot_inject_xml(store: TemplateStore) -> None:
-    out = render(store, "interface", "create", name="ge1", description="</description><enabled>false</enabled>")
+def test_description_holding_markup_is_refused(store: TemplateStore) -> None:
+    with pytest.raises(RenderError, match="parameters.description: holds XML markup"):
+        render(store, "interface", "create", name="ge1", description="</description><enabled>false</enabled>")
+
+
+def test_description_with_xml_characters_is_escaped_text(store: TemplateStore) -> None:
+    out = render(store, "interface", "create", name="ge1", description='R&D < lab > "core" \'1\'')
     root = etree.fromstring(out.encode())
     ns = "{urn:ietf:params:xml:ns:yang:ietf-interfaces}"
-    assert root.find(f".//{ns}description").text == "</description><enabled>false</enabled>"
+    assert root.find(f".//{ns}description").text == 'R&D < lab > "core" \'1\''
     assert root.find(f".//{ns}enabled") is None
 
 
@@ -169,9 +175,9 @@ def test_description_cannot_inject_xml(store: TemplateStore) -> None:
     ],
 )
 def test_shipped_schemas_refuse_bad_parameters(store: TemplateStore, service: str, action: str, params: dict, field: str) -> None:
-    violations = store.validate(service=service, action=Action(action), parameters=params, output_format="xml")
+    violations = store.validate(service=service, action=Action(action), parameters=params, payload_format="xml")
     assert field in [v.field for v in violations]
 
 
 def test_delete_needs_only_the_key(store: TemplateStore) -> None:
-    assert store.validate(service="interface", action=Action.DELETE, parameters={"name": "ge1"}, output_format="xml") == []
+    assert store.validate(service="interface", action=Action.DELETE, parameters={"name": "ge1"}, payload_format="xml") == []

@@ -45,9 +45,9 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def render(store: TemplateStore, platform: str = "cli", action: str = "create", fmt: str = "text", **params: object):
+def render(store: TemplateStore, platform: str = "cli", action: str = "create", fmt: str = "lines", **params: object):
     return store.render(service="svc", platform=platform, action=Action(action), parameters=params, device="d1",
-                        output_format=fmt)
+                        payload_format=fmt)
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def render(store: TemplateStore, platform: str = "cli", action: str = "create", 
 def test_all_schema_errors_are_listed(root: Path) -> None:
     store = TemplateStore(root=root)
     v = store.validate(service="svc", action=Action.CREATE,
-                       parameters={"size": 11, "mode": "medium", "extra": 1, "items": [1, "x"], "nested": {"b": 3}})
+                       parameters={"size": 11, "mode": "medium", "extra": 1, "items": [1, "x"], "nested": {"b": 3}}, payload_format="lines")
     fields = {x.field: x.reason for x in v}
     assert set(fields) == {
         "parameters.name", "parameters.size", "parameters.mode", "parameters.extra",
@@ -67,32 +67,32 @@ def test_all_schema_errors_are_listed(root: Path) -> None:
 
 
 def test_valid_parameters_give_no_violation(root: Path) -> None:
-    assert TemplateStore(root=root).validate(service="svc", action=Action.MODIFY, parameters={"name": "a", "size": 2}) == []
+    assert TemplateStore(root=root).validate(service="svc", action=Action.MODIFY, parameters={"name": "a", "size": 2}, payload_format="lines") == []
 
 
 def test_unknown_service_is_one_violation_on_service(root: Path) -> None:
-    v = TemplateStore(root=root).validate(service="nope", action=Action.CREATE, parameters={"x": 1})
+    v = TemplateStore(root=root).validate(service="nope", action=Action.CREATE, parameters={"x": 1}, payload_format="lines")
     assert [x.field for x in v] == ["service"] and "svc" in v[0].reason
 
 
 @pytest.mark.parametrize("name", ["../svc", "svc/..", "/etc", "", ".hidden"])
 def test_service_names_cannot_escape_the_root(root: Path, name: str) -> None:
     store = TemplateStore(root=root)
-    assert [x.field for x in store.validate(service=name, action=Action.CREATE, parameters={})] == ["service"]
+    assert [x.field for x in store.validate(service=name, action=Action.CREATE, parameters={}, payload_format="lines")] == ["service"]
     assert not store.has(name, "cli")
     assert not store.has("svc", "../svc/cli")
 
 
 def test_unknown_action_and_non_mapping_parameters(root: Path) -> None:
     store = TemplateStore(root=root)
-    assert [x.field for x in store.validate(service="svc", action="merge", parameters={})] == ["action"]
-    assert [x.field for x in store.validate(service="svc", action="create", parameters=["a"])] == ["parameters"]  # type: ignore[arg-type]
+    assert [x.field for x in store.validate(service="svc", action="merge", parameters={}, payload_format="lines")] == ["action"]
+    assert [x.field for x in store.validate(service="svc", action="create", parameters=["a"], payload_format="lines")] == ["parameters"]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\tb", "a\x00b", "a\x1bb", "a\x7fb", "a\u2028b", "a\x85b"])
 def test_text_output_refuses_control_characters(root: Path, bad: str) -> None:
     store = TemplateStore(root=root)
-    v = store.validate(service="svc", action=Action.CREATE, parameters={"name": bad, "size": 1}, output_format="text")
+    v = store.validate(service="svc", action=Action.CREATE, parameters={"name": bad, "size": 1}, payload_format="lines")
     assert [x.field for x in v] == ["parameters.name"] and "control character" in v[0].reason
     with pytest.raises(RenderError, match="parameters.name"):
         render(store, name=bad, size=1)
@@ -100,24 +100,24 @@ def test_text_output_refuses_control_characters(root: Path, bad: str) -> None:
 
 def test_control_characters_found_at_any_depth(root: Path) -> None:
     v = TemplateStore(root=root).validate(service="svc", action=Action.CREATE,
-                                          parameters={"name": "ok", "size": 1, "nested": {"a": "x\ny"}})
+                                          parameters={"name": "ok", "size": 1, "nested": {"a": "x\ny"}}, payload_format="lines")
     assert [x.field for x in v] == ["parameters.nested.a"]
 
 
 def test_xml_output_allows_newline_but_not_other_controls(root: Path) -> None:
     store = TemplateStore(root=root)
-    assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a\nb", "size": 1}, output_format="xml") == []
-    v = store.validate(service="svc", action=Action.CREATE, parameters={"name": "a\x01b", "size": 1}, output_format="xml")
+    assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a\nb", "size": 1}, payload_format="xml") == []
+    v = store.validate(service="svc", action=Action.CREATE, parameters={"name": "a\x01b", "size": 1}, payload_format="xml")
     assert [x.field for x in v] == ["parameters.name"]
 
 
 def test_delete_requires_only_keys_and_accepts_null(root: Path) -> None:
     store = TemplateStore(root=root)
-    assert store.validate(service="svc", action=Action.DELETE, parameters={"name": "a"}) == []
-    assert store.validate(service="svc", action=Action.DELETE, parameters={"name": "a", "size": None}) == []
-    assert [x.field for x in store.validate(service="svc", action=Action.DELETE, parameters={"size": 3})] == ["parameters.name"]
+    assert store.validate(service="svc", action=Action.DELETE, parameters={"name": "a"}, payload_format="lines") == []
+    assert store.validate(service="svc", action=Action.DELETE, parameters={"name": "a", "size": None}, payload_format="lines") == []
+    assert [x.field for x in store.validate(service="svc", action=Action.DELETE, parameters={"size": 3}, payload_format="lines")] == ["parameters.name"]
     # other parameters, when given a value, are still checked
-    assert [x.field for x in store.validate(service="svc", action=Action.DELETE, parameters={"name": "a", "size": 99})] == ["parameters.size"]
+    assert [x.field for x in store.validate(service="svc", action=Action.DELETE, parameters={"name": "a", "size": 99}, payload_format="lines")] == ["parameters.size"]
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -144,7 +144,8 @@ def test_parameter_named_like_a_renderer_variable_is_under_parameters(tmp_path: 
         "cli.j2": "{{ action }} {{ name }} {{ parameters.action }} {{ parameters.name }} {{ device }}\n",
     })
     cs = TemplateStore(root=tmp_path).render(service="acl", platform="cli", action=Action.CREATE,
-                                             parameters={"name": "pl1", "action": "deny"}, device="r1")
+                                             parameters={"name": "pl1", "action": "deny"}, device="r1",
+                                             payload_format="lines")
     assert cs.content == "create pl1 deny pl1 r1\n"
 
 
@@ -196,10 +197,21 @@ def test_runtime_error_in_template_is_a_render_error(root: Path) -> None:
         render(TemplateStore(root=root), platform="div", name="a", size=1)
 
 
+NC_CONFIG = '<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">'
+
+
 def test_xml_output_is_autoescaped(root: Path) -> None:
-    make(root, "svc", {"x.j2": "<config><d>{{ name }}</d></config>\n"})
-    out = render(TemplateStore(root=root), platform="x", fmt="xml", name="</d><x a='1'>&", size=1).content
-    assert out == "<config><d>&lt;/d&gt;&lt;x a=&#39;1&#39;&gt;&amp;</d></config>\n"
+    make(root, "svc", {"x.j2": NC_CONFIG + "<d>{{ name }}</d></config>\n"})
+    out = render(TemplateStore(root=root), platform="x", fmt="xml", name="a < b & 'c' > \"d\"", size=1).content
+    assert out == NC_CONFIG + "<d>a &lt; b &amp; &#39;c&#39; &gt; &#34;d&#34;</d></config>\n"
+
+
+@pytest.mark.parametrize("value", ["</d><x a='1'>", "x<y", "&amp;", "&#60;", "<!-- c -->", "<![CDATA[x]]>", "a]]>b"])
+def test_xml_values_holding_markup_are_refused(root: Path, value: str) -> None:
+    make(root, "svc", {"x.j2": NC_CONFIG + "<d>{{ name }}</d></config>\n"})
+    v = TemplateStore(root=root).validate(service="svc", action=Action.CREATE, parameters={"name": value, "size": 1},
+                                          payload_format="xml")
+    assert [x.field for x in v] == ["parameters.name"] and "markup" in v[0].reason
 
 
 def test_text_output_is_not_escaped(root: Path) -> None:
@@ -208,8 +220,8 @@ def test_text_output_is_not_escaped(root: Path) -> None:
 
 
 def test_malformed_xml_output_is_a_render_error(root: Path) -> None:
-    make(root, "svc", {"broken.j2": "<config><d>{{ name }}</config>\n"})
-    with pytest.raises(RenderError, match=r"svc/broken\.j2: the rendered output is not well-formed XML"):
+    make(root, "svc", {"broken.j2": NC_CONFIG + "<d>{{ name }}</config>\n"})
+    with pytest.raises(RenderError, match=r"svc/broken\.j2 \(xml\): the rendered output is not well-formed XML"):
         render(TemplateStore(root=root), platform="broken", fmt="xml", name="a", size=1)
 
 
@@ -217,7 +229,7 @@ def test_unknown_platform_and_output_format(root: Path) -> None:
     store = TemplateStore(root=root)
     with pytest.raises(RenderError, match="no template svc/junos.j2"):
         render(store, platform="junos", name="a", size=1)
-    with pytest.raises(ConfigurationError, match="render format"):
+    with pytest.raises(ConfigurationError, match="unknown payload format"):
         render(store, fmt="json", name="a", size=1)
 
 
@@ -241,7 +253,7 @@ def test_check_template_error_names_the_service_file(root: Path) -> None:
 
 def test_service_file_is_reloaded_when_it_changes(root: Path) -> None:
     store = TemplateStore(root=root, recheck_s=0.2)
-    assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1}) == []
+    assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1}, payload_format="lines") == []
     text = SERVICE.replace("required: [name, size]", "required: [name, size, mode]")
     path = root / "svc" / "service.yaml"
     path.write_text(text)
@@ -250,12 +262,12 @@ def test_service_file_is_reloaded_when_it_changes(root: Path) -> None:
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     # within recheck_s the store trusts its last look at the files; after it, it sees the change
-    assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1}) == []
+    assert store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1}, payload_format="lines") == []
     time.sleep(0.25)
-    assert [x.field for x in store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1})] == ["parameters.mode"]
+    assert [x.field for x in store.validate(service="svc", action=Action.CREATE, parameters={"name": "a", "size": 1}, payload_format="lines")] == ["parameters.mode"]
     path.unlink()
     time.sleep(0.25)
-    assert [x.field for x in store.validate(service="svc", action=Action.CREATE, parameters={})] == ["service"]
+    assert [x.field for x in store.validate(service="svc", action=Action.CREATE, parameters={}, payload_format="lines")] == ["service"]
 
 
 @pytest.mark.parametrize(
@@ -273,7 +285,7 @@ def test_bad_service_file_is_a_configuration_error(tmp_path: Path, text: str, me
     make(tmp_path, "bad", {"service.yaml": text, "cli.j2": "x\n"})
     store = TemplateStore(root=tmp_path)
     with pytest.raises(ConfigurationError, match=message) as info:
-        store.validate(service="bad", action=Action.CREATE, parameters={})
+        store.validate(service="bad", action=Action.CREATE, parameters={}, payload_format="lines")
     assert "bad/service.yaml" in str(info.value)
     with pytest.raises(ConfigurationError):
         store.check()

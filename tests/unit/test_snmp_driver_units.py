@@ -129,7 +129,8 @@ def test_profile_file_schema_and_capabilities() -> None:
     assert raw["platform"] == "net-snmp" and raw["driver"] == "snmp" and raw["quirks"] == {}
     assert {k for k, v in raw["capabilities"].items() if v} == {"atomic_push"}
     assert set(raw["timeouts"]) == {"connect_s", "operation_s", "commit_s"}
-    assert raw["settings"] == {"render_format": "text", "retries": 1, "security": "v3"}
+    assert raw["settings"] == {"retries": 1, "security": "v3", "scope_groups": [
+        ["1.3.6.1.2.1.1.4.0", "1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.6.0"]]}
     profile = parse_profile(raw, source=str(PROFILE_PATH), expected_platform="net-snmp")
     assert SnmpDriver.capabilities_for(profile) == Capabilities(atomic_push=True)
     assert drivers.get("snmp") is SnmpDriver
@@ -159,7 +160,7 @@ def test_template_delete_empties_the_given_leaves() -> None:
 def test_template_through_the_gateway_renderer() -> None:
     store = TemplateStore(root=ROOT / "templates")
     cs = store.render(service="system", platform="net-snmp", action=Action.MODIFY,
-                      parameters={"contact": "noc@example.net"}, device="snmp1")
+                      parameters={"contact": "noc@example.net"}, device="snmp1", payload_format="varbinds")
     assert cs.content == (
         "# system service, net-snmp: sysContact, sysName, sysLocation (SNMPv2-MIB::system)\n"
         '- {"oid": "1.3.6.1.2.1.1.4.0", "type": "OctetString", "value": "noc@example.net"}\n')

@@ -26,7 +26,12 @@ from gateway.secrets import Credential, Secret
 
 def valid(tok: str) -> ChangeSet:
     return ChangeSet(service="system", action=Action.MODIFY,
-                     content=yaml.safe_dump({"contact": f'noc "{tok}" # x', "location": f"rack {tok}"}))
+                     content=yaml.safe_dump({"contact": f'noc "{tok}" # x'}))
+
+
+def interfering(tok: str) -> ChangeSet:
+    """sysLocation, in the driver's scope but not named by ``valid``."""
+    return ChangeSet(service="system", action=Action.MODIFY, content=yaml.safe_dump({"location": f"rack {tok}"}))
 
 
 def invalid(tok: str) -> ChangeSet:
@@ -51,7 +56,7 @@ class TestExampleDriverConformance(DriverConformance):
     @pytest.fixture
     def conformance_target(self, lab: Any) -> ConformanceTarget:
         return ConformanceTarget(driver_class=ExampleSystemDriver, endpoint=endpoint(lab), profile=short_profile(),
-                                 valid_change=valid, invalid_change=invalid,
+                                 valid_change=valid, invalid_change=invalid, interfering_change=interfering,
                                  hang=lambda: lab.faulted("snmp1", "stop", daemon="snmpd"))
 
 

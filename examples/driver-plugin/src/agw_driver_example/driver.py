@@ -40,6 +40,7 @@ from drivers.base import (
     Driver,
     Endpoint,
     Mismatch,
+    PayloadFormat,
     Snapshot,
     Verification,
 )
@@ -146,7 +147,12 @@ class ExampleSystemDriver(Driver):
     """sysContact/sysLocation over SNMP v2c, by running ``snmpget``/``snmpset``."""
 
     name: ClassVar[str] = "example-snmp"
+    payload_format: ClassVar[PayloadFormat] = PayloadFormat.YAML
     supported: ClassVar[Capabilities] = Capabilities(atomic_push=True)
+
+    @classmethod
+    def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
+        parse_change(change)
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
@@ -254,7 +260,9 @@ class ExampleSystemDriver(Driver):
         return [f for f in snapshot.scope.split(",") if f]
 
     async def read(self, change: ChangeSet) -> Snapshot:
-        fields = [f for f in FIELDS if f in parse_change(change)]
+        """Every field this driver manages: the scope a change is verified in (see ``verify``)."""
+        parse_change(change)
+        fields = list(FIELDS)
         values = await self._get(fields, Phase.SNAPSHOT)
         return Snapshot(content=render_state(values), scope=",".join(fields))
 
@@ -276,12 +284,15 @@ class ExampleSystemDriver(Driver):
         """One SET PDU with every field: the agent applies it all or refuses it all (e.g. wrongLength)."""
         await self._set(parse_change(change), Phase.PUSH)
 
-    async def verify(self, change: ChangeSet) -> Verification:
+    async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
+        """Exact: every field must hold the snapshot's value with the change applied; a field the
+        change did not name that changed anyway is an unexpected difference."""
         wanted = parse_change(change)
-        fields = [f for f in FIELDS if f in wanted]
+        expected = {**parse_state(before.content), **wanted}
+        fields = self._scope(before)
         got = await self._get(fields, Phase.VERIFY)
-        mismatches = tuple(Mismatch(path=FIELDS[f], expected=wanted[f], actual=got[f])
-                           for f in fields if got[f] != wanted[f])
+        mismatches = tuple(Mismatch(path=FIELDS[f], expected=expected.get(f), actual=got[f], unexpected=f not in wanted)
+                           for f in fields if got[f] != expected.get(f))
         return Verification(ok=not mismatches, checked=len(fields), mismatches=mismatches,
                             readback=Snapshot(content=render_state(got), scope=",".join(fields)))
 
