@@ -186,13 +186,14 @@ def compare(expected: Expected, actual: State, *, managed: tuple[str, ...] = ())
     """(leaves compared, every difference) between the expected and the read-back scope."""
     want, have = expected.state, actual
     mismatches: list[Mismatch] = []
-    paths = set(want.leaves) | set(have.leaves)
-    for p in sorted(paths, key=path_text):
+    paths = want.leaves.keys() | have.leaves.keys()
+    for p in paths:
         w, h = want.leaves.get(p), have.leaves.get(p)
         if w == h or _managed(p, managed):
             continue
         mismatches.append(Mismatch(path=path_text(p), expected=_shown(w), actual=_shown(h),
                                    unexpected=not _under(p, expected.named)))
+    mismatches.sort(key=lambda m: m.path)
     # Containers are compared through their leaves: an element without children is a leaf (a
     # presence container is one), and a container emptied by the edit is not read back at all.
     return len(paths | expected.before), mismatches

@@ -83,6 +83,7 @@ class TemplateStore:
         self.root = Path(root)
         self.recheck_s = recheck_s
         self._stats: dict[Path, tuple[float, int | None]] = {}  # path -> (looked at, mtime_ns or None)
+        self._paths: dict[tuple[str, str], Path] = {}
         loader = jinja2.FileSystemLoader(str(self.root), followlinks=False)
         self._envs = {fmt: payload.environment(fmt, loader=loader, factory=_environment) for fmt in PayloadFormat}
         self._check_env = _environment(loader=loader)  # service checks: commands read, never pushed
@@ -111,14 +112,14 @@ class TemplateStore:
             self._known(service)
             and isinstance(platform, str)
             and bool(_NAME_RE.match(platform))
-            and self._is_file(self.root / service / f"{platform}.j2")
+            and self._is_file(self._path(service, f"{platform}.j2"))
         )
 
     def spec(self, service: str) -> ServiceSpec:
         """The parsed ``service.yaml`` (cached; read again when the file changes)."""
         if not self._known(service):
             raise ConfigurationError(f"{self.root}: unknown service {service!r}")
-        path = self.root / service / SERVICE_FILE
+        path = self._path(service, SERVICE_FILE)
         mtime = self._mtime_ns(path)
         if mtime is None:
             raise ConfigurationError(f"{self.root}: unknown service {service!r}")
@@ -131,7 +132,15 @@ class TemplateStore:
         return spec
 
     def _known(self, service: str) -> bool:
-        return isinstance(service, str) and bool(_NAME_RE.match(service)) and self._is_file(self.root / service / SERVICE_FILE)
+        return isinstance(service, str) and bool(_NAME_RE.match(service)) and self._is_file(self._path(service, SERVICE_FILE))
+
+    def _path(self, service: str, name: str) -> Path:
+        """``root/service/name``, built once (pathlib is a visible cost on every render)."""
+        key = (service, name)
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = self.root / service / name
+        return path
 
     def _mtime_ns(self, path: Path) -> int | None:
         """The file's mtime (None: not a regular file), looked up at most every ``recheck_s``."""
@@ -227,7 +236,7 @@ class TemplateStore:
         content = self._render_payload(env, fmt, template, context, prepared, device=device)
         undo_name = f"{service}/{platform}.undo.j2"
         undo = None
-        if self._is_file(self.root / undo_name):
+        if self._is_file(self._path(service, f"{platform}.undo.j2")):
             undo = self._render_payload(env, fmt, undo_name, context, prepared, device=device)
         checks = tuple(
             self._render_check(spec, platform, i, text, context, device=device)

@@ -53,7 +53,7 @@ def test_a_profile_cannot_change_what_its_driver_sends(tree: Path) -> None:
     ("interface/netconfd.j2", '<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{% autoescape false %}'
                               "<x>{{ name }}</x>{% endautoescape %}</config>\n", "autoescape"),
     ("interface/netconfd.j2", '<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><!-- {{ name }} --></config>\n',
-     "in an XML comment"),
+     "in a comment"),
     ("interface/netconfd.j2", '<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" xmlns:nc="urn:ietf:params:xml:'
                               'ns:netconf:base:1.0"><x nc:operation="{{ name }}"/></config>\n', "operation attribute"),
     ("interface/netconfd.j2", "<config><x>{{ name }}</x></config>\n", "NETCONF namespace"),
