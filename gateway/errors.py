@@ -12,6 +12,9 @@ exactly one place per driver or backend, chained with ``raise ... from exc``.
     ├── NotFoundError                      unknown activation / fallout id: NOT_FOUND
     ├── ConflictError                      same request_id, different content: ALREADY_EXISTS
     ├── StateError                         operation not allowed in this state: FAILED_PRECONDITION
+    ├── UnauthenticatedError               no (or an unknown) caller identity: UNAUTHENTICATED
+    ├── PermissionDeniedError              the caller's role or scope does not allow it: PERMISSION_DENIED
+    ├── ResourceExhaustedError             a per-caller limit is reached (retry_after_s): RESOURCE_EXHAUSTED
     ├── ConfigurationError                 bad gateway config, inventory, profile, credentials
     │   ├── DriverNotFoundError            no driver registered under that name
     │   └── DriverUnavailableError         driver found but an optional dependency is missing
@@ -25,6 +28,7 @@ exactly one place per driver or backend, chained with ``raise ... from exc``.
         ├── DeviceTimeoutError             an operation exceeded its timeout (retryable)
         ├── SessionLostError               the session dropped mid-operation (retryable)
         ├── LockDeniedError                the device's datastore is locked by someone else (retryable)
+        │   └── DeviceBusyError            the gateway's own lock on the device did not come free in time (retryable)
         ├── DeviceRejectedError            the device refused the change; carries DeviceErrorInfo
         ├── VerificationError              read-back differs from what was pushed
         ├── UnsupportedOperationError      the driver does not declare the capability asked for
@@ -137,6 +141,25 @@ class StateError(AgwError):
     pass
 
 
+class UnauthenticatedError(AgwError):
+    """The call carries no identity the gateway knows (no client certificate, or none the policy names)."""
+
+
+class PermissionDeniedError(AgwError):
+    """The caller is known, but its role or scope does not allow this call; the message names
+    the role or scope needed."""
+
+
+class ResourceExhaustedError(AgwError):
+    """A per-caller limit is reached; ``retry_after_s`` says when trying again makes sense."""
+
+    default_retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
 class ConfigurationError(AgwError):
     pass
 
@@ -245,6 +268,11 @@ class LockDeniedError(DeviceError):
     default_retryable = True
 
 
+class DeviceBusyError(LockDeniedError):
+    """The device is busy with other work of this gateway and its lock did not come free within
+    the wait limit: nothing was sent; retry later."""
+
+
 class DeviceRejectedError(DeviceError):
     pass
 
@@ -268,6 +296,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
+    "DeviceBusyError",
     "DeviceError",
     "DeviceErrorInfo",
     "DeviceRejectedError",
@@ -281,10 +310,13 @@ __all__ = [
     "JournalError",
     "LockDeniedError",
     "NotFoundError",
+    "PermissionDeniedError",
     "Phase",
     "RenderError",
+    "ResourceExhaustedError",
     "SessionLostError",
     "StateError",
+    "UnauthenticatedError",
     "UnsupportedOperationError",
     "VerificationError",
 ]

@@ -55,4 +55,20 @@ class ActivationRequest:
     tasks: tuple[TaskSpec, ...] = ()
 
 
-__all__ = ["FINAL_STATES", "Action", "ActivationRequest", "TaskSpec", "TaskState"]
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    """Who makes a call. ``identity`` comes from the client's certificate (its SAN URI, e.g. a
+    SPIFFE id, else its subject CN); empty when the gateway runs without client identities
+    (plain text on loopback, or TLS without a client CA). Journaled with every mutating call."""
+
+    identity: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.identity or "anonymous"
+
+
+ANONYMOUS = Caller()
+
+
+__all__ = ["ANONYMOUS", "FINAL_STATES", "Action", "ActivationRequest", "Caller", "TaskSpec", "TaskState"]

@@ -19,6 +19,7 @@ from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.engine.views import (
     ActivationResult,
     ActivationState,
+    AuditEntry,
     ErrorView,
     Event,
     PhaseTiming,
@@ -162,7 +163,13 @@ def event_to_proto(ev: Event) -> pb.Event:
         state=_enum_text(ev.state),
         time=ts_from_datetime(ev.time),
         message=ev.message,
+        actor=ev.actor,
     )
+
+
+def audit_to_proto(entry: AuditEntry) -> pb.AuditEntry:
+    return pb.AuditEntry(time=ts_from_datetime(entry.time), actor=entry.actor, action=entry.action,
+                         task_id=entry.task_id, note=entry.note)
 
 
 def _enum_text(value: Any) -> str:
@@ -220,6 +227,8 @@ def activation_to_proto(a: ActivationResult) -> pb.Activation:
         updated_at=ts_from_datetime(a.updated_at),
         dry_run=a.dry_run,
         tasks=[task_to_proto(t) for t in a.tasks],
+        submitted_by=a.submitted_by,
+        audit=[audit_to_proto(e) for e in a.audit],
     )
 
 
@@ -233,6 +242,7 @@ def event_from_proto(msg: pb.Event) -> Event:
         phase=msg.phase,
         state=msg.state,
         message=msg.message,
+        actor=msg.actor,
     )
 
 
@@ -300,6 +310,9 @@ def activation_from_proto(msg: pb.Activation) -> ActivationResult:
         updated_at=datetime_from_ts(msg.updated_at),
         dry_run=msg.dry_run,
         tasks=tuple(task_from_proto(t) for t in msg.tasks),
+        submitted_by=msg.submitted_by,
+        audit=tuple(AuditEntry(time=datetime_from_ts(e.time), actor=e.actor, action=e.action, task_id=e.task_id,
+                               note=e.note) for e in msg.audit),
     )
 
 

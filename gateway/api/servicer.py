@@ -14,11 +14,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence, 
 import grpc.aio
 
 from gateway.api import convert, status, validate
+from gateway.api.auth import current_caller
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
 from gateway.api.validate import DEFAULT_LIMITS, EdgeLimits
 from gateway.engine.views import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
-from gateway.model import ActivationRequest
+from gateway.model import ANONYMOUS, ActivationRequest, Caller
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,12 @@ DEFAULT_LIST_LIMIT = 100
 class EngineFacade(Protocol):
     """What the edge needs from the engine (the async facade of gateway.engine.Engine)."""
 
-    async def submit(self, request: ActivationRequest) -> SubmitResult: ...
-    async def dry_run(self, request: ActivationRequest) -> ActivationResult: ...
+    async def submit(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> SubmitResult: ...
+    async def dry_run(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> ActivationResult: ...
     def watch(self, activation_id: str) -> AsyncIterator[Event]: ...
     async def get(self, activation_id: str, *, wait_s: float = 0.0) -> ActivationResult: ...
-    async def cancel(self, activation_id: str) -> ActivationResult: ...
-    async def rollback(self, activation_id: str) -> ActivationResult: ...
+    async def cancel(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult: ...
+    async def rollback(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult: ...
     async def list(
         self,
         *,
@@ -44,9 +45,11 @@ class EngineFacade(Protocol):
         limit: int = 100,
     ) -> list[ActivationResult]: ...
     async def fallout(self) -> list[tuple[str, TaskResult]]: ...
-    async def retry(self, activation_id: str, task_id: str = "") -> ActivationResult: ...
-    async def force_rollback(self, activation_id: str, task_id: str = "") -> ActivationResult: ...
-    async def resolve(self, activation_id: str, task_id: str, note: str) -> ActivationResult: ...
+    async def retry(self, activation_id: str, task_id: str = "", *, caller: Caller = ANONYMOUS) -> ActivationResult: ...
+    async def force_rollback(self, activation_id: str, task_id: str = "", *,
+                             caller: Caller = ANONYMOUS) -> ActivationResult: ...
+    async def resolve(self, activation_id: str, task_id: str, note: str, *,
+                      caller: Caller = ANONYMOUS) -> ActivationResult: ...
 
 
 Req = TypeVar("Req")
@@ -84,12 +87,12 @@ class ActivationServicer(pb_grpc.ActivationServiceServicer):
     # -- RPCs -------------------------------------------------------------------------------
     @_unary
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
-        result = await self._engine.submit(self._request(request))
+        result = await self._engine.submit(self._request(request), caller=current_caller())
         return convert.submit_to_proto(result)
 
     @_unary
     async def DryRun(self, request: pb.SubmitRequest, context: Ctx) -> pb.Activation:
-        return convert.activation_to_proto(await self._engine.dry_run(self._request(request)))
+        return convert.activation_to_proto(await self._engine.dry_run(self._request(request), caller=current_caller()))
 
     async def Watch(self, request: pb.WatchRequest, context: Ctx) -> AsyncIterator[pb.Event]:
         events: AsyncIterator[Event] | None = None
@@ -114,11 +117,13 @@ class ActivationServicer(pb_grpc.ActivationServiceServicer):
 
     @_unary
     async def Cancel(self, request: pb.CancelRequest, context: Ctx) -> pb.Activation:
-        return convert.activation_to_proto(await self._engine.cancel(self._id(request.activation_id)))
+        return convert.activation_to_proto(await self._engine.cancel(self._id(request.activation_id),
+                                                                     caller=current_caller()))
 
     @_unary
     async def Rollback(self, request: pb.RollbackRequest, context: Ctx) -> pb.Activation:
-        return convert.activation_to_proto(await self._engine.rollback(self._id(request.activation_id)))
+        return convert.activation_to_proto(await self._engine.rollback(self._id(request.activation_id),
+                                                                       caller=current_caller()))
 
     @_unary
     async def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListResponse:
@@ -142,18 +147,20 @@ class ActivationServicer(pb_grpc.ActivationServiceServicer):
     @_unary
     async def RetryFallout(self, request: pb.FalloutActionRequest, context: Ctx) -> pb.Activation:
         validate.raise_if_any(validate.fallout_violations(request, resolve=False, limits=self._limits))
-        return convert.activation_to_proto(await self._engine.retry(request.activation_id, request.task_id))
+        return convert.activation_to_proto(await self._engine.retry(request.activation_id, request.task_id,
+                                                                    caller=current_caller()))
 
     @_unary
     async def ForceRollbackFallout(self, request: pb.FalloutActionRequest, context: Ctx) -> pb.Activation:
         validate.raise_if_any(validate.fallout_violations(request, resolve=False, limits=self._limits))
-        result = await self._engine.force_rollback(request.activation_id, request.task_id)
+        result = await self._engine.force_rollback(request.activation_id, request.task_id, caller=current_caller())
         return convert.activation_to_proto(result)
 
     @_unary
     async def ResolveFallout(self, request: pb.FalloutActionRequest, context: Ctx) -> pb.Activation:
         validate.raise_if_any(validate.fallout_violations(request, resolve=True, limits=self._limits))
-        result = await self._engine.resolve(request.activation_id, request.task_id, request.note)
+        result = await self._engine.resolve(request.activation_id, request.task_id, request.note,
+                                            caller=current_caller())
         return convert.activation_to_proto(result)
 
 

@@ -9,6 +9,9 @@ RenderError                INVALID_ARGUMENT (the parameters did not render)
 NotFoundError              NOT_FOUND
 ConflictError              ALREADY_EXISTS
 StateError                 FAILED_PRECONDITION
+UnauthenticatedError       UNAUTHENTICATED
+PermissionDeniedError      PERMISSION_DENIED (the message names the role or scope needed)
+ResourceExhaustedError     RESOURCE_EXHAUSTED (+ google.rpc.RetryInfo with the retry delay)
 ConfigurationError         FAILED_PRECONDITION
 DeviceReplyError           ABORTED (the device's reply was refused: retrying sends it again)
 HostKeyError               FAILED_PRECONDITION (the device's SSH host key is unknown or changed:
@@ -44,8 +47,11 @@ from gateway.errors import (
     InputError,
     JournalError,
     NotFoundError,
+    PermissionDeniedError,
     RenderError,
+    ResourceExhaustedError,
     StateError,
+    UnauthenticatedError,
 )
 
 try:  # optional: rich error details (google.rpc.BadRequest)
@@ -67,6 +73,7 @@ class Mapped:
     code: grpc.StatusCode
     message: str
     violations: tuple[FieldViolation, ...] = ()
+    retry_after_s: float | None = None
 
 
 def _clip(text: str, n: int) -> str:
@@ -93,6 +100,12 @@ def map_error(exc: BaseException) -> Mapped:
         return Mapped(grpc.StatusCode.NOT_FOUND, str(exc))
     if isinstance(exc, ConflictError):
         return Mapped(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+    if isinstance(exc, UnauthenticatedError):
+        return Mapped(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, PermissionDeniedError):
+        return Mapped(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+    if isinstance(exc, ResourceExhaustedError):
+        return Mapped(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), retry_after_s=exc.retry_after_s)
     if isinstance(exc, (StateError, ConfigurationError)):
         return Mapped(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, DeviceReplyError):
@@ -113,17 +126,42 @@ def map_error(exc: BaseException) -> Mapped:
 
 
 def _trailing_metadata(mapped: Mapped) -> tuple[tuple[str, str | bytes], ...]:
-    if rpc_status is None or not mapped.violations:
+    if rpc_status is None or not (mapped.violations or mapped.retry_after_s is not None):
         return ()
-    bad = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=_clip(v.reason, MAX_REASON_CHARS))
-            for v in mapped.violations
-        ]
-    )
-    st = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=_clip(mapped.message, MAX_MESSAGE_CHARS))
-    st.details.add().Pack(bad)
+    st = status_pb2.Status(code=mapped.code.value[0], message=_clip(mapped.message, MAX_MESSAGE_CHARS))
+    if mapped.violations:
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=_clip(v.reason, MAX_REASON_CHARS))
+                for v in mapped.violations
+            ]
+        )
+        st.details.add().Pack(bad)
+    if mapped.retry_after_s is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(max(0.0, mapped.retry_after_s) * 1e9))
+        st.details.add().Pack(retry)
     return tuple(rpc_status.to_status(st).trailing_metadata)
+
+
+def retry_after_s(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -> float | None:
+    """Client side: the retry delay carried as google.rpc.RetryInfo, if any."""
+    if rpc_status is None or not trailing_metadata:
+        return None
+    for key, value in trailing_metadata:
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        st = status_pb2.Status()
+        try:
+            st.ParseFromString(value)
+        except Exception:  # noqa: BLE001 - malformed details: no hint
+            return None
+        for detail in st.details:
+            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                return info.retry_delay.ToNanoseconds() / 1e9
+    return None
 
 
 async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
@@ -154,4 +192,4 @@ def bad_request_details(trailing_metadata: Iterable[tuple[str, str | bytes]] | N
     return out
 
 
-__all__ = ["MAX_VIOLATIONS_SHOWN", "Mapped", "abort", "bad_request_details", "map_error"]
+__all__ = ["MAX_VIOLATIONS_SHOWN", "Mapped", "abort", "bad_request_details", "map_error", "retry_after_s"]

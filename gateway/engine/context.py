@@ -46,10 +46,13 @@ class EngineContext:
         task: Mapping[str, Any] | None = None,
         activation_state: ActivationState | None = None,
         recovery: Mapping[str, Any] | None = None,
+        actor: str = "",
     ) -> Event:
-        """Write a transition to the journal, then tell the watchers. Returns after the write."""
+        """Write a transition to the journal, then tell the watchers. Returns after the write.
+        ``actor``: the caller identity behind a mutating call (audit)."""
         event: Event = await self._queue(activation_id, task_id=task_id, phase=phase, state=state, message=message,
-                                         task=task, activation_state=activation_state, recovery=recovery)
+                                         task=task, activation_state=activation_state, recovery=recovery,
+                                         actor=actor)
         self.bus.publish(event)
         return event
 

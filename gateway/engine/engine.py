@@ -23,9 +23,12 @@ from gateway.engine.repair import Mode, Repairer
 from gateway.engine.runner import ActivationRun
 from gateway.engine.views import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
 from gateway.errors import AgwError, StateError
-from gateway.model import ActivationRequest, TaskState
+from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
 
 log = logging.getLogger(__name__)
+
+AUDIT_ACTIONS = {Mode.RETRY: "retry", Mode.FORCE: "force-rollback"}
+"""The audit trail's name of each fallout action (events of that phase carry the caller)."""
 
 GET_POLL_S = 0.1
 """How often a waiting ``get`` re-reads the journal for an activation that runs elsewhere."""
@@ -135,7 +138,9 @@ class Engine:
         """The capabilities the engine plans with: the profile's, narrowed by its driver."""
         return self.driver_for(profile).capabilities_for(profile)
 
-    async def submit(self, request: ActivationRequest) -> SubmitResult:
+    async def submit(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> SubmitResult:
+        """Plan, journal (``caller`` is the submitter: the idempotency key is its request id) and
+        start the activation in the background."""
         plan = self.plan(request)  # raises InputError with every violation
         # the journal enforces idempotency: same request_id and content → the existing activation,
         # different content → ConflictError
@@ -150,6 +155,7 @@ class Engine:
         activation_id, created = await self.journal.create_activation(  # serialized by the journal's writer
             activation_id=activation_id, request_id=request.request_id, fingerprint=plan.fingerprint,
             order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=now,
+            submitted_by=caller.identity,
         )
         if created:
             run = ActivationRun(self.ctx, activation_id=activation_id, plan=plan)
@@ -171,7 +177,7 @@ class Engine:
         finally:
             self._runs.pop(run.id, None)
 
-    async def dry_run(self, request: ActivationRequest) -> ActivationResult:
+    async def dry_run(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         """Render and diff against the live devices; nothing is changed and nothing journaled."""
         plan = self.plan(request)
         results: list[TaskResult] = []
@@ -246,21 +252,28 @@ class Engine:
                    until: datetime | None = None, limit: int = 100) -> list[ActivationResult]:
         return await self.journal.list(states=states, device=device, since=since, until=until, limit=limit)
 
-    async def cancel(self, activation_id: str) -> ActivationResult:
+    async def cancel(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         result = await self.journal.get(activation_id)
         run = self._runs.get(activation_id)
         if result.state.final or run is None:
             raise StateError(f"activation {activation_id} is {result.state.value}; only a running activation can be cancelled")
         run.cancel_event.set()
-        await self.ctx.record(activation_id, phase="cancel", state=result.state.value, message="cancel requested")
+        await self.ctx.record(activation_id, phase="cancel", state=result.state.value, message="cancel requested",
+                              actor=caller.identity)
         return await self.journal.get(activation_id)
 
-    async def rollback(self, activation_id: str) -> ActivationResult:
+    async def rollback(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         result = await self.journal.get(activation_id)
         if result.state not in (ActivationState.COMPLETED, ActivationState.PARTIAL) or activation_id in self._runs:
             raise StateError(f"activation {activation_id} is {result.state.value}; only a completed (or partial) "
                              "activation can be rolled back")
         self._runs[activation_id] = None  # type: ignore[assignment] # busy: no second rollback meanwhile
+        try:
+            await self.ctx.record(activation_id, phase="rollback", state=result.state.value,
+                                  message="rollback requested", actor=caller.identity)
+        except BaseException:
+            self._runs.pop(activation_id, None)
+            raise
         self._spawn(self._repair(result, Mode.UNDO), name=f"rollback-{activation_id}", activation_id=activation_id)
         await asyncio.sleep(0)
         return await self.journal.get(activation_id)
@@ -277,26 +290,31 @@ class Engine:
     async def fallout(self) -> list[tuple[str, TaskResult]]:
         return await self.journal.fallout()
 
-    async def _fallout_action(self, activation_id: str, task_id: str, mode: Mode) -> ActivationResult:
+    async def _fallout_action(self, activation_id: str, task_id: str, mode: Mode, caller: Caller) -> ActivationResult:
         result = await self.journal.get(activation_id)
         if not any(t.state == TaskState.FALLOUT and (not task_id or t.id == task_id) for t in result.tasks):
             raise StateError(f"activation {activation_id} has no task in fallout" + (f" named {task_id!r}" if task_id else ""))
+        action = AUDIT_ACTIONS[mode]
+        await self.ctx.record(activation_id, task_id=task_id, phase=action, state=result.state.value,
+                              message=f"{action} requested", actor=caller.identity)
         await self.repairer.repair(result, mode=mode, task_id=task_id)
         return await self.journal.get(activation_id)
 
-    async def retry(self, activation_id: str, task_id: str = "") -> ActivationResult:
-        return await self._fallout_action(activation_id, task_id, Mode.RETRY)
+    async def retry(self, activation_id: str, task_id: str = "", *, caller: Caller = ANONYMOUS) -> ActivationResult:
+        return await self._fallout_action(activation_id, task_id, Mode.RETRY, caller)
 
-    async def force_rollback(self, activation_id: str, task_id: str = "") -> ActivationResult:
-        return await self._fallout_action(activation_id, task_id, Mode.FORCE)
+    async def force_rollback(self, activation_id: str, task_id: str = "", *,
+                             caller: Caller = ANONYMOUS) -> ActivationResult:
+        return await self._fallout_action(activation_id, task_id, Mode.FORCE, caller)
 
-    async def resolve(self, activation_id: str, task_id: str, note: str) -> ActivationResult:
+    async def resolve(self, activation_id: str, task_id: str, note: str, *,
+                      caller: Caller = ANONYMOUS) -> ActivationResult:
         if not note.strip():
             from gateway.errors import FieldViolation, InputError
 
             raise InputError([FieldViolation("note", "a resolution note is required")])
         result = await self.journal.get(activation_id)
-        await self.repairer.resolve(result, task_id=task_id, note=note)
+        await self.repairer.resolve(result, task_id=task_id, note=note, actor=caller.identity)
         return await self.journal.get(activation_id)
 
 

@@ -137,12 +137,12 @@ class Repairer:
                               activation_state=final)
         return final
 
-    async def resolve(self, result: ActivationResult, *, task_id: str, note: str) -> ActivationState:
+    async def resolve(self, result: ActivationResult, *, task_id: str, note: str, actor: str = "") -> ActivationState:
         task = next((t for t in result.tasks if t.id == task_id), None)
         if task is None or task.state != TaskState.FALLOUT:
             raise StateError(f"task {task_id!r} of activation {result.id} is not in fallout")
         await self.ctx.record(result.id, task_id=task_id, phase="resolve", state=TaskState.FAILED.value,
-                              message=f"resolved by an operator: {note}",
+                              message=f"resolved by an operator: {note}", actor=actor,
                               task={"state": TaskState.FAILED, "note": f"resolved: {note}"}, recovery={"pending": ""})
         states = [TaskState.FAILED if t.id == task_id else t.state for t in result.tasks]
         final = final_activation_state(states, cancelled=False)

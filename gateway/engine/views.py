@@ -37,6 +37,18 @@ class Event:
     phase: str = ""
     state: str = ""  # TaskState or ActivationState value
     message: str = ""
+    actor: str = ""  # the identity behind a mutating call (submit, cancel, ...); "" for the engine's own steps
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditEntry:
+    """One mutating call on an activation, with the identity that made it (from its event)."""
+
+    time: datetime
+    actor: str
+    action: str  # submit, cancel, rollback, retry, force-rollback, resolve
+    task_id: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +113,10 @@ class ActivationResult:
     updated_at: datetime
     dry_run: bool = False
     tasks: tuple[TaskResult, ...] = field(default_factory=tuple)
+    submitted_by: str = ""
+    """The identity that submitted it ("" without client identities)."""
+    audit: tuple[AuditEntry, ...] = ()
+    """Every mutating call on it, oldest first."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +128,7 @@ class SubmitResult:
 __all__ = [
     "ActivationResult",
     "ActivationState",
+    "AuditEntry",
     "ErrorView",
     "Event",
     "PhaseTiming",

@@ -82,12 +82,15 @@ class Journal(abc.ABC):
         dry_run: bool,
         tasks: Sequence[TaskResult],
         created_at: datetime,
+        submitted_by: str = "",
     ) -> tuple[str, bool]:
-        """Create an activation in state ``acknowledged`` with its first event.
+        """Create an activation in state ``acknowledged`` with its first event (its actor:
+        ``submitted_by``, the caller's identity).
 
-        ``request_id`` is unique among non-dry-run activations: if it is already known with the
-        same ``fingerprint`` return ``(existing_id, False)``; with another fingerprint raise
-        :class:`~gateway.errors.ConflictError`. Otherwise return ``(activation_id, True)``.
+        ``request_id`` is unique among the non-dry-run activations of one caller (``submitted_by``):
+        if it is already known with the same ``fingerprint`` return ``(existing_id, False)``; with
+        another fingerprint raise :class:`~gateway.errors.ConflictError`. Otherwise return
+        ``(activation_id, True)``.
         """
 
     async def record(
@@ -101,12 +104,15 @@ class Journal(abc.ABC):
         task: Mapping[str, Any] | None = None,
         activation_state: ActivationState | None = None,
         recovery: Mapping[str, Any] | None = None,
+        actor: str = "",
     ) -> Event:
         """In one transaction: append an event, apply ``task`` field changes, set the activation
-        state, merge ``recovery`` into the task's recovery record. Returns after the commit."""
+        state, merge ``recovery`` into the task's recovery record. Returns after the commit.
+        ``actor``: the caller identity behind a mutating call (the audit trail); "" for the
+        engine's own steps."""
         return await self.record_later(
             activation_id=activation_id, task_id=task_id, phase=phase, state=state, message=message,
-            task=task, activation_state=activation_state, recovery=recovery,
+            task=task, activation_state=activation_state, recovery=recovery, actor=actor,
         )
 
     @abc.abstractmethod
@@ -121,6 +127,7 @@ class Journal(abc.ABC):
         task: Mapping[str, Any] | None = None,
         activation_state: ActivationState | None = None,
         recovery: Mapping[str, Any] | None = None,
+        actor: str = "",
     ) -> asyncio.Future[Event]:
         """Queue the same record as :meth:`record` without waiting for it: the future resolves
         with the event once committed. Records are committed in the order they were queued
@@ -131,8 +138,8 @@ class Journal(abc.ABC):
         """The activation; :class:`~gateway.errors.NotFoundError` if unknown."""
 
     @abc.abstractmethod
-    async def find_by_request_id(self, request_id: str) -> ActivationResult | None:
-        """The non-dry-run activation submitted with ``request_id``, if any."""
+    async def find_by_request_id(self, request_id: str, *, submitted_by: str = "") -> ActivationResult | None:
+        """The non-dry-run activation ``submitted_by`` submitted with ``request_id``, if any."""
 
     @abc.abstractmethod
     async def list(

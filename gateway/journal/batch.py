@@ -36,7 +36,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from gateway.engine.views import ActivationState, Event
 from gateway.errors import ConflictError, JournalError, NotFoundError, Phase
-from gateway.journal.schema import activations, events, tasks
+from gateway.journal.schema import activations, events, idem_key, tasks
 
 _ACKNOWLEDGED = ActivationState.ACKNOWLEDGED.value
 
@@ -47,6 +47,7 @@ class Create:
 
     activation_id: str
     request_id: str
+    submitted_by: str
     fingerprint: str
     order_ref: str
     atomic: bool
@@ -65,6 +66,7 @@ class Record:
     phase: str
     state: str
     message: str
+    actor: str
     task_cols: dict[str, Any]
     activation_state: str | None
     recovery: dict[str, Any] | None
@@ -178,7 +180,8 @@ def _sql(dialect: Dialect) -> _Sql:
 
     lock = "" if dialect.name == "sqlite" else " FOR UPDATE"
     act_cols = (
-        "id, request_id, idem_key, fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at, last_seq"
+        "id, request_id, idem_key, fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at, last_seq, "
+        "submitted_by"
     )
     # ON CONFLICT on idem_key: a lost race (another writer took the request_id) inserts nothing
     # and the existing activation is read back, with no failed statement to roll back.
@@ -190,9 +193,9 @@ def _sql(dialect: Dialect) -> _Sql:
         select_recovery=f"SELECT activation_id, task_id, recovery FROM {t} WHERE activation_id IN ({{ids}})",
         update_act=f"UPDATE {a} SET state = {m}, last_seq = {m}, updated_at = {m} WHERE id = {m} AND last_seq = {m}",
         insert_events=(
-            f"INSERT INTO {e} (activation_id, seq, time, task_id, phase, state, message) VALUES ({marks(7)})"
+            f"INSERT INTO {e} (activation_id, seq, time, task_id, phase, state, message, actor) VALUES ({marks(8)})"
         ),
-        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(11)}) ON CONFLICT (idem_key) DO NOTHING",
+        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(12)}) ON CONFLICT (idem_key) DO NOTHING",
         select_idem=f"SELECT id, fingerprint FROM {a} WHERE idem_key = {m}",
         insert_tasks=f"INSERT INTO {t} ({', '.join(_TASK_COLUMNS)}) VALUES ({marks(len(_TASK_COLUMNS))})",
     )
@@ -333,7 +336,8 @@ def _apply(
         touched[op.activation_id] = op.time
         if op.activation_state is not None:
             image.state = op.activation_state
-        event_rows.append((op.activation_id, seq, sql.time(op.time), op.task_id, op.phase, op.state, op.message))
+        event_rows.append((op.activation_id, seq, sql.time(op.time), op.task_id, op.phase, op.state, op.message,
+                           op.actor))
         if op.task_cols or op.recovery:
             changes = task_changes.setdefault((op.activation_id, op.task_id), {})
             changes.update(op.task_cols)
@@ -349,6 +353,7 @@ def _apply(
                 phase=op.phase,
                 state=op.state,
                 message=op.message,
+                actor=op.actor,
             )
         )
     # activations first: the UPDATE both locks the rows and proves the cached last_seq is current
@@ -389,12 +394,13 @@ def _read(cur: Any, sql: _Sql, ids: list[str], work: dict[str, ActivationImage],
 
 def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]]) -> Any:
     created = sql.time(op.created_at)
+    key = idem_key(op.request_id, op.submitted_by)
     cur.execute(
         sql.insert_act,
         (
             op.activation_id,
             op.request_id,
-            None if op.dry_run else op.request_id,
+            None if op.dry_run else key,
             op.fingerprint,
             op.order_ref,
             op.atomic,
@@ -403,10 +409,11 @@ def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]]) 
             created,
             created,
             1,
+            op.submitted_by,
         ),
     )
-    if cur.rowcount != 1:  # the request_id is taken: same content is the same activation
-        cur.execute(sql.select_idem, (op.request_id,))
+    if cur.rowcount != 1:  # the request_id is taken (by this caller): same content is the same activation
+        cur.execute(sql.select_idem, (key,))
         existing_id, fingerprint = cur.fetchone()
         if fingerprint == op.fingerprint:
             return (existing_id, False)
@@ -416,7 +423,8 @@ def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]]) 
         )
     if op.task_rows:
         _many(cur, sql.insert_tasks, [tuple(r[c] for c in _TASK_COLUMNS) for r in op.task_rows])
-    event_rows.append((op.activation_id, 1, created, "", "", _ACKNOWLEDGED, "activation acknowledged"))
+    event_rows.append((op.activation_id, 1, created, "", "", _ACKNOWLEDGED, "activation acknowledged",
+                       op.submitted_by))
     return (op.activation_id, True)
 
 

@@ -4,6 +4,7 @@
 statement path that cost ~0.4 ms of CPU each, several times what SQLite itself spends. Each read
 is ONE statement, so it sees one snapshot on both backends without an explicit transaction.
 Values come back as the SQLAlchemy path gives them (aware UTC datetimes, bools, decoded JSON).
+``get`` adds a second statement for the audit trail (the events a caller's call made).
 The rarer reads (list, fallout, recovery, unfinished) stay on SQLAlchemy Core in ``sql.py``.
 """
 
@@ -12,16 +13,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from gateway.engine.views import ActivationResult, ActivationState, Event
+from gateway.engine.views import ActivationResult, ActivationState, AuditEntry, Event
 from gateway.journal import codec
 from gateway.journal.schema import activations, events, tasks
 
-_ACT_COLUMNS = ("id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run")
+_ACT_COLUMNS = (
+    "id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "submitted_by",
+)
 _TASK_COLUMNS = (
     "task_id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff",
     "verification", "rollback", "error", "timings", "note",
 )
-_EVENT_COLUMNS = ("activation_id", "seq", "time", "task_id", "phase", "state", "message")
+_EVENT_COLUMNS = ("activation_id", "seq", "time", "task_id", "phase", "state", "message", "actor")
+_AUDIT_COLUMNS = ("time", "actor", "phase", "task_id", "message")
 
 
 def _marks(paramstyle: str) -> str:
@@ -35,6 +39,19 @@ def activation_sql(paramstyle: str) -> str:
         f"SELECT {cols} FROM {activations.name} a LEFT JOIN {tasks.name} t ON t.activation_id = a.id "
         f"WHERE a.id = {_marks(paramstyle)} ORDER BY t.position"
     )
+
+
+def audit_sql(paramstyle: str) -> str:
+    """The events of one activation that a caller's call made (actor set), in order."""
+    return (
+        f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM {events.name} WHERE activation_id = {_marks(paramstyle)} "
+        "AND actor <> '' ORDER BY seq"
+    )
+
+
+def audit_entry(time: Any, actor: str, phase: str, task_id: str, message: str) -> AuditEntry:
+    """An audit entry from an event a caller's call made: the first event is the submit."""
+    return AuditEntry(time=utc_time(time), actor=actor, action=phase or "submit", task_id=task_id, note=message)
 
 
 def events_sql(paramstyle: str) -> str:
@@ -53,11 +70,13 @@ def utc_time(value: Any) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def load_activation(cur: Any, sql: str, activation_id: str) -> ActivationResult | None:
+def load_activation(cur: Any, sql: str, audit_sql: str, activation_id: str) -> ActivationResult | None:
     cur.execute(sql, (activation_id,))
     rows = cur.fetchall()
     if not rows:
         return None
+    cur.execute(audit_sql, (activation_id,))
+    audit = tuple(audit_entry(*r) for r in cur.fetchall())
     n = len(_ACT_COLUMNS)
     first = rows[0]
     task_results = tuple(
@@ -73,15 +92,18 @@ def load_activation(cur: Any, sql: str, activation_id: str) -> ActivationResult 
         updated_at=utc_time(first[6]),
         dry_run=bool(first[7]),
         tasks=task_results,
+        submitted_by=first[8],
+        audit=audit,
     )
 
 
 def load_events(cur: Any, sql: str, activation_id: str, after_seq: int) -> list[Event]:
     cur.execute(sql, (activation_id, after_seq))
     return [
-        Event(activation_id=r[0], seq=r[1], time=utc_time(r[2]), task_id=r[3], phase=r[4], state=r[5], message=r[6])
+        Event(activation_id=r[0], seq=r[1], time=utc_time(r[2]), task_id=r[3], phase=r[4], state=r[5], message=r[6],
+              actor=r[7])
         for r in cur.fetchall()
     ]
 
 
-__all__ = ["activation_sql", "events_sql", "load_activation", "load_events", "utc_time"]
+__all__ = ["activation_sql", "audit_entry", "audit_sql", "events_sql", "load_activation", "load_events", "utc_time"]

@@ -2,15 +2,19 @@
 
 ::
 
-    activations  id PK, request_id, idem_key UNIQUE (= request_id, NULL for dry runs), fingerprint,
-                 order_ref, atomic, dry_run, state, created_at, updated_at, last_seq
+    activations  id PK, request_id, idem_key UNIQUE (the request_id scoped to its caller, NULL for dry
+                 runs), fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at,
+                 last_seq, submitted_by
     tasks        (activation_id, task_id) PK, position, device, service, action, state, depends_on,
                  platform, driver, rendered, diff, verification, rollback, error, timings, note,
                  recovery                                          nested values are JSON text
-    events       (activation_id, seq) PK, time, task_id, phase, state, message
+    events       (activation_id, seq) PK, time, task_id, phase, state, message, actor
     schema_version  version PK, applied_at
 
 Times are stored in UTC; :class:`UtcDateTime` hands back timezone-aware datetimes on both backends.
+
+Versions: 1 (first); 2 adds ``activations.submitted_by`` and ``events.actor`` (the caller
+identities of the audit trail; :data:`MIGRATIONS` upgrades a version-1 journal in place).
 """
 
 from __future__ import annotations
@@ -33,7 +37,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE agw_activations ADD COLUMN submitted_by VARCHAR NOT NULL DEFAULT ''",
+        "ALTER TABLE agw_events ADD COLUMN actor VARCHAR NOT NULL DEFAULT ''",
+    ),
+}
+"""Statements that take a journal from version N-1 to N (the same on SQLite and PostgreSQL)."""
+
+
+def idem_key(request_id: str, submitted_by: str) -> str:
+    """The stored idempotency key: a request id is unique per caller identity. Without an
+    identity it is the request id itself (what version 1 stored); request ids and identities
+    hold no line feed (refused at the edge), so the two forms never collide."""
+    return f"{submitted_by}\n{request_id}" if submitted_by else request_id
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -73,6 +92,7 @@ activations = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("last_seq", Integer, nullable=False),
+    Column("submitted_by", String, nullable=False, server_default=""),
     Index("ix_agw_activations_state", "state"),
     Index("ix_agw_activations_created_at", "created_at"),
 )
@@ -112,6 +132,7 @@ events = Table(
     Column("phase", String, nullable=False),
     Column("state", String, nullable=False),
     Column("message", Text, nullable=False),
+    Column("actor", String, nullable=False, server_default=""),
 )
 
 schema_version = Table(
@@ -121,4 +142,14 @@ schema_version = Table(
     Column("applied_at", UtcDateTime, nullable=False),
 )
 
-__all__ = ["SCHEMA_VERSION", "UtcDateTime", "activations", "events", "metadata", "schema_version", "tasks"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "UtcDateTime",
+    "activations",
+    "events",
+    "idem_key",
+    "metadata",
+    "schema_version",
+    "tasks",
+]

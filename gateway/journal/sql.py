@@ -34,12 +34,21 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.engine.views import ActivationResult, ActivationState, Event, TaskResult
+from gateway.engine.views import ActivationResult, ActivationState, AuditEntry, Event, TaskResult
 from gateway.errors import AgwError, JournalError, NotFoundError, Phase
 from gateway.journal import codec, reads
 from gateway.journal.base import Journal, TaskRecovery
 from gateway.journal.batch import Create, Op, Record, WriterCache, apply_batch
-from gateway.journal.schema import SCHEMA_VERSION, activations, events, metadata, schema_version, tasks
+from gateway.journal.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    activations,
+    events,
+    idem_key,
+    metadata,
+    schema_version,
+    tasks,
+)
 from gateway.permissions import private_file, tighten_file
 from gateway.model import TaskState
 
@@ -233,6 +242,12 @@ class SqlJournal(Journal):
                 phase=Phase.JOURNAL,
                 retryable=False,
             )
+        else:
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(version, ()):
+                    conn.exec_driver_sql(statement)
+                conn.execute(sa.insert(schema_version).values(version=version, applied_at=_now()))
+                log.warning("journal schema upgraded to version %d", version)
 
     async def _run(self, fn: Callable[..., T], what: str, *args: Any, read: bool = False) -> T:
         executor = self._reader if read else self._executor
@@ -300,7 +315,8 @@ class SqlJournal(Journal):
         text = self._sql_texts.get(name)
         if text is None:
             style = engine.dialect.paramstyle
-            text = self._sql_texts[name] = reads.activation_sql(style) if name == "activation" else reads.events_sql(style)
+            text = self._sql_texts[name] = {"activation": reads.activation_sql, "audit": reads.audit_sql,
+                                            "events": reads.events_sql}[name](style)
         return text
 
     def _require_engine(self) -> Engine:
@@ -320,10 +336,12 @@ class SqlJournal(Journal):
         dry_run: bool,
         tasks: Sequence[TaskResult],
         created_at: datetime,
+        submitted_by: str = "",
     ) -> tuple[str, bool]:
         op = Create(
             activation_id=codec.text(activation_id, "activation_id"),
             request_id=codec.text(request_id, "request_id"),
+            submitted_by=codec.text(submitted_by, "submitted_by"),
             fingerprint=codec.text(fingerprint, "fingerprint"),
             order_ref=codec.text(order_ref, "order_ref"),
             atomic=bool(atomic),
@@ -346,6 +364,7 @@ class SqlJournal(Journal):
         task: Mapping[str, Any] | None = None,
         activation_state: ActivationState | None = None,
         recovery: Mapping[str, Any] | None = None,
+        actor: str = "",
     ) -> asyncio.Future[Event]:
         op = Record(
             activation_id=codec.text(activation_id, "activation_id"),
@@ -353,6 +372,7 @@ class SqlJournal(Journal):
             phase=codec.text(phase, "phase"),
             state=codec.text(state, "state"),
             message=codec.text(message, "message"),
+            actor=codec.text(actor, "actor"),
             task_cols=codec.task_changes(task or {}),
             activation_state=None if activation_state is None else ActivationState(activation_state).value,
             recovery=None if recovery is None else codec.recovery_changes(recovery),
@@ -444,14 +464,17 @@ class SqlJournal(Journal):
         return outcomes
 
     async def get(self, activation_id: str) -> ActivationResult:
-        found = await self._read_plain(reads.load_activation, "read", self._sql_text("activation"), activation_id)
+        found = await self._read_plain(reads.load_activation, "read", self._sql_text("activation"),
+                                       self._sql_text("audit"), activation_id)
         if found is None:
             raise NotFoundError(f"activation {activation_id} not found", phase=Phase.JOURNAL)
         return found
 
-    async def find_by_request_id(self, request_id: str) -> ActivationResult | None:
+    async def find_by_request_id(self, request_id: str, *, submitted_by: str = "") -> ActivationResult | None:
+        key = idem_key(request_id, submitted_by)
+
         def query(conn: Connection) -> builtins.list[ActivationResult]:
-            row = conn.execute(sa.select(activations.c.id).where(activations.c.idem_key == request_id)).first()
+            row = conn.execute(sa.select(activations.c.id).where(activations.c.idem_key == key)).first()
             return [] if row is None else self._load(conn, [row.id])
 
         found = await self._read(query, "read")
@@ -494,6 +517,11 @@ class SqlJournal(Journal):
         q = sa.select(tasks).where(tasks.c.activation_id.in_(ids)).order_by(tasks.c.activation_id, tasks.c.position)
         for t in conn.execute(q).mappings():
             by_activation[t["activation_id"]].append(codec.decode_task(t))
+        audit: dict[str, builtins.list[AuditEntry]] = {}
+        qa = (sa.select(events).where(events.c.activation_id.in_(ids), events.c.actor != "")
+              .order_by(events.c.activation_id, events.c.seq))
+        for e in conn.execute(qa):
+            audit.setdefault(e.activation_id, []).append(reads.audit_entry(e.time, e.actor, e.phase, e.task_id, e.message))
         return [
             ActivationResult(
                 id=r.id,
@@ -505,6 +533,8 @@ class SqlJournal(Journal):
                 updated_at=r.updated_at,
                 dry_run=bool(r.dry_run),
                 tasks=tuple(by_activation[r.id]),
+                submitted_by=r.submitted_by,
+                audit=tuple(audit.get(r.id, ())),
             )
             for r in (rows.get(i) for i in ids)
             if r is not None

@@ -623,9 +623,59 @@ async def test_plain_reads_match_and_their_errors_are_journal_errors(journal: Sq
     try:
         with pytest.raises(JournalError, match="read events"):
             await journal.events("a1")
-        assert (await journal.get("a1")).id == "a1"  # the reader's connection still works
+        with pytest.raises(JournalError, match="read"):  # get reads the audit trail from the events
+            await journal.get("a1")
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE agw_events_gone RENAME TO agw_events"))
         engine.dispose()
     assert len(await journal.events("a1")) == 2
+    assert (await journal.get("a1")).id == "a1"  # the readers' connections still work
+
+
+async def test_request_ids_are_scoped_to_the_caller_and_calls_are_audited(journal: SqlJournal) -> None:
+    kw = dict(fingerprint="fp", order_ref="", atomic=True, dry_run=False, tasks=[task()], created_at=T0)
+    assert await journal.create_activation(activation_id="a1", request_id="r", submitted_by="spiffe://x/a", **kw) == ("a1", True)
+    assert await journal.create_activation(activation_id="a2", request_id="r", submitted_by="spiffe://x/b", **kw) == ("a2", True)
+    assert await journal.create_activation(activation_id="a3", request_id="r", submitted_by="spiffe://x/a", **kw) == ("a1", False)
+    assert await journal.create_activation(activation_id="a4", request_id="r", **kw) == ("a4", True)  # anonymous
+    assert (await journal.find_by_request_id("r", submitted_by="spiffe://x/b")).id == "a2"
+    assert (await journal.find_by_request_id("r")).id == "a4"
+    await journal.record(activation_id="a1", phase="cancel", state="inProgress", message="cancel requested",
+                         actor="spiffe://x/op")
+    await journal.record(activation_id="a1", task_id="t1", phase="push", state="inProgress")  # the engine's own
+    got = await journal.get("a1")
+    assert got.submitted_by == "spiffe://x/a"
+    assert [(e.actor, e.action, e.note) for e in got.audit] == [
+        ("spiffe://x/a", "submit", "activation acknowledged"), ("spiffe://x/op", "cancel", "cancel requested")]
+    assert [e.actor for e in await journal.events("a1")] == ["spiffe://x/a", "spiffe://x/op", ""]
+    listed = await journal.list(limit=10)
+    assert next(a for a in listed if a.id == "a1") == got
+    assert (await journal.get("a4")).submitted_by == "" and (await journal.get("a4")).audit == ()
+
+
+async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> None:
+    first = SqlJournal(journal_url)
+    await first.start()
+    await create(first, "old1")
+    await first.close()
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:  # back to what version 1 had
+        conn.execute(sa.text("ALTER TABLE agw_activations DROP COLUMN submitted_by"))
+        conn.execute(sa.text("ALTER TABLE agw_events DROP COLUMN actor"))
+        conn.execute(sa.text("DELETE FROM agw_schema_version"))
+        conn.execute(sa.text("INSERT INTO agw_schema_version (version, applied_at) VALUES (1, CURRENT_TIMESTAMP)"))
+    engine.dispose()
+    again = SqlJournal(journal_url)
+    await again.start()
+    try:
+        old = await again.get("old1")
+        assert old.submitted_by == "" and old.audit == ()
+        await again.record(activation_id="old1", phase="cancel", state="inProgress", actor="spiffe://x/op")
+        assert [e.actor for e in (await again.get("old1")).audit] == ["spiffe://x/op"]
+    finally:
+        await again.close()
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == 2
+    engine.dispose()

@@ -41,7 +41,11 @@ async def test_records_of_one_task_in_one_batch_merge_into_one_row_update(journa
         assert conn is not None
         conn.dbapi_connection.set_trace_callback(trace.append)  # type: ignore[union-attr]
     before = journal.batches
-    got = await asyncio.gather(
+    # hold the writer until all four are queued (as if a drain were running), then drain them:
+    # one batch, whatever the timing of the journal's threads
+    journal._draining = True
+    journal._idle.clear()
+    pending = [asyncio.ensure_future(c) for c in (
         journal.record(
             activation_id="a1",
             task_id="t1",
@@ -61,7 +65,11 @@ async def test_records_of_one_task_in_one_batch_merge_into_one_row_update(journa
         journal.record(
             activation_id="a1", task_id="t1", message="m4", task={"state": TaskState.COMPLETED}, recovery={"attempt": 2}
         ),
-    )
+    )]
+    await asyncio.sleep(0)  # each has queued its record
+    assert journal._executor is not None
+    journal._executor.submit(journal._drain)
+    got = await asyncio.gather(*pending)
     assert journal.batches - before == 1  # one transaction for the four
     first = 3 if journal.backend == "sqlite" else 2
     assert [e.seq for e in got] == list(range(first, first + 4))

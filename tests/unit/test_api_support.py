@@ -32,7 +32,7 @@ from gateway.errors import (
     NotFoundError,
     StateError,
 )
-from gateway.model import ActivationRequest, TaskState
+from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -173,7 +173,7 @@ class MemoryEngine:
             ),
         )
 
-    async def submit(self, request: ActivationRequest) -> SubmitResult:
+    async def submit(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> SubmitResult:
         self._enter("submit", request)
         self._check(request)
         known = self.requests.get(request.request_id)
@@ -193,7 +193,7 @@ class MemoryEngine:
             run.add_done_callback(self._runs.discard)
         return SubmitResult(activation_id=aid, created=True)
 
-    async def dry_run(self, request: ActivationRequest) -> ActivationResult:
+    async def dry_run(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         self._enter("dry_run", request)
         self._check(request)
         r = self._result("dry-run", request, dry_run=True)
@@ -230,7 +230,7 @@ class MemoryEngine:
                     await asyncio.wait_for(self._changed.wait_for(ended), timeout=wait_s)
         return self.activations[activation_id]
 
-    async def cancel(self, activation_id: str) -> ActivationResult:
+    async def cancel(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         self._enter("cancel", activation_id)
         a = await self.get(activation_id)
         if a.state.final:
@@ -238,7 +238,7 @@ class MemoryEngine:
         await self.emit(activation_id, state="cancelled")
         return self.activations[activation_id]
 
-    async def rollback(self, activation_id: str) -> ActivationResult:
+    async def rollback(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         self._enter("rollback", activation_id)
         a = await self.get(activation_id)
         if a.state is not ActivationState.COMPLETED:
@@ -283,15 +283,15 @@ class MemoryEngine:
             await self.emit(activation_id, state="rolledBack")
         return self.activations[activation_id]
 
-    async def retry(self, activation_id: str, task_id: str = "") -> ActivationResult:
+    async def retry(self, activation_id: str, task_id: str = "", *, caller: Caller = ANONYMOUS) -> ActivationResult:
         self._enter("retry", activation_id, task_id)
         return await self._settle(activation_id, task_id, "rolledBack", "retried")
 
-    async def force_rollback(self, activation_id: str, task_id: str = "") -> ActivationResult:
+    async def force_rollback(self, activation_id: str, task_id: str = "", *, caller: Caller = ANONYMOUS) -> ActivationResult:
         self._enter("force_rollback", activation_id, task_id)
         return await self._settle(activation_id, task_id, "rolledBack", "forced")
 
-    async def resolve(self, activation_id: str, task_id: str, note: str) -> ActivationResult:
+    async def resolve(self, activation_id: str, task_id: str, note: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         self._enter("resolve", activation_id, task_id, note)
         return await self._settle(activation_id, task_id, "rolledBack", note)
 

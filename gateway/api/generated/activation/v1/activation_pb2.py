@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63tivation/v1/activation.proto\x12\x11\x61gw.activation.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12)\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x19.agw.activation.v1.Action\x12+\n\nparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x06 \x03(\t\"~\n\rSubmitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\torder_ref\x18\x02 \x01(\t\x12\x13\n\x06\x61tomic\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12&\n\x05tasks\x18\x04 \x03(\x0b\x32\x17.agw.activation.v1.TaskB\t\n\x07_atomic\"8\n\x0eSubmitResponse\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"%\n\x0cWatchRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\"4\n\nGetRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"&\n\rCancelRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\"(\n\x0fRollbackRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\"\x95\x01\n\x05\x45vent\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\r\n\x05phase\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x07 \x01(\t\"a\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\"O\n\x0cVerification\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x05\x12\x12\n\nmismatches\x18\x03 \x03(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"J\n\x0eRollbackResult\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\"\xc1\x01\n\x0b\x44\x65viceError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\t\x12\x38\n\x05\x65xtra\x18\x06 \x03(\x0b\x32).agw.activation.v1.DeviceError.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\tTaskError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x34\n\x0c\x64\x65vice_error\x18\x05 \x01(\x0b\x32\x1e.agw.activation.v1.DeviceError\"\xbf\x03\n\nTaskResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12)\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x19.agw.activation.v1.Action\x12+\n\x05state\x18\x05 \x01(\x0e\x32\x1c.agw.activation.v1.TaskState\x12\x12\n\ndepends_on\x18\x06 \x03(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\x12\x0e\n\x06\x64river\x18\x08 \x01(\t\x12\x10\n\x08rendered\x18\t \x01(\t\x12\x0c\n\x04\x64iff\x18\n \x01(\t\x12\x35\n\x0cverification\x18\x0b \x01(\x0b\x32\x1f.agw.activation.v1.Verification\x12\x33\n\x08rollback\x18\x0c \x01(\x0b\x32!.agw.activation.v1.RollbackResult\x12+\n\x05\x65rror\x18\r \x01(\x0b\x32\x1c.agw.activation.v1.TaskError\x12/\n\x07timings\x18\x0e \x03(\x0b\x32\x1e.agw.activation.v1.PhaseTiming\x12\x0c\n\x04note\x18\x0f \x01(\t\"\xa1\x02\n\nActivation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x11\n\torder_ref\x18\x03 \x01(\t\x12\x0e\n\x06\x61tomic\x18\x04 \x01(\x08\x12\x31\n\x05state\x18\x05 \x01(\x0e\x32\".agw.activation.v1.ActivationState\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x12,\n\x05tasks\x18\t \x03(\x0b\x32\x1d.agw.activation.v1.TaskResult\"\xb6\x01\n\x0bListRequest\x12\x32\n\x06states\x18\x01 \x03(\x0e\x32\".agw.activation.v1.ActivationState\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x05 \x01(\x05\"B\n\x0cListResponse\x12\x32\n\x0b\x61\x63tivations\x18\x01 \x03(\x0b\x32\x1d.agw.activation.v1.Activation\"\x14\n\x12ListFalloutRequest\"Q\n\x0b\x46\x61lloutItem\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12+\n\x04task\x18\x02 \x01(\x0b\x32\x1d.agw.activation.v1.TaskResult\"D\n\x13ListFalloutResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.agw.activation.v1.FalloutItem\"L\n\x14\x46\x61lloutActionRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t*Y\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x11\n\rACTION_CREATE\x10\x01\x12\x11\n\rACTION_MODIFY\x10\x02\x12\x11\n\rACTION_DELETE\x10\x03*\xf7\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17TASK_STATE_ACKNOWLEDGED\x10\x01\x12\x16\n\x12TASK_STATE_PENDING\x10\x02\x12\x1a\n\x16TASK_STATE_IN_PROGRESS\x10\x03\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x04\x12\x15\n\x11TASK_STATE_FAILED\x10\x05\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x06\x12\x1a\n\x16TASK_STATE_ROLLED_BACK\x10\x07\x12\x16\n\x12TASK_STATE_FALLOUT\x10\x08*\xb3\x02\n\x0f\x41\x63tivationState\x12 \n\x1c\x41\x43TIVATION_STATE_UNSPECIFIED\x10\x00\x12!\n\x1d\x41\x43TIVATION_STATE_ACKNOWLEDGED\x10\x01\x12 \n\x1c\x41\x43TIVATION_STATE_IN_PROGRESS\x10\x02\x12\x1e\n\x1a\x41\x43TIVATION_STATE_COMPLETED\x10\x03\x12\x1c\n\x18\x41\x43TIVATION_STATE_PARTIAL\x10\x04\x12\x1b\n\x17\x41\x43TIVATION_STATE_FAILED\x10\x05\x12\x1e\n\x1a\x41\x43TIVATION_STATE_CANCELLED\x10\x06\x12 \n\x1c\x41\x43TIVATION_STATE_ROLLED_BACK\x10\x07\x12\x1c\n\x18\x41\x43TIVATION_STATE_FALLOUT\x10\x08\x32\x8b\x07\n\x11\x41\x63tivationService\x12M\n\x06Submit\x12 .agw.activation.v1.SubmitRequest\x1a!.agw.activation.v1.SubmitResponse\x12\x44\n\x05Watch\x12\x1f.agw.activation.v1.WatchRequest\x1a\x18.agw.activation.v1.Event0\x01\x12\x43\n\x03Get\x12\x1d.agw.activation.v1.GetRequest\x1a\x1d.agw.activation.v1.Activation\x12I\n\x06\x44ryRun\x12 .agw.activation.v1.SubmitRequest\x1a\x1d.agw.activation.v1.Activation\x12I\n\x06\x43\x61ncel\x12 .agw.activation.v1.CancelRequest\x1a\x1d.agw.activation.v1.Activation\x12M\n\x08Rollback\x12\".agw.activation.v1.RollbackRequest\x1a\x1d.agw.activation.v1.Activation\x12G\n\x04List\x12\x1e.agw.activation.v1.ListRequest\x1a\x1f.agw.activation.v1.ListResponse\x12\\\n\x0bListFallout\x12%.agw.activation.v1.ListFalloutRequest\x1a&.agw.activation.v1.ListFalloutResponse\x12V\n\x0cRetryFallout\x12\'.agw.activation.v1.FalloutActionRequest\x1a\x1d.agw.activation.v1.Activation\x12^\n\x14\x46orceRollbackFallout\x12\'.agw.activation.v1.FalloutActionRequest\x1a\x1d.agw.activation.v1.Activation\x12X\n\x0eResolveFallout\x12\'.agw.activation.v1.FalloutActionRequest\x1a\x1d.agw.activation.v1.Activationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61\x63tivation/v1/activation.proto\x12\x11\x61gw.activation.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12)\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x19.agw.activation.v1.Action\x12+\n\nparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x06 \x03(\t\"~\n\rSubmitRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\torder_ref\x18\x02 \x01(\t\x12\x13\n\x06\x61tomic\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12&\n\x05tasks\x18\x04 \x03(\x0b\x32\x17.agw.activation.v1.TaskB\t\n\x07_atomic\"8\n\x0eSubmitResponse\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"%\n\x0cWatchRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\"4\n\nGetRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0f\n\x07wait_ms\x18\x02 \x01(\r\"&\n\rCancelRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\"(\n\x0fRollbackRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\"\xa4\x01\n\x05\x45vent\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\r\n\x05phase\x18\x04 \x01(\t\x12\r\n\x05state\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x08 \x01(\t\"t\n\nAuditEntry\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\"a\n\x0bPhaseTiming\x12\r\n\x05phase\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x01\"O\n\x0cVerification\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x05\x12\x12\n\nmismatches\x18\x03 \x03(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"J\n\x0eRollbackResult\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04\x64iff\x18\x04 \x01(\t\"\xc1\x01\n\x0b\x44\x65viceError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x0c\n\x04line\x18\x05 \x01(\t\x12\x38\n\x05\x65xtra\x18\x06 \x03(\x0b\x32).agw.activation.v1.DeviceError.ExtraEntry\x1a,\n\nExtraEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\tTaskError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05phase\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x34\n\x0c\x64\x65vice_error\x18\x05 \x01(\x0b\x32\x1e.agw.activation.v1.DeviceError\"\xbf\x03\n\nTaskResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12)\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x19.agw.activation.v1.Action\x12+\n\x05state\x18\x05 \x01(\x0e\x32\x1c.agw.activation.v1.TaskState\x12\x12\n\ndepends_on\x18\x06 \x03(\t\x12\x10\n\x08platform\x18\x07 \x01(\t\x12\x0e\n\x06\x64river\x18\x08 \x01(\t\x12\x10\n\x08rendered\x18\t \x01(\t\x12\x0c\n\x04\x64iff\x18\n \x01(\t\x12\x35\n\x0cverification\x18\x0b \x01(\x0b\x32\x1f.agw.activation.v1.Verification\x12\x33\n\x08rollback\x18\x0c \x01(\x0b\x32!.agw.activation.v1.RollbackResult\x12+\n\x05\x65rror\x18\r \x01(\x0b\x32\x1c.agw.activation.v1.TaskError\x12/\n\x07timings\x18\x0e \x03(\x0b\x32\x1e.agw.activation.v1.PhaseTiming\x12\x0c\n\x04note\x18\x0f \x01(\t\"\xe5\x02\n\nActivation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x11\n\torder_ref\x18\x03 \x01(\t\x12\x0e\n\x06\x61tomic\x18\x04 \x01(\x08\x12\x31\n\x05state\x18\x05 \x01(\x0e\x32\".agw.activation.v1.ActivationState\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x12,\n\x05tasks\x18\t \x03(\x0b\x32\x1d.agw.activation.v1.TaskResult\x12\x14\n\x0csubmitted_by\x18\n \x01(\t\x12,\n\x05\x61udit\x18\x0b \x03(\x0b\x32\x1d.agw.activation.v1.AuditEntry\"\xdd\x01\n\x0bListRequest\x12\x32\n\x06states\x18\x01 \x03(\x0e\x32\".agw.activation.v1.ActivationState\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"[\n\x0cListResponse\x12\x32\n\x0b\x61\x63tivations\x18\x01 \x03(\x0b\x32\x1d.agw.activation.v1.Activation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x12ListFalloutRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Q\n\x0b\x46\x61lloutItem\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12+\n\x04task\x18\x02 \x01(\x0b\x32\x1d.agw.activation.v1.TaskResult\"]\n\x13ListFalloutResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.agw.activation.v1.FalloutItem\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x14\x46\x61lloutActionRequest\x12\x15\n\ractivation_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t*Y\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x11\n\rACTION_CREATE\x10\x01\x12\x11\n\rACTION_MODIFY\x10\x02\x12\x11\n\rACTION_DELETE\x10\x03*\xf7\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17TASK_STATE_ACKNOWLEDGED\x10\x01\x12\x16\n\x12TASK_STATE_PENDING\x10\x02\x12\x1a\n\x16TASK_STATE_IN_PROGRESS\x10\x03\x12\x18\n\x14TASK_STATE_COMPLETED\x10\x04\x12\x15\n\x11TASK_STATE_FAILED\x10\x05\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x06\x12\x1a\n\x16TASK_STATE_ROLLED_BACK\x10\x07\x12\x16\n\x12TASK_STATE_FALLOUT\x10\x08*\xb3\x02\n\x0f\x41\x63tivationState\x12 \n\x1c\x41\x43TIVATION_STATE_UNSPECIFIED\x10\x00\x12!\n\x1d\x41\x43TIVATION_STATE_ACKNOWLEDGED\x10\x01\x12 \n\x1c\x41\x43TIVATION_STATE_IN_PROGRESS\x10\x02\x12\x1e\n\x1a\x41\x43TIVATION_STATE_COMPLETED\x10\x03\x12\x1c\n\x18\x41\x43TIVATION_STATE_PARTIAL\x10\x04\x12\x1b\n\x17\x41\x43TIVATION_STATE_FAILED\x10\x05\x12\x1e\n\x1a\x41\x43TIVATION_STATE_CANCELLED\x10\x06\x12 \n\x1c\x41\x43TIVATION_STATE_ROLLED_BACK\x10\x07\x12\x1c\n\x18\x41\x43TIVATION_STATE_FALLOUT\x10\x08\x32\x8b\x07\n\x11\x41\x63tivationService\x12M\n\x06Submit\x12 .agw.activation.v1.SubmitRequest\x1a!.agw.activation.v1.SubmitResponse\x12\x44\n\x05Watch\x12\x1f.agw.activation.v1.WatchRequest\x1a\x18.agw.activation.v1.Event0\x01\x12\x43\n\x03Get\x12\x1d.agw.activation.v1.GetRequest\x1a\x1d.agw.activation.v1.Activation\x12I\n\x06\x44ryRun\x12 .agw.activation.v1.SubmitRequest\x1a\x1d.agw.activation.v1.Activation\x12I\n\x06\x43\x61ncel\x12 .agw.activation.v1.CancelRequest\x1a\x1d.agw.activation.v1.Activation\x12M\n\x08Rollback\x12\".agw.activation.v1.RollbackRequest\x1a\x1d.agw.activation.v1.Activation\x12G\n\x04List\x12\x1e.agw.activation.v1.ListRequest\x1a\x1f.agw.activation.v1.ListResponse\x12\\\n\x0bListFallout\x12%.agw.activation.v1.ListFalloutRequest\x1a&.agw.activation.v1.ListFalloutResponse\x12V\n\x0cRetryFallout\x12\'.agw.activation.v1.FalloutActionRequest\x1a\x1d.agw.activation.v1.Activation\x12^\n\x14\x46orceRollbackFallout\x12\'.agw.activation.v1.FalloutActionRequest\x1a\x1d.agw.activation.v1.Activation\x12X\n\x0eResolveFallout\x12\'.agw.activation.v1.FalloutActionRequest\x1a\x1d.agw.activation.v1.Activationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEVICEERROR_EXTRAENTRY']._loaded_options = None
   _globals['_DEVICEERROR_EXTRAENTRY']._serialized_options = b'8\001'
-  _globals['_ACTION']._serialized_start=2624
-  _globals['_ACTION']._serialized_end=2713
-  _globals['_TASKSTATE']._serialized_start=2716
-  _globals['_TASKSTATE']._serialized_end=2963
-  _globals['_ACTIVATIONSTATE']._serialized_start=2966
-  _globals['_ACTIVATIONSTATE']._serialized_end=3273
+  _globals['_ACTION']._serialized_start=2953
+  _globals['_ACTION']._serialized_end=3042
+  _globals['_TASKSTATE']._serialized_start=3045
+  _globals['_TASKSTATE']._serialized_end=3292
+  _globals['_ACTIVATIONSTATE']._serialized_start=3295
+  _globals['_ACTIVATIONSTATE']._serialized_end=3602
   _globals['_TASK']._serialized_start=117
   _globals['_TASK']._serialized_end=276
   _globals['_SUBMITREQUEST']._serialized_start=278
@@ -56,35 +56,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROLLBACKREQUEST']._serialized_start=597
   _globals['_ROLLBACKREQUEST']._serialized_end=637
   _globals['_EVENT']._serialized_start=640
-  _globals['_EVENT']._serialized_end=789
-  _globals['_PHASETIMING']._serialized_start=791
-  _globals['_PHASETIMING']._serialized_end=888
-  _globals['_VERIFICATION']._serialized_start=890
-  _globals['_VERIFICATION']._serialized_end=969
-  _globals['_ROLLBACKRESULT']._serialized_start=971
-  _globals['_ROLLBACKRESULT']._serialized_end=1045
-  _globals['_DEVICEERROR']._serialized_start=1048
-  _globals['_DEVICEERROR']._serialized_end=1241
-  _globals['_DEVICEERROR_EXTRAENTRY']._serialized_start=1197
-  _globals['_DEVICEERROR_EXTRAENTRY']._serialized_end=1241
-  _globals['_TASKERROR']._serialized_start=1244
-  _globals['_TASKERROR']._serialized_end=1374
-  _globals['_TASKRESULT']._serialized_start=1377
-  _globals['_TASKRESULT']._serialized_end=1824
-  _globals['_ACTIVATION']._serialized_start=1827
-  _globals['_ACTIVATION']._serialized_end=2116
-  _globals['_LISTREQUEST']._serialized_start=2119
-  _globals['_LISTREQUEST']._serialized_end=2301
-  _globals['_LISTRESPONSE']._serialized_start=2303
-  _globals['_LISTRESPONSE']._serialized_end=2369
-  _globals['_LISTFALLOUTREQUEST']._serialized_start=2371
-  _globals['_LISTFALLOUTREQUEST']._serialized_end=2391
-  _globals['_FALLOUTITEM']._serialized_start=2393
-  _globals['_FALLOUTITEM']._serialized_end=2474
-  _globals['_LISTFALLOUTRESPONSE']._serialized_start=2476
-  _globals['_LISTFALLOUTRESPONSE']._serialized_end=2544
-  _globals['_FALLOUTACTIONREQUEST']._serialized_start=2546
-  _globals['_FALLOUTACTIONREQUEST']._serialized_end=2622
-  _globals['_ACTIVATIONSERVICE']._serialized_start=3276
-  _globals['_ACTIVATIONSERVICE']._serialized_end=4183
+  _globals['_EVENT']._serialized_end=804
+  _globals['_AUDITENTRY']._serialized_start=806
+  _globals['_AUDITENTRY']._serialized_end=922
+  _globals['_PHASETIMING']._serialized_start=924
+  _globals['_PHASETIMING']._serialized_end=1021
+  _globals['_VERIFICATION']._serialized_start=1023
+  _globals['_VERIFICATION']._serialized_end=1102
+  _globals['_ROLLBACKRESULT']._serialized_start=1104
+  _globals['_ROLLBACKRESULT']._serialized_end=1178
+  _globals['_DEVICEERROR']._serialized_start=1181
+  _globals['_DEVICEERROR']._serialized_end=1374
+  _globals['_DEVICEERROR_EXTRAENTRY']._serialized_start=1330
+  _globals['_DEVICEERROR_EXTRAENTRY']._serialized_end=1374
+  _globals['_TASKERROR']._serialized_start=1377
+  _globals['_TASKERROR']._serialized_end=1507
+  _globals['_TASKRESULT']._serialized_start=1510
+  _globals['_TASKRESULT']._serialized_end=1957
+  _globals['_ACTIVATION']._serialized_start=1960
+  _globals['_ACTIVATION']._serialized_end=2317
+  _globals['_LISTREQUEST']._serialized_start=2320
+  _globals['_LISTREQUEST']._serialized_end=2541
+  _globals['_LISTRESPONSE']._serialized_start=2543
+  _globals['_LISTRESPONSE']._serialized_end=2634
+  _globals['_LISTFALLOUTREQUEST']._serialized_start=2636
+  _globals['_LISTFALLOUTREQUEST']._serialized_end=2695
+  _globals['_FALLOUTITEM']._serialized_start=2697
+  _globals['_FALLOUTITEM']._serialized_end=2778
+  _globals['_LISTFALLOUTRESPONSE']._serialized_start=2780
+  _globals['_LISTFALLOUTRESPONSE']._serialized_end=2873
+  _globals['_FALLOUTACTIONREQUEST']._serialized_start=2875
+  _globals['_FALLOUTACTIONREQUEST']._serialized_end=2951
+  _globals['_ACTIVATIONSERVICE']._serialized_start=3605
+  _globals['_ACTIVATIONSERVICE']._serialized_end=4512
 # @@protoc_insertion_point(module_scope)

@@ -127,7 +127,7 @@ class RollbackRequest(_message.Message):
     def __init__(self, activation_id: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("activation_id", "seq", "task_id", "phase", "state", "time", "message")
+    __slots__ = ("activation_id", "seq", "task_id", "phase", "state", "time", "message", "actor")
     ACTIVATION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +135,7 @@ class Event(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
     activation_id: str
     seq: int
     task_id: str
@@ -142,7 +143,22 @@ class Event(_message.Message):
     state: str
     time: _timestamp_pb2.Timestamp
     message: str
-    def __init__(self, activation_id: _Optional[str] = ..., seq: _Optional[int] = ..., task_id: _Optional[str] = ..., phase: _Optional[str] = ..., state: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+    actor: str
+    def __init__(self, activation_id: _Optional[str] = ..., seq: _Optional[int] = ..., task_id: _Optional[str] = ..., phase: _Optional[str] = ..., state: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("time", "actor", "action", "task_id", "note")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    time: _timestamp_pb2.Timestamp
+    actor: str
+    action: str
+    task_id: str
+    note: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., task_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class PhaseTiming(_message.Message):
     __slots__ = ("phase", "started_at", "duration_ms")
@@ -250,7 +266,7 @@ class TaskResult(_message.Message):
     def __init__(self, id: _Optional[str] = ..., device: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., state: _Optional[_Union[TaskState, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., driver: _Optional[str] = ..., rendered: _Optional[str] = ..., diff: _Optional[str] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., rollback: _Optional[_Union[RollbackResult, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[PhaseTiming, _Mapping]]] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Activation(_message.Message):
-    __slots__ = ("id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "tasks")
+    __slots__ = ("id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "tasks", "submitted_by", "audit")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_REF_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +276,8 @@ class Activation(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     request_id: str
     order_ref: str
@@ -269,31 +287,43 @@ class Activation(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     dry_run: bool
     tasks: _containers.RepeatedCompositeFieldContainer[TaskResult]
-    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., order_ref: _Optional[str] = ..., atomic: _Optional[bool] = ..., state: _Optional[_Union[ActivationState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dry_run: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ...) -> None: ...
+    submitted_by: str
+    audit: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., order_ref: _Optional[str] = ..., atomic: _Optional[bool] = ..., state: _Optional[_Union[ActivationState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dry_run: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., submitted_by: _Optional[str] = ..., audit: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("states", "device", "since", "until", "limit")
+    __slots__ = ("states", "device", "since", "until", "limit", "page_size", "page_token")
     STATES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedScalarFieldContainer[ActivationState]
     device: str
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
     limit: int
-    def __init__(self, states: _Optional[_Iterable[_Union[ActivationState, str]]] = ..., device: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, states: _Optional[_Iterable[_Union[ActivationState, str]]] = ..., device: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListResponse(_message.Message):
-    __slots__ = ("activations",)
+    __slots__ = ("activations", "next_page_token")
     ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     activations: _containers.RepeatedCompositeFieldContainer[Activation]
-    def __init__(self, activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, activations: _Optional[_Iterable[_Union[Activation, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListFalloutRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class FalloutItem(_message.Message):
     __slots__ = ("activation_id", "task")
@@ -304,10 +334,12 @@ class FalloutItem(_message.Message):
     def __init__(self, activation_id: _Optional[str] = ..., task: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
 
 class ListFalloutResponse(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "next_page_token")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[FalloutItem]
-    def __init__(self, items: _Optional[_Iterable[_Union[FalloutItem, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[FalloutItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class FalloutActionRequest(_message.Message):
     __slots__ = ("activation_id", "task_id", "note")

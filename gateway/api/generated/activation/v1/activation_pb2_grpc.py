@@ -26,7 +26,12 @@ if _version_not_supported:
 
 
 class ActivationServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Who may call what (when the gateway runs with a client CA and a policy): reader = Get, Watch,
+    List, ListFallout; submitter = reader + Submit, DryRun, and Cancel/Rollback of its own
+    activations; operator = submitter + the fallout actions and Cancel/Rollback of any activation;
+    admin = everything. A grant may be scoped to devices (names or inventory groups) and services.
+    No identity: UNAUTHENTICATED; not allowed: PERMISSION_DENIED naming the role or scope needed.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -92,12 +97,18 @@ class ActivationServiceStub:
 
 
 class ActivationServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Who may call what (when the gateway runs with a client CA and a policy): reader = Get, Watch,
+    List, ListFallout; submitter = reader + Submit, DryRun, and Cancel/Rollback of its own
+    activations; operator = submitter + the fallout actions and Cancel/Rollback of any activation;
+    admin = everything. A grant may be scoped to devices (names or inventory groups) and services.
+    No identity: UNAUTHENTICATED; not allowed: PERMISSION_DENIED naming the role or scope needed.
+    """
 
     def Submit(self, request, context):
         """Accept an activation and return its id at once. The same request_id with the same content
-        returns the same activation (created = false) and never pushes twice; the same request_id
-        with different content is rejected with ALREADY_EXISTS.
+        from the same caller returns the same activation (created = false) and never pushes twice;
+        the same request_id with different content is rejected with ALREADY_EXISTS. Request ids are
+        scoped to the caller's identity: two callers never collide.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,13 +151,14 @@ class ActivationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Activations, newest first, a page at a time (next_page_token).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListFallout(self, request, context):
-        """Tasks in fallout, waiting for a person.
+        """Tasks in fallout, waiting for a person, a page at a time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -237,7 +249,12 @@ def add_ActivationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ActivationService:
-    """Missing associated documentation comment in .proto file."""
+    """Who may call what (when the gateway runs with a client CA and a policy): reader = Get, Watch,
+    List, ListFallout; submitter = reader + Submit, DryRun, and Cancel/Rollback of its own
+    activations; operator = submitter + the fallout actions and Cancel/Rollback of any activation;
+    admin = everything. A grant may be scoped to devices (names or inventory groups) and services.
+    No identity: UNAUTHENTICATED; not allowed: PERMISSION_DENIED naming the role or scope needed.
+    """
 
     @staticmethod
     def Submit(request,
