@@ -6,7 +6,7 @@ AGW := $(VENV)/bin/agw
 APT_PACKAGES := netconfd libyuma-base openssh-server frr snmpd snmp iproute2 nftables iptables \
 	iputils-ping procps psmisc libnetfilter-queue-dev gcc python3-venv python3-dev postgresql
 
-.PHONY: setup apt venv run test bench lab-up lab-down proto clean
+.PHONY: setup apt venv run test fuzz bench lab-up lab-down proto pki clean
 
 setup: apt venv
 
@@ -32,6 +32,11 @@ run: setup
 	$(AGW) lab inventory --lab basic > $(DATA_DIR)/inventory.yaml
 	$(AGW) serve --data-dir $(DATA_DIR) --inventory $(DATA_DIR)/inventory.yaml
 
+# A development PKI (CA, server certificate for localhost/127.0.0.1, client certificates admin,
+# orchestrator, operator, reader) for TLS and mutual TLS: see the README.
+pki: setup
+	$(AGW) pki dev --dir $(DATA_DIR)/pki
+
 lab-up: setup
 	$(AGW) lab up $(LAB_TOPOLOGY)
 
@@ -43,6 +48,12 @@ lab-down:
 test: setup
 	bash scripts/start-postgres.sh
 	AGW_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -q -p no:cacheprovider
+
+# The API fuzzer (tests/fuzz; `make test` runs it short): hostile requests against every RPC of a
+# real in-process gateway, FUZZ_EXAMPLES of them (docs/fuzzing.md). No lab, nothing leaves loopback.
+FUZZ_EXAMPLES ?= 5000
+fuzz: setup
+	AGW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) AGW_FUZZ_RSS_BOUND_MB=512 $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/fuzz
 
 # Every benchmark prints its figures beside a baseline measured in the same run, as a ratio.
 bench: setup

@@ -1,4 +1,5 @@
-"""Run the benchmarks: ``python -m bench [NAME ...]`` (``make bench`` runs them all).
+"""Run the benchmarks: ``python -m bench [NAME ...]`` (``make bench`` runs them all), or one with
+its options: ``python -m bench NAME [OPTIONS]`` (e.g. ``python -m bench edge --rounds 3``).
 
 Each ``bench/bench_<name>.py`` has ``main(argv: list[str]) -> int`` and prints its figures with a
 ratio against a baseline measured in the same run.
@@ -19,14 +20,18 @@ def main(argv: list[str]) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     here = Path(__file__).parent
     names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
-    wanted = argv or names
+    split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    wanted, options = argv[:split] or names, argv[split:]
+    if options and len(wanted) != 1:
+        logging.error("options (%s) go to one benchmark: python -m bench NAME [OPTIONS]", " ".join(options))
+        return 2
     status = 0
     for name in wanted:
         if name not in names:
             logging.error("no benchmark %r; have: %s", name, ", ".join(names))
             return 2
         module = importlib.import_module(f"bench.bench_{name}")
-        status |= module.main([])
+        status |= module.main(options)
     return status
 
 

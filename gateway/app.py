@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from drivers.base import Driver, PayloadFormat
 from drivers.registry import Registry
 from gateway.engine import Engine
+from gateway.engine.limits import EngineSettings
 from gateway.errors import ConfigurationError, DriverUnavailableError
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,20 @@ class GatewayConfig:
     templates_dir: Path = REPO_ROOT / "templates"
     profiles_dir: Path = REPO_ROOT / "device_profiles"
     shutdown_grace_s: float = 5.0
+    retention: timedelta = timedelta(0)
+    """Final activations last updated longer ago are pruned once an hour; 0 keeps everything."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    """Mutual TLS: callers need a certificate from this CA; their identity is read from it."""
+    policy_path: Path | None = None
+    """Who may do what (gateway/api/policy.py); needs client_ca."""
+    insecure: bool = False
+    """Allow plain text on a non-loopback address."""
+    max_activations_per_caller: int = EngineSettings.max_activations_per_caller
+    """Concurrent activations per caller identity; one more is RESOURCE_EXHAUSTED."""
+    max_dry_runs_per_caller: int = EngineSettings.max_dry_runs_per_caller
+    """Concurrent DryRuns per caller identity."""
 
     def resolved_inventory(self) -> Path:
         return self.inventory_path or self.data_dir / "inventory.yaml"
@@ -64,6 +80,9 @@ def build_engine(config: GatewayConfig) -> Engine:
         credentials=credentials,
         registry=drivers,
         select_endpoint=select_endpoint,
+        retention=config.retention,
+        settings=EngineSettings(max_activations_per_caller=config.max_activations_per_caller,
+                                max_dry_runs_per_caller=config.max_dry_runs_per_caller),
     )
 
 
@@ -76,6 +95,31 @@ def warn_unchecked_host_keys(inventory: Any) -> list[str]:
                     "connections are not authenticated and credentials can be taken by whoever answers for them",
                     len(unchecked), inventory.source, ", ".join(unchecked))
     return unchecked
+
+
+def edge_settings(config: GatewayConfig) -> tuple[Any, Any]:
+    """TLS and authentication of the gRPC edge, checked before anything starts (files read, the
+    policy parsed, the combination consistent): ``(ServerTls | None, AuthMode)``."""
+    from gateway.api.auth import AuthMode
+    from gateway.api.policy import Policy
+    from gateway.api.tls import ServerTls
+
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigurationError("TLS needs both --tls-cert and --tls-key")
+    tls = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        tls = ServerTls(cert=config.tls_cert, key=config.tls_key, client_ca=config.client_ca)
+        tls.credentials()  # read and check the files now: a bad one stops the start, named
+    elif config.client_ca is not None:
+        raise ConfigurationError("--client-ca needs TLS: give --tls-cert and --tls-key too")
+    if config.policy_path is not None and config.client_ca is None:
+        raise ConfigurationError("a policy needs caller identities: give --client-ca (mutual TLS)")
+    policy = Policy.load(config.policy_path) if config.policy_path is not None else None
+    auth = AuthMode(identities=config.client_ca is not None, policy=policy)
+    if auth.identities and policy is None:
+        log.warning("mutual TLS without a policy: every caller with a certificate from %s may do everything "
+                    "(give --policy to limit roles and scopes)", config.client_ca)
+    return tls, auth
 
 
 def check_catalogue(*, profiles: Any, templates: Any, registry: Registry[Driver]) -> dict[str, PayloadFormat]:

@@ -16,12 +16,15 @@ import functools
 import json
 import logging
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
 
+from gateway.cli_journal import DURATION, journal
+from gateway.cli_pki import pki
+from gateway.terminal import shown
 from lab.cli import lab
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,8 @@ def main(verbose: int) -> None:
 
 
 main.add_command(lab)
+main.add_command(journal)
+main.add_command(pki)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -47,7 +52,7 @@ def _json(obj: Any) -> None:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {shown(message)}", err=True)
     sys.exit(code)
 
 
@@ -70,17 +75,29 @@ def _errors() -> Iterator[None]:
 
 
 def client_command(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds --server/--timeout and hands the command a connected Client as first argument."""
+    """Adds --server/--timeout and the TLS options, and hands the command a connected Client as
+    first argument."""
 
     @click.option("--server", envvar="AGW_SERVER", default=DEFAULT_SERVER, show_default=True,
                   help="Gateway address host:port (or $AGW_SERVER).")
     @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
                   help="Deadline of each call, in seconds (not of --watch).")
+    @click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), envvar="AGW_CA",
+                  help="TLS: the CA of the gateway's certificate (or $AGW_CA).")
+    @click.option("--cert", type=click.Path(dir_okay=False, path_type=Path), envvar="AGW_CERT",
+                  help="Mutual TLS: this client's certificate (or $AGW_CERT).")
+    @click.option("--key", type=click.Path(dir_okay=False, path_type=Path), envvar="AGW_KEY",
+                  help="Mutual TLS: this client's private key (or $AGW_KEY).")
+    @click.option("--tls-server-name", envvar="AGW_TLS_SERVER_NAME", default="",
+                  help="The name in the gateway's certificate, when it is not the address dialled.")
     @functools.wraps(f)
-    def wrapper(*args: Any, server: str, timeout_s: float, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, server: str, timeout_s: float, ca: Path | None, cert: Path | None, key: Path | None,
+                tls_server_name: str, **kwargs: Any) -> Any:
         from gateway.api.client import Client
+        from gateway.api.tls import ClientTls
 
-        with _errors(), Client(server, timeout_s=timeout_s) as client:
+        tls = ClientTls(ca=ca, cert=cert, key=key, server_name=tls_server_name)
+        with _errors(), Client(server, timeout_s=timeout_s, tls=tls) as client:
             return f(client, *args, **kwargs)
 
     return wrapper
@@ -97,6 +114,7 @@ def _time(dt: datetime) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
+    rows = [[shown(c) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
@@ -117,49 +135,59 @@ def _error_text(task: Any) -> str:
 
 def _summary(a: Any) -> None:
     flags = ", ".join(x for x in ("atomic" if a.atomic else "non-atomic", "dry-run" if a.dry_run else "") if x)
-    ref = f", order {a.order_ref}" if a.order_ref else ""
-    click.echo(f"activation {a.id}: {a.state.value} ({flags}; request {a.request_id}{ref})")
+    ref = f", order {shown(a.order_ref)}" if a.order_ref else ""
+    click.echo(f"activation {shown(a.id)}: {a.state.value} ({flags}; request {shown(a.request_id)}{ref})")
     rows = [[t.id, t.device, t.service, t.action.value, t.state.value, _total_ms(t), _error_text(t)] for t in a.tasks]
     _table(rows, ["TASK", "DEVICE", "SERVICE", "ACTION", "STATE", "MS", "ERROR"])
 
 
 def _indent(text: str, prefix: str = "      ") -> str:
-    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+    """Multi-line text from the journal or a device, indented, control characters escaped."""
+    return "\n".join(prefix + line for line in shown(text, block=True).rstrip().split("\n"))
 
 
 def _details(a: Any) -> None:
     _summary(a)
     click.echo(f"created {a.created_at.isoformat()}  updated {a.updated_at.isoformat()}")
+    click.echo(f"submitted by {shown(a.submitted_by or 'anonymous')}")
     for t in a.tasks:
-        click.echo(f"\ntask {t.id} on {t.device} ({t.platform or '?'} via {t.driver or '?'}): {t.state.value}")
+        click.echo(f"\ntask {shown(t.id)} on {shown(t.device)} ({shown(t.platform or '?')} via "
+                   f"{shown(t.driver or '?')}): {t.state.value}")
         if t.depends_on:
-            click.echo(f"  depends on: {', '.join(t.depends_on)}")
+            click.echo(f"  depends on: {', '.join(shown(d) for d in t.depends_on)}")
         if t.timings:
-            click.echo("  timings: " + ", ".join(f"{x.phase} {x.duration_ms:.1f}ms" for x in t.timings))
+            click.echo("  timings: " + ", ".join(f"{shown(x.phase)} {x.duration_ms:.1f}ms" for x in t.timings))
         if t.rendered:
             click.echo("  rendered:\n" + _indent(t.rendered))
         if t.diff:
             click.echo("  diff:\n" + _indent(t.diff))
         if t.verification is not None:
             v = t.verification
-            click.echo(f"  verification: {'ok' if v.ok else 'FAILED'} ({v.checked} checked){' ' + v.detail if v.detail else ''}")
+            detail = f" {shown(v.detail)}" if v.detail else ""
+            click.echo(f"  verification: {'ok' if v.ok else 'FAILED'} ({v.checked} checked){detail}")
             for m in v.mismatches:
-                click.echo(f"    - {m}")
+                click.echo(f"    - {shown(m)}")
         if t.rollback is not None:
             r = t.rollback
-            click.echo(f"  rollback: {r.method}, {'verified' if r.ok else 'NOT verified'}{': ' + r.reason if r.reason else ''}")
+            reason = f": {shown(r.reason)}" if r.reason else ""
+            click.echo(f"  rollback: {shown(r.method)}, {'verified' if r.ok else 'NOT verified'}{reason}")
             if r.diff:
                 click.echo(_indent(r.diff))
         if t.error is not None:
             e = t.error
-            click.echo(f"  error: {e.kind} in {e.phase or '?'}{' (retryable)' if e.retryable else ''}: {e.message}")
+            click.echo(f"  error: {shown(e.kind)} in {shown(e.phase or '?')}{' (retryable)' if e.retryable else ''}: "
+                       f"{shown(e.message)}")
             if e.device_error is not None:
                 d = e.device_error
                 for label, value in (("tag", d.tag), ("path", d.path), ("line", d.line), ("message", d.message)):
                     if value:
-                        click.echo(f"    device {label}: {value}")
+                        click.echo(f"    device {label}: {shown(value)}")
         if t.note:
-            click.echo(f"  note: {t.note}")
+            click.echo(f"  note: {shown(t.note)}")
+    if a.audit:
+        click.echo("\naudit trail:")
+        _table([[e.time.astimezone().isoformat(timespec="seconds"), e.actor or "anonymous", e.action,
+                 e.task_id or "-", e.note] for e in a.audit], ["TIME", "ACTOR", "ACTION", "TASK", "NOTE"])
 
 
 def _follow(client: Any, activation_id: str, *, as_json: bool, devices: dict[str, str] | None = None) -> Any:
@@ -171,7 +199,7 @@ def _follow(client: Any, activation_id: str, *, as_json: bool, devices: dict[str
             click.echo(json.dumps({"event": _plain(ev)}))
         else:
             line = [_time(ev.time), ev.task_id or "-", devices.get(ev.task_id, "-"), ev.phase or "-", ev.state or "-"]
-            click.echo("  ".join(line) + (f"  {ev.message}" if ev.message else ""))
+            click.echo("  ".join(shown(c) for c in line) + (f"  {shown(ev.message)}" if ev.message else ""))
     result = client.get(activation_id)
     if as_json:
         click.echo(json.dumps({"activation": _plain(result)}))
@@ -179,7 +207,7 @@ def _follow(client: Any, activation_id: str, *, as_json: bool, devices: dict[str
         click.echo("")
         _summary(result)
         if result.state.value == "fallout":
-            click.echo(f"\n{activation_id} needs a person: see `agw fallout list`")
+            click.echo(f"\n{shown(activation_id)} needs a person: see `agw fallout list`")
     return result
 
 
@@ -187,17 +215,91 @@ def _exit_for(result: Any, wanted: str) -> None:
     sys.exit(0 if result.state.value == wanted else 1)
 
 
+_PAGE_SIZE = click.option("--page-size", type=click.IntRange(0, 1000), default=0,
+                          help="At most this many per page (0: the server's default, 50).")
+_PAGE_TOKEN = click.option("--page-token", default="", help="Continue a listing where its previous page ended "
+                           "(the token it printed; the same filters).")
+_ALL_PAGES = click.option("--all", "all_pages", is_flag=True, help="Follow every page.")
+
+
+def _pages(fetch: Callable[[str], tuple[list[Any], str]], token: str, *, all_pages: bool) -> tuple[list[Any], str]:
+    """One page from ``token`` (every page to the end with ``all_pages``) and the next page's token."""
+    out: list[Any] = []
+    while True:
+        items, token = fetch(token)
+        out.extend(items)
+        if not (all_pages and token):
+            return out, token
+
+
+def _more(token: str) -> None:
+    if token:
+        click.echo(f"more: --page-token {token}", err=True)
+
+
 # -- serve -----------------------------------------------------------------------------------
+def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path | None) -> Path | None:
+    """``--config FILE``: a YAML mapping of serve options (their long names, ``_`` or ``-``),
+    used where neither the command line nor the environment gives one."""
+    if path is None:
+        return None
+    from gateway.inventory._yaml import load_yaml_file
+
+    from gateway.errors import AgwError
+
+    try:
+        data = load_yaml_file(path)
+    except AgwError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param_hint="--config") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: must be a mapping of serve options", ctx=ctx, param_hint="--config")
+    names = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+    aliases = {"journal": "journal_url"}
+    known: dict[str, Any] = {}
+    for key, value in data.items():
+        name = aliases.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
+        if name not in names:
+            raise click.BadParameter(f"{path}: unknown option {key!r} (known: {', '.join(sorted(names))})",
+                                     ctx=ctx, param_hint="--config")
+        known[name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **known}
+    return path
+
+
 @main.command()
-@click.option("--listen", default="127.0.0.1:50051", show_default=True, help="gRPC address host:port.")
+@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="AGW_CONFIG",
+              is_eager=True, expose_value=False, callback=_load_serve_config,
+              help="YAML file of these options (or $AGW_CONFIG); the command line and environment win.")
+@click.option("--listen", envvar="AGW_LISTEN", default="127.0.0.1:50051", show_default=True,
+              help="gRPC address host:port (or $AGW_LISTEN). Plain text only on loopback: see --tls-cert.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AGW_DATA_DIR",
               default="var", show_default=True, help="Journal and state directory (or $AGW_DATA_DIR).")
 @click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path), help="Inventory YAML (default DATA_DIR/inventory.yaml).")
 @click.option("--journal", "journal_url", default="", help="Journal URL (default sqlite in DATA_DIR).")
 @click.option("--templates", type=click.Path(file_okay=False, path_type=Path), help="Service templates directory.")
 @click.option("--profiles", type=click.Path(file_okay=False, path_type=Path), help="Device profiles directory.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), envvar="AGW_TLS_CERT",
+              help="Serve TLS with this certificate (PEM; or $AGW_TLS_CERT).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), envvar="AGW_TLS_KEY",
+              help="The certificate's private key (PEM; or $AGW_TLS_KEY).")
+@click.option("--client-ca", type=click.Path(dir_okay=False, path_type=Path), envvar="AGW_CLIENT_CA",
+              help="Mutual TLS: callers need a certificate from this CA; its SAN URI (else CN) is their identity.")
+@click.option("--policy", type=click.Path(dir_okay=False, path_type=Path), envvar="AGW_POLICY",
+              help="Who may do what (YAML: grants of roles reader/submitter/operator/admin); needs --client-ca.")
+@click.option("--insecure", is_flag=True, envvar="AGW_INSECURE",
+              help="Allow plain text on an address that is not loopback (never in production).")
+@click.option("--retention", type=DURATION, envvar="AGW_RETENTION", default="0", show_default=True,
+              help="Once an hour, delete final activations last updated longer ago than this (30d, 2w; or "
+                   "$AGW_RETENTION); 0 keeps everything.")
+@click.option("--max-activations-per-caller", type=click.IntRange(min=1), default=200, show_default=True,
+              envvar="AGW_MAX_ACTIVATIONS_PER_CALLER",
+              help="Activations one caller identity may have running at once; one more is RESOURCE_EXHAUSTED.")
+@click.option("--max-dry-runs-per-caller", type=click.IntRange(min=1), default=4, show_default=True,
+              envvar="AGW_MAX_DRY_RUNS_PER_CALLER", help="DryRuns one caller identity may have running at once.")
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
-          profiles: Path | None) -> None:
+          profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
+          policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
+          max_dry_runs_per_caller: int) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -207,7 +309,12 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
         kw["templates_dir"] = templates
     if profiles is not None:
         kw["profiles_dir"] = profiles
-    config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url, **kw)
+    kw["retention"] = retention
+    kw["max_activations_per_caller"] = max_activations_per_caller
+    kw["max_dry_runs_per_caller"] = max_dry_runs_per_caller
+    config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url,
+                           tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, policy_path=policy,
+                           insecure=insecure, **kw)
     try:
         asyncio.run(_serve(config, build_engine))
     except AgwError as exc:
@@ -216,15 +323,25 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
 
 async def _serve(config: Any, build_engine: Callable[[Any], Any]) -> None:
     from gateway.api.server import serve as serve_grpc
+    from gateway.api.tls import check_listen
+    from gateway.app import edge_settings
 
+    tls, auth = edge_settings(config)  # before anything starts: a bad file or setting stops here
+    check_listen(config.listen, tls=tls, insecure=config.insecure, warn=False)  # refuse before starting
     engine = build_engine(config)
     await engine.start()
+    from gateway.offload import tune_serving_process
+
+    tune_serving_process()  # once started: the event loop answers first (see the function)
     try:
         await serve_grpc(
             engine,
             listen=config.listen,
             grace_s=config.shutdown_grace_s,
             on_ready=lambda port: click.echo(f"agw: listening on {config.listen} (port {port})", err=True),
+            tls=tls,
+            auth=auth,
+            insecure=config.insecure,
         )
     finally:
         await engine.stop()
@@ -293,24 +410,31 @@ def watch(client: Any, activation_id: str, as_json: bool) -> None:
 @click.option("--device", default="", help="Only activations with a task on this device.")
 @click.option("--since", type=click.DateTime(), help="Created at or after (local time unless an offset is given).")
 @click.option("--until", type=click.DateTime(), help="Created before.")
-@click.option("--limit", type=click.IntRange(0, 1000), default=0, help="At most this many (0: server default).")
+@_PAGE_SIZE
+@_PAGE_TOKEN
+@_ALL_PAGES
+@click.option("--limit", type=click.IntRange(0, 1000), default=0, hidden=True, help="Deprecated: --page-size.")
 @click.option("--json", "as_json", is_flag=True)
 @client_command
 def list_(client: Any, states: tuple[str, ...], device: str, since: datetime | None, until: datetime | None,
-          limit: int, as_json: bool) -> None:
-    """List activations."""
+          page_size: int, page_token: str, all_pages: bool, limit: int, as_json: bool) -> None:
+    """List activations, newest first, a page at a time (the next page's token on stderr)."""
     from gateway.engine.views import ActivationState
 
-    results = client.list(
-        states=[ActivationState(s) for s in states], device=device,
-        since=since.astimezone() if since else None, until=until.astimezone() if until else None, limit=limit,
-    )
+    def fetch(token: str) -> tuple[list[Any], str]:
+        return client.list_page(  # type: ignore[no-any-return]
+            states=[ActivationState(s) for s in states], device=device, since=since.astimezone() if since else None,
+            until=until.astimezone() if until else None, page_size=page_size or limit, page_token=token)
+
+    results, token = _pages(fetch, page_token, all_pages=all_pages)
     if as_json:
         _json(_plain(results))
-        return
-    rows = [[a.id, a.state.value, a.created_at.astimezone().isoformat(timespec="seconds"), str(len(a.tasks)),
-             ",".join(sorted({t.device for t in a.tasks})), a.request_id, a.order_ref] for a in results]
-    _table(rows, ["ID", "STATE", "CREATED", "TASKS", "DEVICES", "REQUEST", "ORDER"])
+    else:
+        rows = [[a.id, a.state.value, a.created_at.astimezone().isoformat(timespec="seconds"), str(len(a.tasks)),
+                 ",".join(sorted({t.device for t in a.tasks})), a.submitted_by or "-", a.request_id, a.order_ref]
+                for a in results]
+        _table(rows, ["ID", "STATE", "CREATED", "TASKS", "DEVICES", "SUBMITTED BY", "REQUEST", "ORDER"])
+    _more(token)
 
 
 def _after_action(client: Any, result: Any, *, as_json: bool, watch: bool, wanted: str) -> None:
@@ -345,16 +469,21 @@ def fallout() -> None:
 
 
 @fallout.command(name="list")
+@_PAGE_SIZE
+@_PAGE_TOKEN
+@_ALL_PAGES
 @click.option("--json", "as_json", is_flag=True)
 @client_command
-def fallout_list(client: Any, as_json: bool) -> None:
-    """List the tasks in fallout."""
-    items = client.fallout()
+def fallout_list(client: Any, page_size: int, page_token: str, all_pages: bool, as_json: bool) -> None:
+    """List the tasks in fallout, oldest activation first, a page at a time (the next page's token on stderr)."""
+    items, token = _pages(lambda t: client.fallout_page(page_size=page_size, page_token=t), page_token,
+                          all_pages=all_pages)
     if as_json:
         _json([{"activation_id": aid, "task": _plain(t)} for aid, t in items])
-        return
-    rows = [[aid, t.id, t.device, t.service, t.action.value, _error_text(t)] for aid, t in items]
-    _table(rows, ["ACTIVATION", "TASK", "DEVICE", "SERVICE", "ACTION", "REASON"])
+    else:
+        rows = [[aid, t.id, t.device, t.service, t.action.value, _error_text(t)] for aid, t in items]
+        _table(rows, ["ACTIVATION", "TASK", "DEVICE", "SERVICE", "ACTION", "REASON"])
+    _more(token)
 
 
 @fallout.command()

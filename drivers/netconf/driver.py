@@ -56,6 +56,7 @@ from gateway.errors import (
     SessionLostError,
     UnsupportedOperationError,
 )
+from gateway.incidents import incident, public_message
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,10 @@ def translate(exc: BaseException, *, device: str, phase: Phase) -> AgwError:
         return RenderError(f"configuration XML: {exc}", device=device, phase=phase)
     if isinstance(exc, asyncssh.Error):
         return ConnectError(f"SSH error: {exc.reason}", device=device, phase=phase)
-    log.error("unexpected error on %s during %s", device, phase.value, exc_info=exc)
-    return DeviceError(f"unexpected {type(exc).__name__}: {exc}", device=device, phase=phase, retryable=False)
+    # a bug, not the device: its text stays in the log (gateway.incidents), the caller gets the incident id
+    log.error("unexpected error on %s during %s (incident %s)", device, phase.value, incident(exc))
+    return DeviceError(f"unexpected error in the NETCONF driver: {public_message(exc)}", device=device, phase=phase,
+                       retryable=False)
 
 
 class _Guard:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
 OPERATION = f"{{{NC_NS}}}operation"
 REMOVING = frozenset({"delete", "remove"})
-_PARSER = xmlsafe.make_parser()
+_parser = xmlsafe.thread_parser  # this module also runs on the planning threads
 _NCNAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -77,7 +77,7 @@ class ListKeys:
 # -- parsing ----------------------------------------------------------------------------------
 def parse(text: str | bytes) -> etree._Element:
     try:
-        return xmlsafe.parse(text.encode() if isinstance(text, str) else text, _PARSER)
+        return xmlsafe.parse(text.encode() if isinstance(text, str) else text, _parser())
     except etree.XMLSyntaxError as exc:
         raise ConfigXmlError(f"not well-formed XML: {exc}") from exc
     except xmlsafe.UnsafeXmlError as exc:
@@ -109,7 +109,7 @@ def _elements(el: etree._Element) -> list[etree._Element]:
 
 
 def _copy(el: etree._Element) -> etree._Element:
-    return etree.fromstring(etree.tostring(el), _PARSER)
+    return etree.fromstring(etree.tostring(el), _parser())
 
 
 @functools.lru_cache(maxsize=4096)

@@ -14,14 +14,20 @@ and the configuration texts derived from them) goes through :func:`parse` with a
   recursive walks over parsed trees (:mod:`.xmlconfig`, :mod:`.restore`, :mod:`.exact`) stay far
   from Python's recursion limit. The check runs in libxml2 (one XPath), never recursively.
 
-Threads: lxml serializes the use of one parser object from several threads (its parser context
-has a lock), so a shared parser is safe, only not parallel. The driver parses on its event loop
-thread only; each module keeps its own parser.
+Threads: lxml serializes the use of one parser object by several threads (its parser context
+has a lock): a shared parser is safe, only not parallel, and lxml's FAQ advises one parser per
+thread. The session and reply parsers (:mod:`.session`, :mod:`.rpc`) run on the event loop only
+and keep one parser each. :mod:`.xmlconfig` also runs on the engine's planning threads (the
+planner checks every rendered change with ``NetconfDriver.check_change``), so it parses with
+:func:`thread_parser`: one parser per thread. Nothing parsed on one thread is kept and used on
+another (what the planner derives is text), and the planning threads live as long as the engine,
+which is what lxml asks of trees that cross threads.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 
 from lxml import etree
 
@@ -50,6 +56,17 @@ def make_parser(*, remove_blank_text: bool = True) -> etree.XMLParser:
         load_dtd=False,
         dtd_validation=False,
     )
+
+
+_local = threading.local()
+
+
+def thread_parser() -> etree.XMLParser:
+    """This thread's parser from :func:`make_parser` (made on first use)."""
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = make_parser()
+    return parser
 
 
 def parse(data: bytes, parser: etree.XMLParser, *, what: str = "document") -> etree._Element:
@@ -94,4 +111,4 @@ def _doctype_in_prolog(data: bytes) -> bool:
         i = end + skip
 
 
-__all__ = ["MAX_DEPTH", "UnsafeXmlError", "check_depth", "make_parser", "parse"]
+__all__ = ["MAX_DEPTH", "UnsafeXmlError", "check_depth", "make_parser", "parse", "thread_parser"]

@@ -6,11 +6,12 @@ Errors stay ``grpc.RpcError``; :func:`describe_rpc_error` formats one as ``CODE:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import grpc
 
 from gateway.api import convert, status
+from gateway.api.tls import ClientTls
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
 from gateway.engine.views import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
@@ -34,16 +35,19 @@ def violations_of(exc: grpc.RpcError) -> list[str]:
 
 
 class Client:
-    def __init__(self, target: str = DEFAULT_SERVER, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, target: str = DEFAULT_SERVER, *, timeout_s: float = 60.0, tls: ClientTls | None = None) -> None:
+        """``tls``: the CA of the server's certificate and, for mutual TLS, the client's own
+        certificate and key; None or empty: plain text."""
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if tls is not None and tls.enabled:
+            self._channel = grpc.secure_channel(target, tls.credentials(), options=options + tls.options())
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.ActivationServiceStub(self._channel)
 
     def close(self) -> None:
@@ -102,9 +106,42 @@ class Client:
         resp = self._stub.List(req, timeout=self.timeout_s)
         return [convert.activation_from_proto(a) for a in resp.activations]
 
+    def list_page(
+        self,
+        *,
+        states: Sequence[ActivationState] = (),
+        device: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[ActivationResult], str]:
+        """One page (newest first) and the token of the next ("" on the last page); page_size 0:
+        the server's default."""
+        req = pb.ListRequest(states=[convert.ACTIVATION_STATE_TO_PB[s] for s in states], device=device,
+                             page_size=page_size, page_token=page_token)
+        if since is not None:
+            req.since.CopyFrom(convert.ts_from_datetime(since))
+        if until is not None:
+            req.until.CopyFrom(convert.ts_from_datetime(until))
+        resp = self._stub.List(req, timeout=self.timeout_s)
+        return [convert.activation_from_proto(a) for a in resp.activations], resp.next_page_token
+
+    def fallout_page(self, *, page_size: int = 0, page_token: str = "") -> tuple[list[tuple[str, TaskResult]], str]:
+        """One page of the tasks in fallout and the token of the next ("" on the last page)."""
+        req = pb.ListFalloutRequest(page_size=page_size, page_token=page_token)
+        resp = self._stub.ListFallout(req, timeout=self.timeout_s)
+        return [(i.activation_id, convert.task_from_proto(i.task)) for i in resp.items], resp.next_page_token
+
     def fallout(self) -> list[tuple[str, TaskResult]]:
-        resp = self._stub.ListFallout(pb.ListFalloutRequest(), timeout=self.timeout_s)
-        return [(i.activation_id, convert.task_from_proto(i.task)) for i in resp.items]
+        """Every task in fallout (all pages)."""
+        out: list[tuple[str, TaskResult]] = []
+        token = ""
+        while True:
+            items, token = self.fallout_page(page_token=token)
+            out.extend(items)
+            if not token:
+                return out
 
     def retry(self, activation_id: str, task_id: str = "") -> ActivationResult:
         req = pb.FalloutActionRequest(activation_id=activation_id, task_id=task_id)

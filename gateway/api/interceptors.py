@@ -3,6 +3,13 @@
 The log line names the method, the status code, the duration, the correlation id (the caller's
 ``x-request-id`` metadata, or a fresh one) and the request's own key (``request_id`` or
 ``activation_id``) — never the parameters, which may carry customer data.
+
+A request that does not deserialize (garbage bytes, invalid UTF-8 in a string field, nesting beyond
+protobuf's limit, a truncated field) never reaches a servicer: each handler's deserializer is
+wrapped (:func:`_safe_deserializer`) so that such bytes become a :class:`Malformed` marker instead of
+an exception grpc.aio would answer with UNKNOWN and its own text. The wrapped behaviour answers the
+marker with INVALID_ARGUMENT ("the request is not a valid agw.activation.v1.SubmitRequest: ..."),
+counts it in ``agw_grpc_malformed_requests_total{method}`` and logs the call like any other.
 """
 
 from __future__ import annotations
@@ -13,11 +20,14 @@ import inspect
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import grpc
 import grpc.aio
 from prometheus_client import Counter, Histogram
+
+from gateway.api import status
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +45,58 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+MALFORMED = Counter(
+    "agw_grpc_malformed_requests_total",
+    "Requests that did not deserialize (answered INVALID_ARGUMENT before any servicer ran), by method.",
+    ["method"],
+)
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """What :func:`_safe_deserializer` returns for bytes that are not a valid request."""
+
+    type_name: str  # e.g. agw.activation.v1.SubmitRequest
+    reason: str  # short and ours: never the parser's text
+
+
+_DECODE_REASONS = (
+    ("utf-8", "a string field is not valid UTF-8"),
+    ("maxdepth", "messages nested deeper than protobuf allows (100 levels)"),
+    ("wire format", "the bytes are not protobuf wire format (garbage, or a truncated field)"),
+)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).lower()
+    for marker, reason in _DECODE_REASONS:
+        if marker in text:
+            return reason
+    if isinstance(exc, RecursionError):
+        return _DECODE_REASONS[1][1]
+    return f"it cannot be parsed ({type(exc).__name__})"
+
+
+def _safe_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer``, returning :class:`Malformed` instead of raising."""
+    if deserializer is None:
+        return None
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    type_name = str(getattr(descriptor, "full_name", "") or "request message")
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's malformed request
+            return Malformed(type_name, _reason(exc))
+
+    return deserialize
+
+
+async def _refuse(call: "_Call", request: Malformed, context: grpc.aio.ServicerContext) -> None:
+    MALFORMED.labels(call.method).inc()
+    call.key = f"malformed {request.type_name}"
+    await status.abort_malformed(context, request.type_name, request.reason)
 
 
 _QUIET = frozenset(
@@ -111,6 +173,8 @@ def _wrap_unary(method: str, inner: Callable[..., Awaitable[Any]]) -> Callable[.
         call = _Call(method, context, request)
         exc: BaseException | None = None
         try:
+            if isinstance(request, Malformed):
+                await _refuse(call, request, context)
             return await inner(request, context)
         except BaseException as e:
             exc = e
@@ -126,6 +190,8 @@ def _wrap_stream_gen(method: str, inner: Callable[..., AsyncIterator[Any]]) -> C
         call = _Call(method, context, request)
         exc: BaseException | None = None
         try:
+            if isinstance(request, Malformed):
+                await _refuse(call, request, context)
             async for item in inner(request, context):
                 yield item
         except BaseException as e:
@@ -137,9 +203,37 @@ def _wrap_stream_gen(method: str, inner: Callable[..., AsyncIterator[Any]]) -> C
     return behaviour
 
 
+def _checked_stream(method: str, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def checked() -> AsyncIterator[Any]:
+        async for request in requests:
+            if isinstance(request, Malformed):
+                MALFORMED.labels(method).inc()
+                log.info("rpc %s INVALID_ARGUMENT: malformed %s in the request stream", method, request.type_name)
+                await status.abort_malformed(context, request.type_name, request.reason)
+            yield request
+
+    return checked()
+
+
+def _wrap_request_stream(method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+    """A request-streaming behaviour whose malformed requests are refused (not logged per call)."""
+    if inspect.isasyncgenfunction(inner):
+        async def gen_behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in inner(_checked_stream(method, requests, context), context):
+                yield item
+
+        return gen_behaviour
+
+    async def behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        return await inner(_checked_stream(method, requests, context), context)
+
+    return behaviour
+
+
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """Logs and measures every unary-request call (ours, health, ...). Calls with a request
-    stream (server reflection) pass through untouched."""
+    """Logs and measures every unary-request call (ours, health, ...), and answers a request that
+    does not deserialize with INVALID_ARGUMENT. Calls with a request stream (server reflection)
+    are not logged per call; only their malformed requests are refused and counted."""
 
     async def intercept_service(
         self,
@@ -150,10 +244,11 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        deserializer = _safe_deserializer(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -163,10 +258,22 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             )
             return grpc.unary_stream_rpc_method_handler(
                 wrapped,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_request_stream(method, handler.stream_stream),
+                request_deserializer=deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_request_stream(method, handler.stream_unary),
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
 
-__all__ = ["CALLS", "LATENCY", "ObservabilityInterceptor", "correlation_id"]
+__all__ = ["CALLS", "LATENCY", "MALFORMED", "Malformed", "ObservabilityInterceptor", "correlation_id"]

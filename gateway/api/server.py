@@ -20,8 +20,10 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
+from gateway.api.auth import AuthInterceptor, AuthMode, Authorizer
 from gateway.api.interceptors import ObservabilityInterceptor
 from gateway.api.servicer import ActivationServicer, EngineFacade
+from gateway.api.tls import ServerTls, check_listen
 from gateway.api.validate import DEFAULT_LIMITS, MIB, EdgeLimits
 from gateway.errors import ConfigurationError
 
@@ -42,33 +44,51 @@ async def start_server(
     listen: str = DEFAULT_LISTEN,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     limits: EdgeLimits = DEFAULT_LIMITS,
+    tls: ServerTls | None = None,
+    auth: AuthMode | None = None,
+    insecure: bool = False,
 ) -> tuple[grpc.aio.Server, int]:
     """Start serving ``engine`` on ``listen`` ("host:port"; port 0 picks a free one).
 
+    With ``tls`` the server speaks TLS (mutual TLS when it has a client CA); ``auth`` says how
+    calls are authenticated and authorized (default: identities exactly when there is a client
+    CA, no policy). Plain text is only served on loopback unless ``insecure``.
+
     Returns the started server and the bound port. Raises ConfigurationError when the address
-    cannot be bound or the limits are inconsistent.
+    cannot be bound, the limits are inconsistent, or TLS/auth settings do not fit together.
     """
+    if auth is None:
+        auth = AuthMode(identities=tls is not None and tls.client_ca is not None)
+    if auth.identities and (tls is None or tls.client_ca is None):
+        raise ConfigurationError("caller identities need mutual TLS: give --client-ca (with --tls-cert and --tls-key)")
+    if auth.policy is not None and not auth.identities:
+        raise ConfigurationError("a policy needs caller identities: give --client-ca (with --tls-cert and --tls-key)")
+    check_listen(listen, tls=tls, insecure=insecure)
+    credentials = tls.credentials() if tls is not None else None
     if max_message_bytes <= limits.max_request_bytes:
         raise ConfigurationError(
             f"max_message_bytes ({max_message_bytes}) must exceed limits.max_request_bytes "
             f"({limits.max_request_bytes}) so that oversized requests get a clear answer"
         )
     server = grpc.aio.server(
-        interceptors=[ObservabilityInterceptor()],
+        interceptors=[ObservabilityInterceptor(), AuthInterceptor(auth)],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
         ],
     )
-    pb_grpc.add_ActivationServiceServicer_to_server(ActivationServicer(engine, limits=limits), server)
+    inventory = getattr(engine, "inventory", None)
+    authorizer = Authorizer(groups_of=getattr(inventory, "groups_of", None))
+    pb_grpc.add_ActivationServiceServicer_to_server(
+        ActivationServicer(engine, limits=limits, authorizer=authorizer), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
-        port = server.add_insecure_port(listen)
+        port = server.add_secure_port(listen, credentials) if credentials is not None else server.add_insecure_port(listen)
     except RuntimeError as exc:
         raise ConfigurationError(f"cannot listen on {listen!r}: {exc}") from exc
     if port == 0:
@@ -77,7 +97,9 @@ async def start_server(
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _health[server] = health_servicer
-    log.info("serving %s on %s (port %d)", SERVICE_NAME, listen, port)
+    log.info("serving %s on %s (port %d, %s%s)", SERVICE_NAME, listen, port,
+             "plain text" if tls is None else ("mutual TLS" if tls.client_ca else "TLS"),
+             f", policy {auth.policy.source}" if auth.policy is not None else "")
     return server, port
 
 
@@ -99,6 +121,9 @@ async def serve(
     limits: EdgeLimits = DEFAULT_LIMITS,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[int], None] | None = None,
+    tls: ServerTls | None = None,
+    auth: AuthMode | None = None,
+    insecure: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or until ``stop`` is set), then shut down gracefully."""
     stop = stop or asyncio.Event()
@@ -110,7 +135,8 @@ async def serve(
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             pass
-    server, port = await start_server(engine, listen=listen, max_message_bytes=max_message_bytes, limits=limits)
+    server, port = await start_server(engine, listen=listen, max_message_bytes=max_message_bytes, limits=limits,
+                                      tls=tls, auth=auth, insecure=insecure)
     try:
         if on_ready is not None:
             on_ready(port)

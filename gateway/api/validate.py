@@ -32,13 +32,25 @@ class EdgeLimits:
     max_request_bytes: int = 4 * MIB
     max_id_length: int = 256
     max_note_length: int = 4096
+    max_parameter_depth: int = 16
+    """Nesting levels of a task's parameters (``parameters.a`` is level 1, ``parameters.a.b[0]`` level 3)."""
     max_list_limit: int = 1000
     max_wait_ms: int = 300_000
+    default_page_size: int = 50
+    max_page_size: int = 1000
+    max_page_token_length: int = 1024
+    max_response_bytes: int = 3 * MIB + 512 * KIB
+    """What a response may weigh: under a stock gRPC client's 4 MB receive limit (see gateway.api.paging)."""
 
 
 DEFAULT_LIMITS = EdgeLimits()
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 and C1 controls, DEL and the Unicode line/paragraph separators: refused in every text a
+caller names (ids, references, parameter names), since they end up in logs and on terminals."""
+_NOTE_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+"""The same for a free-text note, which may hold a tab."""
+_KEY_CHARS = 64
 _TS_MIN_S = -62135596800  # 0001-01-01T00:00:00Z
 _TS_MAX_S = 253402300799  # 9999-12-31T23:59:59Z
 
@@ -60,16 +72,35 @@ def _name(field: str, value: str, limits: EdgeLimits, *, required: bool = True) 
         yield FieldViolation(field, "contains a control character")
 
 
-def _finite_numbers(field: str, value: struct_pb2.Value) -> Iterator[FieldViolation]:
+def _key(key: str) -> str:
+    """A parameter name as shown in a field path: clipped, control characters escaped."""
+    shown = key if len(key) <= _KEY_CHARS else key[:_KEY_CHARS] + "…"
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], shown)
+
+
+def _fields(field: str, struct: struct_pb2.Struct, depth: int, limits: EdgeLimits) -> Iterator[FieldViolation]:
+    for key, v in struct.fields.items():
+        f = f"{field}.{_key(key)}"
+        if len(key) > limits.max_id_length:
+            yield FieldViolation(f, f"parameter name longer than {limits.max_id_length} characters")
+        elif _CONTROL.search(key):
+            yield FieldViolation(f, "parameter name contains a control character")
+        yield from _parameter(f, v, depth + 1, limits)
+
+
+def _parameter(field: str, value: struct_pb2.Value, depth: int, limits: EdgeLimits) -> Iterator[FieldViolation]:
+    """Finite numbers, bounded nesting, sane names; ``depth`` is the level of ``value``."""
+    if depth > limits.max_parameter_depth:
+        yield FieldViolation(field, f"nested deeper than {limits.max_parameter_depth} levels")
+        return
     kind = value.WhichOneof("kind")
     if kind == "number_value" and not math.isfinite(value.number_value):
         yield FieldViolation(field, "not a finite number")
     elif kind == "struct_value":
-        for key, v in value.struct_value.fields.items():
-            yield from _finite_numbers(f"{field}.{key}", v)
+        yield from _fields(field, value.struct_value, depth, limits)
     elif kind == "list_value":
         for i, v in enumerate(value.list_value.values):
-            yield from _finite_numbers(f"{field}[{i}]", v)
+            yield from _parameter(f"{field}[{i}]", v, depth + 1, limits)
 
 
 def _task(i: int, task: pb.Task, ids: dict[str, int], limits: EdgeLimits) -> Iterator[FieldViolation]:
@@ -88,8 +119,7 @@ def _task(i: int, task: pb.Task, ids: dict[str, int], limits: EdgeLimits) -> Ite
         yield FieldViolation(
             f"{f}.parameters", f"{size} bytes, more than the limit of {limits.max_task_parameters_bytes}"
         )
-    for key, v in task.parameters.fields.items():
-        yield from _finite_numbers(f"{f}.parameters.{key}", v)
+    yield from _fields(f"{f}.parameters", task.parameters, 0, limits)
     seen: set[str] = set()
     for k, dep in enumerate(task.depends_on):
         fd = f"{f}.depends_on[{k}]"
@@ -139,6 +169,7 @@ def list_violations(msg: pb.ListRequest, limits: EdgeLimits = DEFAULT_LIMITS) ->
     out.extend(_name("device", msg.device, limits, required=False))
     if not 0 <= msg.limit <= limits.max_list_limit:
         out.append(FieldViolation("limit", f"must be between 0 and {limits.max_list_limit}"))
+    out.extend(_paging(msg.page_size, msg.page_token, limits))
     for name in ("since", "until"):
         if msg.HasField(name):
             out.extend(_timestamp(name, getattr(msg, name)))
@@ -146,6 +177,23 @@ def list_violations(msg: pb.ListRequest, limits: EdgeLimits = DEFAULT_LIMITS) ->
         if msg.until.ToNanoseconds() < msg.since.ToNanoseconds():
             out.append(FieldViolation("until", "earlier than since"))
     return out
+
+
+def _paging(page_size: int, page_token: str, limits: EdgeLimits) -> Iterator[FieldViolation]:
+    if not 0 <= page_size <= limits.max_page_size:
+        yield FieldViolation("page_size", f"must be between 0 and {limits.max_page_size}")
+    if len(page_token) > limits.max_page_token_length:
+        yield FieldViolation("page_token", f"longer than {limits.max_page_token_length} characters: not a page token "
+                                           "of this gateway")
+
+
+def page_size(size: int, limits: EdgeLimits = DEFAULT_LIMITS, *, limit: int = 0) -> int:
+    """The page size asked for: ``size``, else the deprecated ``limit``, else the default."""
+    return size or limit or limits.default_page_size
+
+
+def fallout_list_violations(msg: pb.ListFalloutRequest, limits: EdgeLimits = DEFAULT_LIMITS) -> list[FieldViolation]:
+    return list(_paging(msg.page_size, msg.page_token, limits))
 
 
 def activation_id_violations(activation_id: str, limits: EdgeLimits = DEFAULT_LIMITS) -> list[FieldViolation]:
@@ -169,6 +217,8 @@ def fallout_violations(
         out.append(FieldViolation("note", "required: say what was done"))
     if len(msg.note) > limits.max_note_length:
         out.append(FieldViolation("note", f"longer than {limits.max_note_length} characters"))
+    if _NOTE_CONTROL.search(msg.note):
+        out.append(FieldViolation("note", "contains a control character (only a tab is allowed)"))
     return out
 
 
@@ -182,9 +232,11 @@ __all__ = [
     "DEFAULT_LIMITS",
     "EdgeLimits",
     "activation_id_violations",
+    "fallout_list_violations",
     "fallout_violations",
     "get_violations",
     "list_violations",
+    "page_size",
     "raise_if_any",
     "submit_violations",
 ]

@@ -20,6 +20,7 @@ from gateway.engine.views import (
     VerificationView,
 )
 from gateway.errors import AgwError, DeviceError, Phase
+from gateway.incidents import public_kind, public_message
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +126,19 @@ class PhaseClock:
 
 
 def error_view(exc: BaseException, *, phase: Phase | None = None) -> ErrorView:
+    """A task's error as journaled and shown to callers: only what a caller may see
+    (:mod:`gateway.incidents`: configuration, journal and unexpected errors become an incident id)."""
     if isinstance(exc, AgwError):
         return ErrorView(
-            kind=type(exc).__name__,
-            message=exc.message,
+            kind=public_kind(exc),
+            message=public_message(exc),
             phase=(exc.phase or phase).value if (exc.phase or phase) else "",
             retryable=exc.retryable,
             device_error=exc.info if isinstance(exc, DeviceError) else None,
         )
     return ErrorView(
-        kind=type(exc).__name__,
-        message=str(exc) or type(exc).__name__,
+        kind=public_kind(exc),
+        message=public_message(exc),
         phase=phase.value if phase else "",
         retryable=False,
     )

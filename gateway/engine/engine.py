@@ -10,19 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Sequence
 
 from drivers.base import Driver
 from drivers.registry import Registry
-from gateway.engine.context import EngineContext, error_view, utcnow
+from gateway import offload
+from gateway.engine import retention as retention_policy
+from gateway.engine.context import EngineContext, utcnow
 from gateway.engine.devices import DeviceLocks, SessionPool
+from gateway.engine.dryrun import DryRun
 from gateway.engine.events import EventBus
+from gateway.engine.limits import CallerSlots, EngineSettings
 from gateway.engine.plan import Plan, make_plan
 from gateway.engine.repair import Mode, Repairer
 from gateway.engine.runner import ActivationRun
-from gateway.engine.views import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
+from gateway.engine.views import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
 from gateway.errors import AgwError, StateError
+from gateway.incidents import incident, public_text
 from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,10 @@ AUDIT_ACTIONS = {Mode.RETRY: "retry", Mode.FORCE: "force-rollback"}
 
 GET_POLL_S = 0.1
 """How often a waiting ``get`` re-reads the journal for an activation that runs elsewhere."""
+
+DRY_RUN_ANSWER_S = 0.25
+"""A DryRun with a caller's deadline answers this long before it (at most a tenth of it): time
+for the answer to travel."""
 
 
 class Engine:
@@ -46,6 +55,9 @@ class Engine:
         registry: Registry[Driver],
         select_endpoint: Any,
         session_idle_s: float = 300.0,
+        settings: EngineSettings | None = None,
+        retention: timedelta = timedelta(0),
+        retention_interval_s: float = retention_policy.DEFAULT_INTERVAL_S,
     ) -> None:
         self.journal = journal
         self.inventory = inventory
@@ -54,8 +66,20 @@ class Engine:
         self.select_endpoint = select_endpoint
         self.registry = registry
         self.session_idle_s = session_idle_s
+        self.retention = retention  # 0: keep everything (else: see gateway.engine.retention)
+        self.retention_interval_s = retention_interval_s
+        self._retainer: asyncio.Task[None] | None = None
         pool = SessionPool(registry=registry, resolve_credential=credentials.resolve)
-        self.ctx = EngineContext(journal=journal, pool=pool, locks=DeviceLocks(), bus=EventBus())
+        self.settings = settings or EngineSettings()
+        s = self.settings
+        offload.configure(s.plan_workers)
+        locks = DeviceLocks(wait_s=s.lock_wait_s, max_rounds=s.lock_max_rounds)
+        self.ctx = EngineContext(journal=journal, pool=pool, locks=locks, bus=EventBus())
+        self.activation_slots = CallerSlots(what="activations", limit=s.max_activations_per_caller,
+                                            retry_after_s=s.activation_retry_after_s)
+        self.dry_run_slots = CallerSlots(what="DryRuns", limit=s.max_dry_runs_per_caller,
+                                         retry_after_s=s.dry_run_retry_after_s)
+        self._slot_of: dict[str, Caller] = {}  # activation id -> the caller whose slot it holds
         self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles)
         self._runs: dict[str, ActivationRun | None] = {}  # None: a rollback is running
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -66,6 +90,10 @@ class Engine:
         await self.journal.start()
         await self.recover()
         self._spawn_reaper()
+        if self.retention > timedelta(0):
+            self._retainer = asyncio.create_task(
+                retention_policy.keep_pruning(self.journal, keep=self.retention, interval_s=self.retention_interval_s),
+                name="journal-retention")
 
     def _spawn_reaper(self) -> None:
         """Close pooled sessions nobody used for ``session_idle_s`` (devices limit sessions)."""
@@ -87,6 +115,9 @@ class Engine:
         reaper = getattr(self, "_reaper", None)
         if reaper is not None:
             reaper.cancel()
+        if self._retainer is not None:
+            self._retainer.cancel()
+            await asyncio.gather(self._retainer, return_exceptions=True)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -130,6 +161,26 @@ class Engine:
         return make_plan(request, inventory=self.inventory, profiles=self.profiles, templates=self.templates,
                          select_endpoint=self.select_endpoint, driver_for=self.driver_for)
 
+    async def _off_loop(self, fn: Any, request: ActivationRequest) -> Any:
+        """``fn(request)`` on a planning thread when the request has more than
+        ``plan_inline_max_tasks`` tasks (validating and rendering a thousand tasks takes a third
+        of a second: the loop must keep answering meanwhile), else right here."""
+        s = self.settings
+        if not s.plan_off_loop or len(request.tasks) <= s.plan_inline_max_tasks:
+            return fn(request)
+        return await offload.run(fn, request)
+
+    def _plan_with_results(self, request: ActivationRequest) -> tuple[Plan, list[TaskResult]]:
+        """The plan and the activation's first task results (what the journal creates)."""
+        plan = self.plan(request)  # raises InputError with every violation
+        tasks = [
+            TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service, action=p.spec.action,
+                       state=TaskState.ACKNOWLEDGED, depends_on=p.spec.depends_on, platform=p.platform,
+                       driver=p.profile.driver, rendered=p.change.content)
+            for p in sorted(plan.tasks, key=lambda p: p.index)
+        ]
+        return plan, tasks
+
     def driver_for(self, profile: Any) -> type[Driver]:
         """The driver class a profile names (its module imported on first use)."""
         return self.registry.get(profile.driver)
@@ -140,24 +191,36 @@ class Engine:
 
     async def submit(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> SubmitResult:
         """Plan, journal (``caller`` is the submitter: the idempotency key is its request id) and
-        start the activation in the background."""
-        plan = self.plan(request)  # raises InputError with every violation
-        # the journal enforces idempotency: same request_id and content → the existing activation,
-        # different content → ConflictError
-        activation_id = str(uuid.uuid4())
-        now = utcnow()
-        tasks = [
-            TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service, action=p.spec.action,
-                       state=TaskState.ACKNOWLEDGED, depends_on=p.spec.depends_on, platform=p.platform,
-                       driver=p.profile.driver, rendered=p.change.content)
-            for p in sorted(plan.tasks, key=lambda p: p.index)
-        ]
-        activation_id, created = await self.journal.create_activation(  # serialized by the journal's writer
-            activation_id=activation_id, request_id=request.request_id, fingerprint=plan.fingerprint,
-            order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=now,
-            submitted_by=caller.identity,
-        )
+        start the activation in the background.
+
+        A caller has at most ``max_activations_per_caller`` activations running here; one more
+        is :class:`ResourceExhaustedError` before any planning, except the retry of a request id
+        the caller already submitted (it is no new activation)."""
+        slots = self.activation_slots
+        reserved = not slots.full(caller)
+        if reserved:
+            slots.take(caller)
+        elif await self.journal.find_by_request_id(request.request_id, submitted_by=caller.identity) is None:
+            raise slots.exhausted(caller)
+        try:
+            plan, tasks = await self._off_loop(self._plan_with_results, request)
+            # the journal enforces idempotency: same request_id and content → the existing activation,
+            # different content → ConflictError
+            activation_id, created = await self.journal.create_activation(  # serialized by the journal's writer
+                activation_id=str(uuid.uuid4()), request_id=request.request_id, fingerprint=plan.fingerprint,
+                order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=utcnow(),
+                submitted_by=caller.identity,
+            )
+        except BaseException:
+            if reserved:
+                slots.give_back(caller)
+            raise
+        if created and not reserved:  # found above, then gone (pruned): it counts all the same
+            slots.take(caller, force=True)
+        elif reserved and not created:
+            slots.give_back(caller)
         if created:
+            self._slot_of[activation_id] = caller
             run = ActivationRun(self.ctx, activation_id=activation_id, plan=plan)
             self._runs[activation_id] = run
             self._spawn(self._run(run), name=f"activation-{activation_id}", activation_id=activation_id)
@@ -166,52 +229,39 @@ class Engine:
     async def _run(self, run: ActivationRun) -> None:
         try:
             await run.run()
-        except Exception:  # noqa: BLE001 - a bug must not lose the activation
-            log.exception("activation %s crashed inside the engine", run.id)
+        except Exception as exc:  # noqa: BLE001 - a bug must not lose the activation
+            log.error("activation %s crashed inside the engine (incident %s)", run.id, incident(exc))
             try:
                 await self.ctx.record(run.id, phase="end", state=ActivationState.FALLOUT.value,
-                                      message="internal error in the engine; see the gateway log",
+                                      message=f"the engine stopped on an error: {public_text(exc)}",
                                       activation_state=ActivationState.FALLOUT)
             except AgwError:
                 log.exception("could not record the failure of %s", run.id)
         finally:
             self._runs.pop(run.id, None)
+            slot = self._slot_of.pop(run.id, None)
+            if slot is not None:
+                self.activation_slots.give_back(slot)
 
-    async def dry_run(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> ActivationResult:
-        """Render and diff against the live devices; nothing is changed and nothing journaled."""
-        plan = self.plan(request)
-        results: list[TaskResult] = []
-        now = utcnow()
-        for p in sorted(plan.tasks, key=lambda p: p.index):
-            diff, error, state = "", None, TaskState.COMPLETED
-            async with self.ctx.locks.hold([p.spec.device]):
-                drv = None
-                try:
-                    drv = await self.ctx.pool.get(device=p.spec.device, platform=p.platform, address=p.address,
-                                                  port=p.port, credentials_ref=p.credentials_ref, profile=p.profile,
-                                                  known_hosts=p.known_hosts, host_key_check=p.host_key_check)
-                    locked = False
-                    if drv.capabilities.lock:
-                        await drv.lock()
-                        locked = True
-                    try:
-                        snapshot = await drv.read(p.change)
-                        diff = await drv.preview(p.change, snapshot)
-                    finally:
-                        if locked:
-                            await drv.unlock()
-                except AgwError as exc:
-                    error, state = error_view(exc), TaskState.FAILED
-                    if drv is not None:
-                        await self.ctx.pool.discard(drv)
-            results.append(TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service,
-                                      action=p.spec.action, state=state, depends_on=p.spec.depends_on,
-                                      platform=p.platform, driver=p.profile.driver, rendered=p.change.content,
-                                      diff=diff, error=error))
-        ok = all(r.state == TaskState.COMPLETED for r in results)
-        return ActivationResult(id="", request_id=request.request_id, order_ref=request.order_ref,
-                                atomic=request.atomic, state=ActivationState.COMPLETED if ok else ActivationState.FAILED,
-                                created_at=now, updated_at=utcnow(), dry_run=True, tasks=tuple(results))
+    async def dry_run(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS,
+                      deadline_s: float | None = None) -> ActivationResult:
+        """Render and diff against the live devices; nothing is changed and nothing journaled
+        (:mod:`gateway.engine.dryrun`). The answer comes within ``dry_run_timeout_s``, or a little
+        before ``deadline_s`` (the caller's remaining gRPC deadline) if that is sooner; at most
+        ``max_dry_runs_per_caller`` of a caller's DryRuns run at once (one more:
+        :class:`ResourceExhaustedError`)."""
+        s = self.settings
+        timeout_s = s.dry_run_timeout_s
+        if deadline_s is not None:
+            timeout_s = max(0.0, min(timeout_s, deadline_s - min(DRY_RUN_ANSWER_S, deadline_s / 10)))
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        self.dry_run_slots.take(caller)
+        try:
+            plan = await self._off_loop(self.plan, request)
+            return await DryRun(self.ctx, plan, deadline=deadline, timeout_s=timeout_s,
+                                lock_wait_s=s.dry_run_lock_wait_s, spawn=self._spawn).run()
+        finally:
+            self.dry_run_slots.give_back(caller)
 
     async def watch(self, activation_id: str) -> AsyncIterator[Event]:
         if activation_id not in self._runs:
@@ -252,6 +302,12 @@ class Engine:
                    until: datetime | None = None, limit: int = 100) -> list[ActivationResult]:
         return await self.journal.list(states=states, device=device, since=since, until=until, limit=limit)
 
+    async def list_page(self, *, states: Sequence[ActivationState] = (), device: str = "",
+                        since: datetime | None = None, until: datetime | None = None, page_size: int = 50,
+                        page_token: str = "") -> Page[ActivationResult]:
+        return await self.journal.list_page(states=states, device=device, since=since, until=until,
+                                            page_size=page_size, page_token=page_token)
+
     async def cancel(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         result = await self.journal.get(activation_id)
         run = self._runs.get(activation_id)
@@ -289,6 +345,9 @@ class Engine:
     # -- fallout -----------------------------------------------------------------------------------------
     async def fallout(self) -> list[tuple[str, TaskResult]]:
         return await self.journal.fallout()
+
+    async def fallout_page(self, *, page_size: int = 50, page_token: str = "") -> Page[tuple[str, TaskResult]]:
+        return await self.journal.fallout_page(page_size=page_size, page_token=page_token)
 
     async def _fallout_action(self, activation_id: str, task_id: str, mode: Mode, caller: Caller) -> ActivationResult:
         result = await self.journal.get(activation_id)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, PayloadFormat
 from gateway.errors import AgwError, FieldViolation, InputError
+from gateway.incidents import public_message
 from gateway.model import Action, ActivationRequest, TaskSpec
 
 
@@ -117,57 +118,86 @@ def structural_violations(request: ActivationRequest) -> list[FieldViolation]:
         cycle = find_cycle(request.tasks)
         if cycle:
             i = seen[cycle[0]]
-            out.append(FieldViolation(f"tasks[{i}].depends_on", "dependency cycle: " + " -> ".join(cycle)))
+            out.append(FieldViolation(f"tasks[{i}].depends_on", cycle_text(cycle)))
     return out
 
 
+MAX_CYCLE_IDS_SHOWN = 10
+"""A cycle's message names at most this many task ids (a violation travels in a status message)."""
+
+
+def cycle_text(cycle: Sequence[str]) -> str:
+    """``dependency cycle: a -> b -> c -> a``, clipped to :data:`MAX_CYCLE_IDS_SHOWN` ids
+    (``a -> b -> ... 990 more -> a``) for a long one."""
+    ids = list(cycle[:-1]) if len(cycle) > 1 and cycle[0] == cycle[-1] else list(cycle)
+    if len(ids) <= MAX_CYCLE_IDS_SHOWN:
+        return "dependency cycle: " + " -> ".join([*ids, ids[0]])
+    shown = ids[: MAX_CYCLE_IDS_SHOWN - 1]
+    return (f"dependency cycle of {len(ids)} tasks: " + " -> ".join(shown)
+            + f" -> ... {len(ids) - len(shown)} more -> {ids[0]}")
+
+
 def find_cycle(tasks: Sequence[TaskSpec]) -> list[str]:
-    """One dependency cycle as a list of task ids (first id repeated at the end), or []."""
-    deps = {t.id: list(t.depends_on) for t in tasks}
+    """One dependency cycle as a list of task ids (first id repeated at the end), or [].
+
+    An iterative depth-first search (no recursion: a chain of any length is fine), O(tasks +
+    edges); dependencies on unknown ids are ignored (:func:`structural_violations` names them)."""
+    deps = {t.id: t.depends_on for t in tasks}
     white, grey, black = 0, 1, 2
-    color = {tid: white for tid in deps}
-    stack: list[str] = []
-
-    def visit(tid: str) -> list[str]:
-        color[tid] = grey
-        stack.append(tid)
-        for d in deps.get(tid, []):
-            if d not in color:
+    color = dict.fromkeys(deps, white)
+    for root in deps:
+        if color[root] != white:
+            continue
+        color[root] = grey
+        path = [root]  # the grey tasks, in the order they were entered
+        at = {root: 0}  # task id -> its position in path
+        nexts = [0]  # per path entry: the index of the next dependency to look at
+        while path:
+            tid = path[-1]
+            tdeps = deps[tid]
+            k = nexts[-1]
+            while k < len(tdeps) and color.get(tdeps[k], black) == black:
+                k += 1  # unknown ids count as black: nothing to follow
+            if k == len(tdeps):
+                color[tid] = black
+                path.pop()
+                nexts.pop()
+                del at[tid]
                 continue
+            nexts[-1] = k + 1
+            d = tdeps[k]
             if color[d] == grey:
-                return stack[stack.index(d):] + [d]
-            if color[d] == white:
-                found = visit(d)
-                if found:
-                    return found
-        stack.pop()
-        color[tid] = black
-        return []
-
-    for tid in deps:
-        if color[tid] == white:
-            found = visit(tid)
-            if found:
-                return found
+                return path[at[d]:] + [d]
+            color[d] = grey
+            at[d] = len(path)
+            path.append(d)
+            nexts.append(0)
     return []
 
 
 def topological_order(tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
-    """Tasks ordered so that every task comes after its dependencies; ties keep request order."""
+    """Tasks ordered so that every task comes after its dependencies: Kahn's algorithm, O(tasks +
+    edges), no recursion. Tasks ready from the start keep request order; a task that becomes
+    ready later follows in the order it did. Raises ValueError on a cycle
+    (:func:`structural_violations` reports it first)."""
     by_id = {t.id: t for t in tasks}
-    done: set[str] = set()
-    out: list[TaskSpec] = []
-    remaining = list(tasks)
-    while remaining:
-        progressed = False
-        for t in list(remaining):
-            if all(d in done or d not in by_id for d in t.depends_on):
-                out.append(t)
-                done.add(t.id)
-                remaining.remove(t)
-                progressed = True
-        if not progressed:  # a cycle: structural_violations reports it first
-            raise ValueError("dependency cycle")
+    waiting = {t.id: 0 for t in tasks}  # unmet dependencies per task
+    dependents: dict[str, list[TaskSpec]] = {}
+    for t in tasks:
+        for d in t.depends_on:
+            if d in by_id:
+                waiting[t.id] += 1
+                dependents.setdefault(d, []).append(t)
+    out = [t for t in tasks if waiting[t.id] == 0]
+    n = 0
+    while n < len(out):  # ``out`` is the queue too
+        for dep in dependents.get(out[n].id, ()):
+            waiting[dep.id] -= 1
+            if waiting[dep.id] == 0:
+                out.append(dep)
+        n += 1
+    if len(out) != len(by_id):
+        raise ValueError("dependency cycle")
     return out
 
 
@@ -214,18 +244,18 @@ def make_plan(
                 known = ", ".join(templates.services())
                 violations.append(FieldViolation(f"{where}.service", f"unknown service {t.service!r}; known: {known}"))
             else:
-                violations.append(FieldViolation(f"{where}.service", exc.message))
+                violations.append(FieldViolation(f"{where}.service", public_message(exc)))
             continue
         try:
             profile = profiles.get(endpoint.platform)
         except AgwError as exc:
-            violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {exc.message}"))
+            violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {public_message(exc)}"))
             continue
         try:
             driver = driver_for(profile)
             capabilities = driver.capabilities_for(profile)
         except AgwError as exc:
-            violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {exc.message}"))
+            violations.append(FieldViolation(f"{where}.device", f"platform {endpoint.platform!r}: {public_message(exc)}"))
             continue
         fmt = driver.payload_format
         problems = templates.validate(service=t.service, action=t.action, parameters=t.parameters, payload_format=fmt)
@@ -247,7 +277,7 @@ def make_plan(
             violations.extend(_rendering_violations(where, exc))
             continue
         except AgwError as exc:
-            violations.append(FieldViolation(f"{where}.parameters", exc.message))
+            violations.append(FieldViolation(f"{where}.parameters", public_message(exc)))
             continue
         planned.append(
             PlannedTask(
@@ -271,4 +301,4 @@ def make_plan(
     return Plan(request=request, tasks=tuple(planned), fingerprint=fingerprint(request))
 
 
-__all__ = ["Plan", "PlannedTask", "find_cycle", "fingerprint", "make_plan", "structural_violations", "topological_order"]
+__all__ = ["Plan", "PlannedTask", "cycle_text", "find_cycle", "fingerprint", "make_plan", "structural_violations", "topological_order"]

@@ -16,6 +16,7 @@ from gateway.engine.context import EngineContext, error_view
 from gateway.engine.runner import PENDING_CONFIRM, final_activation_state
 from gateway.engine.views import ActivationResult, ActivationState, RollbackView, TaskResult
 from gateway.errors import AgwError, Phase, StateError
+from gateway.incidents import public_text
 from gateway.model import TaskState
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class Repairer:
         except AgwError as exc:
             if drv is not None:
                 await self.ctx.pool.discard(drv)
-            view = RollbackView(method=method, ok=False, reason=f"{mode.value} failed: {exc}")
+            view = RollbackView(method=method, ok=False, reason=f"{mode.value} failed: {public_text(exc)}")
             await record(Phase.ROLLBACK_VERIFY, TaskState.FALLOUT, f"fallout: {view.reason}", rollback=view,
                          error=error_view(exc, phase=Phase.ROLLBACK))
             return TaskState.FALLOUT
@@ -129,7 +130,9 @@ class Repairer:
                               message=f"{mode.value}: {len(chosen)} task(s)",
                               activation_state=ActivationState.IN_PROGRESS)
         new_states = {t.id: t.state for t in result.tasks}
-        async with self.ctx.locks.hold(t.device for t in chosen):
+        # no wait limit: a rollback or recovery must not be dropped because a device is busy
+        devices = [t.device for t in chosen]
+        async with self.ctx.locks.hold(devices, owner=f"{mode.value} of {result.id}", wait_s=None):
             for task in reversed(chosen):  # undo in reverse order of the activation
                 new_states[task.id] = await self.repair_task(result.id, task, mode=mode)
         final = final_activation_state(list(new_states.values()), cancelled=False)

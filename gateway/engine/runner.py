@@ -23,16 +23,18 @@ needs (snapshot, persist-id, what is pending on the device).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator, Coroutine, Iterable
 
 from drivers.base import Capabilities, Driver, Snapshot
 from gateway.engine.context import EngineContext, PhaseClock, error_view, utcnow, verification_view
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import Plan, PlannedTask
 from gateway.engine.views import ActivationState, RollbackView
-from gateway.errors import AgwError, Phase, VerificationError
+from gateway.errors import AgwError, DeviceBusyError, Phase, VerificationError
+from gateway.incidents import public_text
 from gateway.model import TaskState
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,30 @@ log = logging.getLogger(__name__)
 PENDING_CONFIRM = "confirmed-commit"
 PENDING_APPLIED = "applied"
 PENDING_STAGED = "staged"
+
+
+START_SLICE = 8
+"""Tasks of one activation started per event-loop turn: the first steps of a thousand tasks in one
+turn would keep every other call waiting (a health check among them) for a tenth of a second."""
+
+
+async def _gather_sliced(coros: Iterable[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """``asyncio.gather`` of ``coros``, started :data:`START_SLICE` at a time, one slice per turn
+    of the event loop (the order they start in is kept)."""
+    started: list[asyncio.Future[Any]] = []
+    pending = iter(coros)
+    try:
+        for n, coro in enumerate(pending, 1):
+            started.append(asyncio.ensure_future(coro))
+            if n % START_SLICE == 0:
+                await asyncio.sleep(0)
+    except BaseException:
+        for future in started:
+            future.cancel()
+        for coro in pending:  # never started: close them
+            coro.close()
+        raise
+    return await asyncio.gather(*started)
 
 
 class CancelRequested(Exception):
@@ -144,10 +170,12 @@ class ActivationRun:
         self.ctx.note(self.id, state=ActivationState.IN_PROGRESS.value, phase="start",
                       message=f"{len(self.tasks)} task(s), atomic={self.atomic}",
                       activation_state=ActivationState.IN_PROGRESS)
-        for tr in self.tasks.values():
+        for n, tr in enumerate(self.tasks.values(), 1):
             if tr.planned.spec.depends_on:
                 self._note(tr, Phase.VALIDATE, state=TaskState.PENDING,
                            message="waiting for " + ", ".join(tr.planned.spec.depends_on))
+            if n % START_SLICE == 0:
+                await asyncio.sleep(0)  # a thousand-task activation: let the loop answer in between
         try:
             if self.atomic:
                 await self._run_atomic()
@@ -168,20 +196,24 @@ class ActivationRun:
             txn = txns.setdefault(tr.device, DeviceTxn(device=tr.device, persist_id=self._persist_id(tr.device)))
             txn.tasks.append(tr)
         self._txns = txns
-        async with self.ctx.locks.hold(txns):
-            await asyncio.gather(*(self._prepare_when_ready(tr, txns[tr.device]) for tr in self.tasks.values()))
+        async with self._device_locks(list(self.tasks.values()), txns) as locked:
+            if not locked:
+                return
+            await _gather_sliced(self._prepare_when_ready(tr, txns[tr.device]) for tr in self.tasks.values())
             if not self.failed.is_set() and not self.cancel_event.is_set():
                 results = await asyncio.gather(*(self._confirm(txn) for txn in txns.values()), return_exceptions=True)
                 if any(isinstance(r, BaseException) for r in results):
                     self.failed.set()
             if self.failed.is_set() or self.cancel_event.is_set():
                 await asyncio.gather(*(self._rollback_txn(txn) for txn in txns.values()))
-                for tr in self.tasks.values():
+                for n, tr in enumerate(self.tasks.values(), 1):  # nothing was sent: noted, the end is awaited
                     if tr.state in (TaskState.PENDING, TaskState.ACKNOWLEDGED):
-                        await self._rec(tr, Phase.VALIDATE, state=TaskState.CANCELLED,
-                                        message="not started: another task of this atomic activation failed"
-                                        if self.failed.is_set() else "cancelled before it started",
-                                        task={"note": "not started"})
+                        self._note(tr, Phase.VALIDATE, state=TaskState.CANCELLED,
+                                   message="not started: another task of this atomic activation failed"
+                                   if self.failed.is_set() else "cancelled before it started",
+                                   task={"note": "not started"})
+                    if n % START_SLICE == 0:
+                        await asyncio.sleep(0)
             else:
                 for txn in txns.values():
                     await self._unlock(txn)
@@ -199,6 +231,8 @@ class ActivationRun:
             if not all(self.tasks[d].prepared_ok for d in tr.planned.spec.depends_on):
                 return
             async with txn.lock:
+                if self.failed.is_set() or self.cancel_event.is_set():  # while queued behind another task
+                    return
                 ok = await self._prepare(tr, txn)
             if not ok:
                 self.failed.set()
@@ -220,7 +254,9 @@ class ActivationRun:
                     return
                 txn = DeviceTxn(device=tr.device, persist_id=f"{self._persist_id(tr.device)}-{tr.id}", tasks=[tr])
                 self._txns[tr.id] = txn
-                async with self.ctx.locks.hold([tr.device]):
+                async with self._device_locks([tr], [tr.device]) as locked:
+                    if not locked:
+                        return
                     ok = await self._prepare(tr, txn)
                     if ok and not self.cancel_event.is_set():
                         try:
@@ -239,7 +275,33 @@ class ActivationRun:
             finally:
                 tr.done.set()
 
-        await asyncio.gather(*(one(tr) for tr in self.tasks.values()))
+        await _gather_sliced(one(tr) for tr in self.tasks.values())
+
+    @contextlib.asynccontextmanager
+    async def _device_locks(self, trs: list[TaskRun], devices: Iterable[str]) -> AsyncIterator[bool]:
+        """Hold the devices' locks for the block (True). When one stays busy past the engine's
+        ``lock_wait_s`` (:class:`DeviceBusyError`), nothing is sent: the tasks of ``trs`` on that
+        device fail with the error, the others (of an atomic activation) are cancelled, and the
+        block gets False."""
+        try:
+            lease = await self.ctx.locks.acquire(devices, owner=f"activation {self.id}")
+        except DeviceBusyError as exc:
+            log.info("activation %s: %s", self.id, exc)
+            for n, tr in enumerate(trs, 1):  # nothing was sent: noted (the activation's end is awaited)
+                if tr.device == exc.device:
+                    self._note(tr, Phase.LOCK, state=TaskState.FAILED, message=f"failed: {public_text(exc)}",
+                               task={"error": error_view(exc, phase=Phase.LOCK)})
+                else:
+                    why = f"not started: device {exc.device} of this atomic activation stayed busy"
+                    self._note(tr, Phase.LOCK, state=TaskState.CANCELLED, message=why, task={"note": why})
+                if n % START_SLICE == 0:
+                    await asyncio.sleep(0)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lease.release()
 
     # -- the pipeline up to "verified" ---------------------------------------------------------
     async def _session(self, txn: DeviceTxn, tr: TaskRun) -> Driver:
@@ -332,7 +394,7 @@ class ActivationRun:
                 txn.broken = True
             log.info("task %s of %s failed in %s: %s", tr.id, self.id, phase.value, exc)
             tr.clock.stop()
-            await self._rec(tr, phase, message=f"failed: {exc}",
+            await self._rec(tr, phase, message=f"failed: {public_text(exc)}",
                             task={"error": error_view(exc, phase=phase), "timings": tr.clock.snapshot()})
             return False
 
@@ -348,7 +410,7 @@ class ActivationRun:
         except Exception as exc:  # noqa: BLE001
             if session_is_suspect(exc):
                 txn.broken = True
-            await self._rec(tr, Phase.CONFIRM, message=f"confirm failed: {exc}",
+            await self._rec(tr, Phase.CONFIRM, message=f"confirm failed: {public_text(exc)}",
                             task={"error": error_view(exc, phase=Phase.CONFIRM)})
             raise
 
@@ -407,7 +469,7 @@ class ActivationRun:
         except Exception as exc:  # noqa: BLE001
             if session_is_suspect(exc):
                 txn.broken = True
-            reason = f"rollback ({method}) failed: {exc}"
+            reason = f"rollback ({method}) failed: {public_text(exc)}"
             if txn.pending_confirm:
                 timeout_s = first.planned.profile.confirm_timeout_s
                 reason += (f"; the device's confirmed-commit timer (persist-id {txn.persist_id}) reverts the change "
@@ -432,7 +494,7 @@ class ActivationRun:
                 except Exception as exc:  # noqa: BLE001
                     if session_is_suspect(exc):
                         txn.broken = True
-                    view = RollbackView(method=method, ok=False, reason=f"could not re-read the device: {exc}")
+                    view = RollbackView(method=method, ok=False, reason=f"could not re-read the device: {public_text(exc)}")
             tr.clock.stop()
             state = TaskState.ROLLED_BACK if view.ok else TaskState.FALLOUT
             await self._rec(tr, Phase.ROLLBACK_VERIFY, state=state,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from gateway.errors import DeviceErrorInfo
 from gateway.model import Action, TaskState
@@ -119,6 +120,32 @@ class ActivationResult:
     """Every mutating call on it, oldest first."""
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page(Generic[T]):
+    """One page of a listing, in the listing's order.
+
+    ``resume[i]`` is the opaque token that continues the listing after ``items[i]``; ``more`` says
+    whether anything may follow the last item. An edge that sends only the first ``k`` items (to
+    keep a response under its byte cap) takes :meth:`first`: its token continues after item ``k``.
+    """
+
+    items: tuple[T, ...] = ()
+    resume: tuple[str, ...] = ()
+    more: bool = False
+
+    @property
+    def next_page_token(self) -> str:
+        """The token of the next page; "" when this is the last one."""
+        return self.resume[-1] if self.more and self.resume else ""
+
+    def first(self, n: int) -> Page[T]:
+        """The first ``n`` items; more follow if any were left out."""
+        return Page(items=self.items[:n], resume=self.resume[:n], more=self.more or n < len(self.items))
+
+
 @dataclass(frozen=True, kw_only=True)
 class SubmitResult:
     activation_id: str
@@ -131,6 +158,7 @@ __all__ = [
     "AuditEntry",
     "ErrorView",
     "Event",
+    "Page",
     "PhaseTiming",
     "RollbackView",
     "SubmitResult",

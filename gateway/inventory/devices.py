@@ -9,6 +9,7 @@ The file is what ``agw lab inventory`` prints::
         endpoints:
           - {platform: netconfd, port: 830, credentials: "file:/run/agw-lab/basic/credentials.yaml#r1.netconf"}
           - {platform: frr, port: 22, credentials: "env:R1_CLI"}
+        groups: [core, lab]          # optional: an authorization grant may name group:core
 
 A device with a single endpoint may also be written flat
 (``{address, platform, port, credentials}``). Credentials are *references* (``file:`` or
@@ -44,7 +45,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _CRED_RE = re.compile(r"^(file:/[^#]+#.+|env:[A-Za-z_][A-Za-z0-9_]*)$")
 _ENDPOINT_KEYS = ("platform", "port", "credentials")
-_DEVICE_KEYS = ("address", "endpoints", "known_hosts", "host_key_check")
+_DEVICE_KEYS = ("address", "endpoints", "known_hosts", "host_key_check", "groups")
 _TOP_KEYS = ("devices", "known_hosts")
 
 
@@ -67,6 +68,8 @@ class Device:
     ``known_hosts``, else the inventory's. Empty: none named."""
     host_key_check: bool = True
     """False only when the device says ``host_key_check: false``."""
+    groups: frozenset[str] = frozenset()
+    """Groups (tags) the device belongs to: an authorization grant may name ``group:<name>``."""
 
     def platforms(self) -> list[str]:
         return [e.platform for e in self.endpoints]
@@ -143,6 +146,11 @@ class Inventory:
         """The devices whose SSH host key is not checked (``host_key_check: false``), by name."""
         return sorted(name for name, d in self._devices.items() if not d.host_key_check)
 
+    def groups_of(self, name: str) -> frozenset[str]:
+        """The groups of device ``name`` (empty for an unknown device)."""
+        device = self._devices.get(name)
+        return device.groups if device is not None else frozenset()
+
     def __len__(self) -> int:
         return len(self._devices)
 
@@ -215,8 +223,12 @@ def _parse_device(name: Any, body: Any, problems: list[str], *, known_hosts: str
                         "key against that file, or turn the check off (remove one of them)")
     if len(problems) > before:
         return None
+    groups = body.get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) and _NAME_RE.match(g) for g in groups):
+        problems.append(f"{where}: groups: must be a list of group names (letters, digits and _ . : @ -)")
+        return None
     return Device(name, str(address), tuple(endpoints), known_hosts=own_known_hosts or known_hosts,
-                  host_key_check=check)
+                  host_key_check=check, groups=frozenset(groups))
 
 
 def _parse_endpoint(where: str, raw: Any, problems: list[str]) -> EndpointSpec | None:

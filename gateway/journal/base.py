@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Mapping, Sequence
 
 from drivers.base import Snapshot
-from gateway.engine.views import ActivationResult, ActivationState, Event, TaskResult
+from gateway.engine.views import ActivationResult, ActivationState, Event, Page, TaskResult
 
 TASK_FIELDS: frozenset[str] = frozenset(
     {"state", "platform", "driver", "rendered", "diff", "verification", "rollback", "error", "timings", "note"}
@@ -142,6 +142,21 @@ class Journal(abc.ABC):
         """The non-dry-run activation ``submitted_by`` submitted with ``request_id``, if any."""
 
     @abc.abstractmethod
+    async def list_page(
+        self,
+        *,
+        states: Sequence[ActivationState] = (),
+        device: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> Page[ActivationResult]:
+        """A page of activations, newest first by (created_at, id); ``since`` inclusive, ``until``
+        exclusive (on ``created_at``). ``page_token``: a token of a page of the same filters
+        (see :mod:`gateway.journal.paging`); another raises :class:`~gateway.errors.InputError`
+        naming ``page_token``."""
+
     async def list(
         self,
         *,
@@ -151,7 +166,9 @@ class Journal(abc.ABC):
         until: datetime | None = None,
         limit: int = 100,
     ) -> builtins.list[ActivationResult]:
-        """Activations, newest first; ``since`` inclusive, ``until`` exclusive (on ``created_at``)."""
+        """The first ``limit`` activations of :meth:`list_page`."""
+        page = await self.list_page(states=states, device=device, since=since, until=until, page_size=limit)
+        return builtins.list(page.items)
 
     @abc.abstractmethod
     async def events(self, activation_id: str, *, after_seq: int = 0) -> builtins.list[Event]:
@@ -166,8 +183,27 @@ class Journal(abc.ABC):
         """Ids of activations still ``acknowledged`` or ``inProgress`` (oldest first)."""
 
     @abc.abstractmethod
+    async def fallout_page(self, *, page_size: int = 50, page_token: str = "") -> Page[tuple[str, TaskResult]]:
+        """A page of the tasks in state ``fallout``, each with its activation id (oldest activation
+        first, then in task order)."""
+
     async def fallout(self) -> builtins.list[tuple[str, TaskResult]]:
-        """Every task in state ``fallout``, with its activation id (oldest activation first)."""
+        """Every task in state ``fallout``, with its activation id (all pages of :meth:`fallout_page`)."""
+        out: builtins.list[tuple[str, TaskResult]] = []
+        token = ""
+        while True:
+            page = await self.fallout_page(page_size=1000, page_token=token)
+            out.extend(page.items)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    @abc.abstractmethod
+    async def prune(self, older_than: datetime, *, dry_run: bool = False) -> int:
+        """Delete the final activations (completed, partial, failed, cancelled, rolledBack; none of
+        their tasks in fallout) last updated before ``older_than``, with their tasks and events, in
+        short steps beside the other writes. Returns how many were deleted (``dry_run``: how many
+        would be, deleting nothing)."""
 
 
 __all__ = ["RECOVERY_FIELDS", "TASK_FIELDS", "Journal", "TaskRecovery"]

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     Column,
     DateTime,
@@ -34,8 +35,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import NullType, TypeDecorator
 
 SCHEMA_VERSION = 2
 
@@ -74,6 +76,25 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class StoredTime(UtcDateTime):
+    """A time to compare with stored ones (``column < stored_time(t)``): bound exactly as the writer
+    (:mod:`gateway.journal.batch`) stores times. On SQLite the writer hands the naive UTC datetime
+    to the sqlite3 driver, whose adapter writes ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (no fraction when
+    it is zero); SQLAlchemy's own SQLite binding always writes six digits, so the same instant on a
+    whole second would compare unequal. (If the writer ever binds through SQLAlchemy, drop this.)"""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return NullType()  # no processor of its own: the driver adapts the naive datetime
+        return super().load_dialect_impl(dialect)
+
+
+def stored_time(value: datetime) -> BindParameter[datetime]:
+    return bindparam(None, value, type_=StoredTime())
 
 
 metadata = MetaData()
@@ -145,11 +166,13 @@ schema_version = Table(
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "StoredTime",
     "UtcDateTime",
     "activations",
     "events",
     "idem_key",
     "metadata",
     "schema_version",
+    "stored_time",
     "tasks",
 ]

@@ -10,6 +10,9 @@ hop) is shared by every record in it; with no load a batch is a single record, w
 The writer keeps its own pooled connection and a cache of the activations it wrote (see
 :mod:`gateway.journal.batch`: checked against ``last_seq`` in every transaction, never trusted).
 
+A prune step (:mod:`gateway.journal.retention`) is queued the same way and written alone, in its
+own short transaction, between batches.
+
 If a batch transaction fails, its operations are retried one transaction each, so one bad record
 fails alone. SQLAlchemy / DB-API errors become :class:`~gateway.errors.JournalError` in exactly one
 place, :func:`_translated`.
@@ -34,9 +37,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.engine.views import ActivationResult, ActivationState, AuditEntry, Event, TaskResult
+from gateway.engine.views import ActivationResult, ActivationState, AuditEntry, Event, Page, TaskResult
+from gateway import offload
 from gateway.errors import AgwError, JournalError, NotFoundError, Phase
-from gateway.journal import codec, reads
+from gateway.journal import codec, paging, reads, retention
 from gateway.journal.base import Journal, TaskRecovery
 from gateway.journal.batch import Create, Op, Record, WriterCache, apply_batch
 from gateway.journal.schema import (
@@ -50,9 +54,12 @@ from gateway.journal.schema import (
     tasks,
 )
 from gateway.permissions import private_file, tighten_file
-from gateway.model import TaskState
 
 log = logging.getLogger(__name__)
+
+ENCODE_INLINE_MAX = 64
+"""An activation with more tasks has its rows encoded on a worker thread (a thousand take ~40 ms,
+which the event loop must not spend)."""
 
 T = TypeVar("T")
 
@@ -72,6 +79,10 @@ class JournalOptions:
     sqlite_readers: int = 2
     """SQLite file: threads (each with its own connection) for reads, beside the one writer."""
     connect_timeout_s: int = 10
+    prune_max_activations: int = 200
+    """Most activations one prune step (one write transaction) deletes."""
+    prune_max_tasks: int = 5000
+    """Most tasks one prune step deletes (unless a single activation has more)."""
 
 
 # -- queued write operations -----------------------------------------------------------------------
@@ -121,7 +132,7 @@ class SqlJournal(Journal):
         self._engine: Engine | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None  # reads; the writer's own on PostgreSQL / in-memory
-        self._queue: list[Op] = []
+        self._queue: list[Op | retention.Prune] = []
         # the writer: a drain job on the journal thread, running while the queue has work
         self._qlock = threading.Lock()
         self._draining = False
@@ -338,6 +349,10 @@ class SqlJournal(Journal):
         created_at: datetime,
         submitted_by: str = "",
     ) -> tuple[str, bool]:
+        def encode() -> list[dict[str, Any]]:
+            return [codec.task_row(activation_id, i, t) for i, t in enumerate(tasks)]
+
+        rows = encode() if len(tasks) <= ENCODE_INLINE_MAX else await offload.run(encode)
         op = Create(
             activation_id=codec.text(activation_id, "activation_id"),
             request_id=codec.text(request_id, "request_id"),
@@ -346,7 +361,7 @@ class SqlJournal(Journal):
             order_ref=codec.text(order_ref, "order_ref"),
             atomic=bool(atomic),
             dry_run=bool(dry_run),
-            task_rows=[codec.task_row(activation_id, i, t) for i, t in enumerate(tasks)],
+            task_rows=rows,
             created_at=codec.utc(created_at, "created_at"),
             future=asyncio.get_running_loop().create_future(),
         )
@@ -384,11 +399,11 @@ class SqlJournal(Journal):
         self._enqueue(op)
         return op.future
 
-    async def _submit(self, op: Op) -> Any:
+    async def _submit(self, op: Op | retention.Prune) -> Any:
         self._enqueue(op)
         return await op.future
 
-    def _enqueue(self, op: Op) -> None:
+    def _enqueue(self, op: Op | retention.Prune) -> None:
         """Queue a write (FIFO). The journal thread drains the queue batch after batch without a
         trip through the event loop between batches; each batch's outcomes come back to the loop
         in one callback, in order."""
@@ -408,19 +423,46 @@ class SqlJournal(Journal):
         assert loop is not None
         while True:
             with self._qlock:
-                batch = self._queue[: self.options.max_batch]
-                del self._queue[: len(batch)]
+                batch = self._take()
                 if not batch:
                     self._draining = False
                     break
             try:
-                outcomes: list[Any] = self._write_batch(batch)
+                if isinstance(batch[0], retention.Prune):
+                    outcomes: list[Any] = self._write_prune(batch[0])
+                else:
+                    outcomes = self._write_batch(batch)  # type: ignore[arg-type]  # no Prune in it
             except Exception as exc:  # a bug, not a database error: fail the batch, keep writing
                 log.exception("journal writer failed on a batch of %d", len(batch))
                 err = JournalError(f"journal write failed: {exc!r}", phase=Phase.JOURNAL)
                 outcomes = [err] * len(batch)
             loop.call_soon_threadsafe(_deliver, batch, outcomes)
         loop.call_soon_threadsafe(self._maybe_idle)
+
+    def _take(self) -> list[Op | retention.Prune]:
+        """The next batch (the caller holds ``_qlock``): a prune step alone, else the writes queued
+        before the next prune step (at most ``max_batch``)."""
+        queue = self._queue
+        n = min(len(queue), self.options.max_batch)
+        if n and isinstance(queue[0], retention.Prune):
+            n = 1
+        else:
+            n = next((i for i in range(n) if isinstance(queue[i], retention.Prune)), n)
+        batch = queue[:n]
+        del queue[:n]
+        return batch
+
+    def _write_prune(self, op: retention.Prune) -> list[Any]:
+        """Runs in the journal thread: one prune step; what it deleted leaves the writer's cache."""
+        engine = self._engine
+        assert engine is not None
+        try:
+            with _translated("prune"):
+                pruned = retention.prune_step(engine, op)
+        except JournalError as exc:
+            return [exc]
+        self._cache.drop(pruned)
+        return [len(pruned)]
 
     def _maybe_idle(self) -> None:
         with self._qlock:
@@ -480,32 +522,19 @@ class SqlJournal(Journal):
         found = await self._read(query, "read")
         return found[0] if found else None
 
-    async def list(
+    async def list_page(
         self,
         *,
         states: Sequence[ActivationState] = (),
         device: str = "",
         since: datetime | None = None,
         until: datetime | None = None,
-        limit: int = 100,
-    ) -> builtins.list[ActivationResult]:
-        if not isinstance(limit, int) or limit < 1:
-            raise codec.usage_error(f"limit must be a positive int, not {limit!r}")
-        q = sa.select(activations.c.id)
-        if states:
-            q = q.where(activations.c.state.in_([ActivationState(s).value for s in states]))
-        if device:
-            q = q.where(sa.exists().where(tasks.c.activation_id == activations.c.id, tasks.c.device == device))
-        if since is not None:
-            q = q.where(activations.c.created_at >= codec.utc(since, "since"))
-        if until is not None:
-            q = q.where(activations.c.created_at < codec.utc(until, "until"))
-        q = q.order_by(activations.c.created_at.desc(), activations.c.id.desc()).limit(limit)
-
-        def query(conn: Connection) -> builtins.list[ActivationResult]:
-            return self._load(conn, [r.id for r in conn.execute(q)])
-
-        return await self._read(query, "list")
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> Page[ActivationResult]:
+        filters = paging.ListFilters.of(states=states, device=device, since=since, until=until)
+        q = paging.list_query(filters, page_token, paging.check_page_size(page_size))  # a bad token raises here
+        return await self._read(paging.read_list_page, "list", q, filters, page_size, self._load)
 
     @staticmethod
     def _load(conn: Connection, ids: builtins.list[str]) -> builtins.list[ActivationResult]:
@@ -567,18 +596,26 @@ class SqlJournal(Journal):
 
         return await self._read(query, "read")
 
-    async def fallout(self) -> builtins.list[tuple[str, TaskResult]]:
-        q = (
-            sa.select(tasks)
-            .join(activations, activations.c.id == tasks.c.activation_id)
-            .where(tasks.c.state == TaskState.FALLOUT.value)
-            .order_by(activations.c.created_at, activations.c.id, tasks.c.position)
-        )
+    async def fallout_page(self, *, page_size: int = 50, page_token: str = "") -> Page[tuple[str, TaskResult]]:
+        q = paging.fallout_query(page_token, paging.check_page_size(page_size))  # a bad token raises here
+        return await self._read(paging.read_fallout_page, "read fallout", q, page_size)
 
-        def query(conn: Connection) -> builtins.list[tuple[str, TaskResult]]:
-            return [(t["activation_id"], codec.decode_task(t)) for t in conn.execute(q).mappings()]
-
-        return await self._read(query, "read fallout")
+    async def prune(self, older_than: datetime, *, dry_run: bool = False) -> int:
+        cutoff = codec.utc(older_than, "older_than")
+        if dry_run:
+            return await self._read(retention.count, "count prunable", cutoff)
+        total = 0
+        while True:  # one step per write transaction; other writes queued meanwhile go in between
+            op = retention.Prune(cutoff=cutoff, max_activations=self.options.prune_max_activations,
+                                 max_tasks=self.options.prune_max_tasks,
+                                 future=asyncio.get_running_loop().create_future())
+            deleted: int = await self._submit(op)
+            if not deleted:
+                break
+            total += deleted
+        if total:
+            log.info("journal pruned: %d final activation(s) last updated before %s", total, cutoff.isoformat())
+        return total
 
 
 def _deliver(batch: list[Op], outcomes: list[Any]) -> None:

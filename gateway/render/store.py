@@ -75,7 +75,15 @@ def payload_format_of(value: PayloadFormat | str) -> PayloadFormat:
 
 
 class TemplateStore:
-    """Services and their templates under ``root`` (the repository's ``templates/``)."""
+    """Services and their templates under ``root`` (the repository's ``templates/``).
+
+    Thread-safe: the engine plans large requests on worker threads while the event loop renders
+    small ones. Its caches hold immutable values (file looks, paths, parsed service files,
+    validators, compiled check templates) and only ever get or replace whole entries (single
+    dict operations; the service and validator caches under a lock); a race makes two threads
+    compute the same entry, never a torn one. Jinja's template cache has its own lock, compiled
+    templates render concurrently, jsonschema validators are immutable, and the XML check parses
+    with one lxml parser per thread (:mod:`gateway.render.payload`)."""
 
     def __init__(self, *, root: Path, recheck_s: float = 1.0) -> None:
         """``recheck_s``: how long a look at the files (exists? changed?) is trusted before the

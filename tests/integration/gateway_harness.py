@@ -95,6 +95,7 @@ class InProcessGateway:
                                     profiles_dir=profiles, journal_url=journal_url)
         self.engine = build_engine(self.config)
         self.server: Any = None
+        self.port = 0
         self.channel: grpc.aio.Channel | None = None
 
     async def start(self) -> Client:
@@ -102,6 +103,7 @@ class InProcessGateway:
 
         await self.engine.start()
         self.server, port = await start_server(self.engine, listen="127.0.0.1:0")
+        self.port = port
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         return Client(pb_grpc.ActivationServiceStub(self.channel))
 

@@ -18,6 +18,7 @@ from gateway.engine.views import (
     ActivationState,
     ErrorView,
     Event,
+    Page,
     PhaseTiming,
     RollbackView,
     SubmitResult,
@@ -32,6 +33,7 @@ from gateway.errors import (
     NotFoundError,
     StateError,
 )
+from gateway.journal import paging
 from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -193,7 +195,8 @@ class MemoryEngine:
             run.add_done_callback(self._runs.discard)
         return SubmitResult(activation_id=aid, created=True)
 
-    async def dry_run(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS) -> ActivationResult:
+    async def dry_run(self, request: ActivationRequest, *, caller: Caller = ANONYMOUS,
+                      deadline_s: float | None = None) -> ActivationResult:
         self._enter("dry_run", request)
         self._check(request)
         r = self._result("dry-run", request, dry_run=True)
@@ -248,23 +251,38 @@ class MemoryEngine:
         await self.emit(activation_id, state="rolledBack")
         return self.activations[activation_id]
 
-    async def list(
+    async def list_page(
         self, *, states: Sequence[ActivationState] = (), device: str = "", since: datetime | None = None,
-        until: datetime | None = None, limit: int = 100,
-    ) -> list[ActivationResult]:
-        self._enter("list", tuple(states), device, since, until, limit)
-        out = [
+        until: datetime | None = None, page_size: int = 50, page_token: str = "",
+    ) -> Page[ActivationResult]:
+        self._enter("list", tuple(states), device, since, until, page_size, page_token)
+        filters = paging.ListFilters.of(states=states, device=device, since=since, until=until)
+        key = lambda a: (paging.micros(a.created_at), a.id)  # noqa: E731
+        out = sorted((
             a for a in self.activations.values()
             if (not states or a.state in states)
             and (not device or any(t.device == device for t in a.tasks))
             and (since is None or a.created_at >= since)
             and (until is None or a.created_at < until)
-        ]
-        return out[:limit]
+        ), key=key, reverse=True)
+        if page_token:  # the journal's own tokens: newest first by (created_at, id)
+            after = tuple(paging.decode_token(page_token, "list", filters.digest(), paging.LIST_SHAPE))
+            out = [a for a in out if key(a) < after]
+        page = out[:page_size]
+        return Page(items=tuple(page), resume=tuple(paging.list_resume(filters, a.created_at, a.id) for a in page),
+                    more=len(out) > page_size)
 
-    async def fallout(self) -> list[tuple[str, TaskResult]]:
-        self._enter("fallout")
-        return [(a.id, t) for a in self.activations.values() for t in a.tasks if t.state is TaskState.FALLOUT]
+    async def fallout_page(self, *, page_size: int = 50, page_token: str = "") -> Page[tuple[str, TaskResult]]:
+        self._enter("fallout", page_size, page_token)
+        rows = [(paging.micros(a.created_at), a.id, i, a.created_at, t) for a in self.activations.values()
+                for i, t in enumerate(a.tasks) if t.state is TaskState.FALLOUT]
+        rows.sort(key=lambda r: r[:3])
+        if page_token:
+            after = tuple(paging.decode_token(page_token, "fallout", paging.digest("fallout", []), paging.FALLOUT_SHAPE))
+            rows = [r for r in rows if r[:3] > after]
+        page = rows[:page_size]
+        return Page(items=tuple((r[1], r[4]) for r in page), resume=tuple(paging.fallout_resume(r[3], r[1], r[2])
+                                                                          for r in page), more=len(rows) > page_size)
 
     def _fallout_task(self, activation_id: str, task_id: str) -> list[TaskResult]:
         a = self.activations.get(activation_id)

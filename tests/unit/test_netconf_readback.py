@@ -18,7 +18,7 @@ LK = x.ListKeys({IF: {"interface": ["name"]}, IP: {"address": ["ip"]}, SYS: {"se
 
 def reply_data(inner: str) -> etree._Element:
     raw = f'<rpc-reply xmlns="{NC}" message-id="1"><data>{inner}</data></rpc-reply>'
-    return etree.fromstring(raw.encode(), x._PARSER).find(f"{{{NC}}}data")
+    return etree.fromstring(raw.encode(), x._parser()).find(f"{{{NC}}}data")
 
 
 IFACES = (

@@ -96,7 +96,7 @@ def test_doctype_text_inside_the_document_is_not_a_doctype() -> None:
 def test_parsers_have_the_safe_settings() -> None:
     from drivers.netconf import session
 
-    for parser in (session._PARSER, rpc._PARSER, xmlconfig._PARSER):  # noqa: SLF001
+    for parser in (session._PARSER, rpc._PARSER, xmlconfig._parser()):  # noqa: SLF001
         assert type(parser) is etree.XMLParser
     src = "".join(Path(m.__file__).read_text() for m in (session, rpc, xmlconfig))
     assert "huge_tree=True" not in src and "etree.XMLParser(" not in src  # one factory: xmlsafe.make_parser

@@ -76,3 +76,50 @@ def test_fingerprint_changes_with_content_not_with_request_id() -> None:
 )
 def test_final_activation_state(states: list[TaskState], cancelled: bool, expected: ActivationState) -> None:
     assert final_activation_state(states, cancelled=cancelled) == expected
+
+
+# -- long chains and cycles: iterative, linear, clipped messages ---------------------------------------
+def chain(n: int, *, cycle_back_to: int | None = None) -> list[TaskSpec]:
+    """t0 depends on t1, t1 on t2, ... (the last one depends on nothing, or on ``cycle_back_to``)."""
+    last = () if cycle_back_to is None else (f"t{cycle_back_to}",)
+    return [t(f"t{i}", f"t{i + 1}") for i in range(n - 1)] + [t(f"t{n - 1}", *last)]
+
+
+def test_a_990_task_chain_is_valid_and_ordered_from_its_end() -> None:
+    tasks = chain(990)
+    assert structural_violations(req(*tasks)) == [] and find_cycle(tasks) == []
+    assert [x.id for x in topological_order(tasks)] == [f"t{i}" for i in reversed(range(990))]
+
+
+def test_chains_far_beyond_the_recursion_limit_are_fine() -> None:
+    import sys
+
+    n = sys.getrecursionlimit() * 20
+    tasks = chain(n)
+    assert find_cycle(tasks) == []
+    order = topological_order(tasks)
+    assert order[0].id == f"t{n - 1}" and order[-1].id == "t0"
+
+
+def test_a_1000_task_cycle_is_one_violation_with_a_clipped_message() -> None:
+    found = structural_violations(req(*chain(1000, cycle_back_to=0)))
+    assert len(found) == 1
+    reason = found[0].reason
+    assert reason.startswith("dependency cycle of 1000 tasks: t0 -> t1 -> ")
+    assert reason.endswith("-> ... 991 more -> t0") and reason.count("->") == 10 and len(reason) < 200
+    with pytest.raises(ValueError):
+        topological_order(chain(1000, cycle_back_to=0))
+
+
+def test_a_long_chain_with_a_cycle_at_its_end_names_that_cycle() -> None:
+    found = structural_violations(req(*chain(1000, cycle_back_to=997)))
+    assert [(v.field, v.reason) for v in found] == [
+        ("tasks[997].depends_on", "dependency cycle: t997 -> t998 -> t999 -> t997")]
+
+
+def test_cycle_text_shows_short_cycles_whole() -> None:
+    from gateway.engine.plan import MAX_CYCLE_IDS_SHOWN, cycle_text
+
+    ids = [f"n{i}" for i in range(MAX_CYCLE_IDS_SHOWN)]
+    assert cycle_text([*ids, ids[0]]) == "dependency cycle: " + " -> ".join([*ids, ids[0]])
+    assert cycle_text(["a", "b", "a"]) == "dependency cycle: a -> b -> a"
