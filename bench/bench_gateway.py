@@ -170,7 +170,7 @@ class Gateway:
                                 "enabled": True}}]
 
     async def _check(self, aid: str, device: str, i: int, *, wait: bool) -> bool:
-        from gateway.engine.views import ActivationState
+        from gateway.results import ActivationState
 
         if not wait:
             result = await self.client.get(aid)
@@ -304,9 +304,9 @@ def thread_cpu_s() -> dict[str, float]:
 def profiled_journal(prof: cProfile.Profile) -> Iterator[None]:
     """Profile the journal's writer thread too (cProfile sees one thread): wrap the SQL journal's
     batch apply for the duration, diagnostics only (the timed rounds run unwrapped)."""
-    from gateway.journal.sql import SqlJournal
+    from gateway.journal.writer import Writer
 
-    original = SqlJournal._apply
+    original = Writer._apply
 
     def wrapped(self: Any, batch: Any) -> Any:
         prof.enable()
@@ -315,11 +315,11 @@ def profiled_journal(prof: cProfile.Profile) -> Iterator[None]:
         finally:
             prof.disable()
 
-    SqlJournal._apply = wrapped  # type: ignore[method-assign]
+    Writer._apply = wrapped  # type: ignore[method-assign]
     try:
         yield
     finally:
-        SqlJournal._apply = original  # type: ignore[method-assign]
+        Writer._apply = original  # type: ignore[method-assign]
 
 
 def top_functions(prof: cProfile.Profile, key: str, limit: int) -> str:

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gateway.engine.views import ActivationState, TaskResult
-from gateway.journal import JournalOptions, SqlJournal
+from gateway.journal import JournalOptions, RecoveryChanges, SqlJournal, TaskChanges, Transition
 from gateway.model import Action, TaskState
+from gateway.results import ActivationState, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +85,16 @@ async def _run(
             )
             for i in range(records):
                 t0 = time.perf_counter()
-                await journal.record(
+                await journal.record(Transition(
                     activation_id=aid,
                     task_id="t1",
                     phase=f"phase-{i}",
                     state="inProgress",
                     message=f"step {i}",
-                    task={"state": TaskState.IN_PROGRESS, "diff": f"+ line {i}"},
+                    task=TaskChanges(state=TaskState.IN_PROGRESS, diff=f"+ line {i}"),
                     activation_state=ActivationState.IN_PROGRESS if i == 0 else None,
-                    recovery={"phase": f"phase-{i}", "attempt": i},
-                )
+                    recovery=RecoveryChanges(phase=f"phase-{i}", attempt=i),
+                ))
                 latencies.append(time.perf_counter() - t0)
 
     before_tx, writer_cpu0 = journal.batches, journal.writer_cpu_s

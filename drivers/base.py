@@ -13,9 +13,13 @@ same lifecycle whatever the protocol, and reads the driver's declared :class:`Ca
 
 Layers below a driver: transport (bytes) → session (framing, request/reply, timeouts) → driver
 (these operations) → platform data (``device_profiles/<platform>.yaml``, given as
-:class:`DeviceProfile`). Every operation honours its timeout from :class:`Timeouts`, and raises
-only errors from :mod:`gateway.errors` (third-party errors are translated in one place per
-driver).
+:class:`DeviceProfile`, its ``settings`` and ``quirks`` parsed by :meth:`Driver.settings_from`).
+Every operation honours its timeout from :class:`Timeouts`, and raises only errors from
+:mod:`drivers.errors` (third-party errors are translated in one place per driver).
+
+This module, :mod:`drivers.errors`, :mod:`drivers.secrets`, :mod:`drivers.profiles` and
+:mod:`drivers.incidents` are the driver SDK: a driver (built-in or a plugin) imports nothing from
+``gateway``.
 
 Drivers are found through the ``agw.drivers`` entry-point group (see :mod:`drivers.registry`).
 """
@@ -27,9 +31,17 @@ import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
-from gateway.errors import DeviceErrorInfo, UnsupportedOperationError, Phase
-from gateway.model import Action
-from gateway.secrets import Credential
+from drivers.errors import DeviceErrorInfo, UnsupportedOperationError, Phase
+from drivers.secrets import Credential
+
+
+class Action(str, enum.Enum):
+    """What a task does to its service instance (the engine, the journal and the API use it too:
+    :mod:`gateway.model` re-exports it)."""
+
+    CREATE = "create"
+    MODIFY = "modify"
+    DELETE = "delete"
 
 
 class PayloadFormat(str, enum.Enum):
@@ -213,8 +225,21 @@ class Driver(abc.ABC):
         return self.endpoint.device
 
     @classmethod
+    def settings_from(cls, profile: DeviceProfile) -> object:
+        """Pure, no device: the profile's ``settings`` and ``quirks`` as this driver's frozen
+        dataclass. A key the driver does not know, or a bad value, raises
+        :class:`~drivers.errors.ConfigurationError` naming ``profile.source``, the key and the known
+        ones (:func:`drivers.profiles.refuse_unknown`). The gateway calls it for every profile when
+        it starts, so a typo stops the start. The default: the driver takes no settings and no
+        quirks (``settings.render_format`` is always accepted: the gateway checks it)."""
+        from drivers.profiles import NoSettings, refuse_unknown  # drivers.profiles imports this module
+
+        refuse_unknown(profile, driver=cls.name)
+        return NoSettings()
+
+    @classmethod
     def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
-        """Pure, no device: raise :class:`~gateway.errors.InputError` when this driver could not
+        """Pure, no device: raise :class:`~drivers.errors.InputError` when this driver could not
         send ``change`` (a NETCONF list entry without its key, an SNMP type it does not know...).
         The planner calls it after rendering, so such a change is refused before anything is
         journaled. The default accepts everything."""

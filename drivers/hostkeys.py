@@ -4,7 +4,7 @@ The inventory names the known_hosts file that holds each device's key (:attr:`En
 per inventory or per device) or turns the check off for one device (``host_key_check: false``).
 Each driver checks the key in the same SSH connection that authenticates, after the key exchange
 and before any credential is sent, and refuses an unknown or changed key with
-:class:`~gateway.errors.HostKeyError` (:meth:`~gateway.errors.HostKeyError.refused`).
+:class:`~drivers.errors.HostKeyError` (:meth:`~drivers.errors.HostKeyError.refused`).
 
 Plain helpers here; each driver still translates its own library's errors in its one place.
 """
@@ -17,7 +17,7 @@ import os
 
 import asyncssh
 
-from gateway.errors import ConfigurationError, Phase
+from drivers.errors import ConfigurationError, Phase
 
 log = logging.getLogger(__name__)
 

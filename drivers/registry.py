@@ -15,7 +15,7 @@ from importlib import metadata
 from typing import Generic, TypeVar
 
 from drivers.base import Driver, PayloadFormat
-from gateway.errors import ConfigurationError, DriverNotFoundError, DriverUnavailableError
+from drivers.errors import ConfigurationError, DriverNotFoundError, DriverUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -125,7 +125,9 @@ def edge_settings(config: GatewayConfig) -> tuple[Any, Any]:
 def check_catalogue(*, profiles: Any, templates: Any, registry: Registry[Driver]) -> dict[str, PayloadFormat]:
     """Refuse to start when a profile or a template disagrees with what its driver sends.
 
-    For every profile: its driver is loaded and its payload format read; a profile stating another
+    For every profile: its driver is loaded, the profile's ``settings`` and ``quirks`` are parsed
+    by the driver (:meth:`Driver.settings_from <drivers.base.Driver.settings_from>`: an unknown key
+    or a bad value is refused) and its payload format read; a profile stating another
     ``settings.render_format`` is refused. Then every template of those platforms is checked in
     that format (statically, and by rendering its service's examples). One
     :class:`ConfigurationError` lists every problem, each naming its file. Returns platform →
@@ -143,6 +145,10 @@ def check_catalogue(*, profiles: Any, templates: Any, registry: Registry[Driver]
         except ConfigurationError as exc:
             problems.append(f"{where}: {exc.message}")
             continue
+        try:
+            driver.settings_from(profile)
+        except ConfigurationError as exc:
+            problems.append(exc.message if where in exc.message else f"{where}: {exc.message}")
         fmt = driver.payload_format
         stated = profile.settings.get("render_format")
         if stated is not None and stated != fmt.value:

@@ -419,7 +419,7 @@ def watch(client: Any, activation_id: str, as_json: bool) -> None:
 def list_(client: Any, states: tuple[str, ...], device: str, since: datetime | None, until: datetime | None,
           page_size: int, page_token: str, all_pages: bool, limit: int, as_json: bool) -> None:
     """List activations, newest first, a page at a time (the next page's token on stderr)."""
-    from gateway.engine.views import ActivationState
+    from gateway.results import ActivationState
 
     def fetch(token: str) -> tuple[list[Any], str]:
         return client.list_page(  # type: ignore[no-any-return]

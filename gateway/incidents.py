@@ -21,18 +21,19 @@ path replaced, and an incident id pointing to the log line that names the file.
 
 One exception gets one incident id, however many times it is shown (the id is kept on the
 exception), so a task's error, its event message and the gRPC status all name the same incident.
+The id itself is the driver SDK's (:mod:`drivers.incidents`: a driver's catch-all logs a bug under
+an id the same way); what a caller may see is decided here.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 
+from drivers import incidents as _sdk
 from gateway.errors import AgwError, ConfigurationError, HostKeyError, JournalError
 
 log = logging.getLogger(__name__)
 
-_ATTR = "_agw_incident"
 KNOWN_HOSTS_PUBLIC = "the gateway's known_hosts file"
 INTERNAL_KIND = "InternalError"
 """The error kind a caller sees for an exception that is not an AgwError (a bug)."""
@@ -56,24 +57,13 @@ def is_internal(exc: BaseException) -> bool:
 
 def incident(exc: BaseException) -> str:
     """The incident id of ``exc``; the first call logs the error with it (the full text, and the
-    traceback for an internal error)."""
-    found = getattr(exc, _ATTR, None)
-    if isinstance(found, str):
-        return found
-    new = uuid.uuid4().hex[:12]
-    try:
-        setattr(exc, _ATTR, new)
-    except (AttributeError, TypeError):  # pragma: no cover - an exception type without a __dict__
-        pass
-    if isinstance(exc, HostKeyError):
-        log.warning("incident %s: %s", new, exc)
-    else:
-        log.error("incident %s: %s: %s", new, type(exc).__name__, exc, exc_info=exc)
-    return new
+    traceback for an internal error). The SDK's :func:`drivers.incidents.incident`, logged here:
+    an id a driver gave an exception is the same id."""
+    return _sdk.incident(exc, logger=log)
 
 
 def _suffix(exc: BaseException) -> str:
-    return f" (incident {incident(exc)}; see the gateway log)"
+    return _sdk.see_log(exc, logger=log)
 
 
 def public_message(exc: BaseException) -> str:

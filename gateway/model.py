@@ -9,11 +9,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-
-class Action(str, enum.Enum):
-    CREATE = "create"
-    MODIFY = "modify"
-    DELETE = "delete"
+from drivers.base import Action  # the driver SDK's: a ChangeSet carries it
 
 
 class TaskState(str, enum.Enum):

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from gateway.errors import ConfigurationError
+from drivers.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ from drivers.cli.checks import Check, evaluate, parse_output
 from drivers.cli.errors import rejected_info
 from drivers.cli.session import CliSession, SessionOptions
 from drivers.cli.settings import CliSettings, scrapli_definition
-from gateway.errors import (
+from drivers.profiles import field_names, refuse_unknown
+from drivers.errors import (
     ConfigurationError,
     DeviceErrorInfo,
     DeviceRejectedError,
@@ -71,6 +72,11 @@ class CliDriver(Driver):
     supported: ClassVar[Capabilities] = Capabilities()  # lifecycle without lock/candidate/commit
 
     @classmethod
+    def settings_from(cls, profile: DeviceProfile) -> CliSettings:
+        refuse_unknown(profile, driver=cls.name, settings=field_names(CliSettings))
+        return CliSettings.from_profile(profile.settings, platform=profile.platform, source=profile.source)
+
+    @classmethod
     def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
         violations = unsafe_lines(change.content.replace("\r\n", "\n").split("\n"))
         if change.undo:
@@ -80,7 +86,7 @@ class CliDriver(Driver):
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
-        self.settings = CliSettings.from_profile(profile.settings, platform=profile.platform)
+        self.settings = self.settings_from(profile)
         self._platform = cfg.platform_of(self.settings.hier_config_platform)
         try:
             self._managed = tuple(re.compile(p) for p in profile.device_managed)

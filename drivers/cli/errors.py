@@ -10,7 +10,7 @@ import logging
 import re
 from typing import Sequence
 
-from gateway.errors import DeviceErrorInfo
+from drivers.errors import DeviceErrorInfo
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ opens a fresh one on its next operation.
 
 What the device sends is bounded too: every byte libscrapli reads is counted (its recorder
 callback) and an operation that receives more than ``max_output_bytes`` is cancelled at once and
-fails with :class:`~gateway.errors.DeviceReplyError`; the session is closed (the rest of the
+fails with :class:`~drivers.errors.DeviceReplyError`; the session is closed (the rest of the
 output is still on its way).
 
-This module is the one place where scrapli's exceptions become :mod:`gateway.errors`.
+This module is the one place where scrapli's exceptions become :mod:`drivers.errors`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Sequence
 
 from drivers import hostkeys
-from gateway.errors import (
+from drivers.errors import (
     AuthenticationError,
     ConnectError,
     DeviceError,
@@ -34,7 +34,7 @@ from gateway.errors import (
     Phase,
     SessionLostError,
 )
-from gateway.secrets import Secret
+from drivers.secrets import Secret
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _host_key_refused(exc: BaseException) -> bool:
 
 def _translate(exc: BaseException, *, device: str, phase: Phase, what: str, timeout_s: float,
                host: str = "", port: int = 0, known_hosts: str | None = None, offered: str = "") -> DeviceError:
-    """scrapli / OS errors → gateway.errors (the one translation point of this driver). A refused
+    """scrapli / OS errors → drivers.errors (the one translation point of this driver). A refused
     host key needs ``known_hosts`` (the file checked) and, for its message, ``offered`` (the
     fingerprint of the key the device offered)."""
     from scrapli import exceptions as sx

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from drivers.cli.config import NegationRules
-from gateway.errors import ConfigurationError
+from drivers.errors import ConfigurationError
+from drivers.profiles import field_names, unknown_keys
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,9 @@ TRANSPORTS = ("ssh2", "bin")
 
 @dataclass(frozen=True, kw_only=True)
 class CliSettings:
+    """The driver's view of a profile's ``settings``: every key a field here, any other refused.
+    The CLI driver takes no quirks."""
+
     prompt_pattern: str = r"^\S{1,63}[>#]\s?$"
     exec_prompt_pattern: str = r"^[\w.\-@/:]{1,63}#\s?$"
     config_prompt_pattern: str = r"^[\w.\-@/:]{1,63}\([\w.\-@/:+]{0,32}\)#\s?$"
@@ -42,19 +46,20 @@ class CliSettings:
     negation_rewrite: tuple[tuple[re.Pattern[str], str], ...] = ()
     negate_by_children: tuple[re.Pattern[str], ...] = ()
     replace_rules: tuple[re.Pattern[str], ...] = ()
+    """Lines that replace their siblings: a line matching a rule replaces every sibling matching
+    the same rule with the same captured groups (exact verification, :mod:`drivers.cli.exact`)."""
     keep_empty_sections: bool = True
     """False where the device does not show a section without lines (FRR drops ``interface lo10``
     once its last line is removed)."""
-    """Lines that replace their siblings: a line matching a rule replaces every sibling matching
-    the same rule with the same captured groups (exact verification, :mod:`drivers.cli.exact`)."""
 
     def negation_rules(self) -> NegationRules:
         return NegationRules(rewrite=self.negation_rewrite, by_children=self.negate_by_children)
 
     @classmethod
-    def from_profile(cls, settings: Mapping[str, Any], *, platform: str) -> "CliSettings":
-        """Parse and check ``settings``; a bad value raises ConfigurationError naming the field."""
-        problems: list[str] = []
+    def from_profile(cls, settings: Mapping[str, Any], *, platform: str, source: str = "") -> "CliSettings":
+        """Parse and check ``settings``; an unknown key or a bad value raises ConfigurationError
+        naming the profile's file (``source``; else its platform) and the field."""
+        problems: list[str] = unknown_keys("settings", settings, field_names(cls), driver="cli")
         kw: dict[str, Any] = {}
         for key in ("prompt_pattern", "exec_prompt_pattern", "config_prompt_pattern", "config_enter",
                     "config_exit", "section_exit", "show_running", "hier_config_platform", "transport"):
@@ -125,7 +130,7 @@ class CliSettings:
         if not kw.get("error_patterns"):
             problems.append("settings.error_patterns: a CLI platform needs at least one error pattern")
         if problems:
-            raise ConfigurationError(f"device profile {platform!r}: " + "; ".join(problems))
+            raise ConfigurationError(f"{source or f'device profile {platform!r}'}: " + "; ".join(problems))
         return cls(**kw)
 
     def failure_indicators(self) -> list[str]:

@@ -40,6 +40,7 @@ from napalm import get_network_driver
 from napalm.base.base import NetworkDriver
 
 from drivers.base import (
+    Action,
     Capabilities,
     ChangeSet,
     DeviceProfile,
@@ -51,8 +52,8 @@ from drivers.base import (
     Verification,
 )
 from drivers.napalm.errors import translate
-from gateway.errors import ConfigurationError, DeviceTimeoutError, Phase, StateError, UnsupportedOperationError
-from gateway.model import Action
+from drivers.profiles import field_names, refuse_unknown, unknown_keys
+from drivers.errors import ConfigurationError, DeviceTimeoutError, Phase, StateError, UnsupportedOperationError
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +106,21 @@ def napalm_capabilities(napalm_driver: str) -> Capabilities:
 
 @dataclass(frozen=True, kw_only=True)
 class NapalmSettings:
-    """The driver's part of ``DeviceProfile.settings``."""
+    """The driver's part of ``DeviceProfile.settings``: every key a field here, any other refused.
+    The bridge takes no quirks."""
 
     napalm_driver: str
     optional_args: Mapping[str, Any] = field(default_factory=dict)
     load_mode: str = "merge"
 
     @classmethod
-    def from_profile(cls, settings: Mapping[str, Any], *, platform: str) -> "NapalmSettings":
+    def from_profile(cls, settings: Mapping[str, Any], *, platform: str, source: str = "") -> "NapalmSettings":
+        """Parse and check ``settings``; an unknown key or a bad value raises ConfigurationError
+        naming the profile's file (``source``; else its platform) and the field."""
         name = settings.get("napalm_driver")
         args = settings.get("optional_args", {}) or {}
         mode = settings.get("load_mode", "merge")
-        problems = []
+        problems = unknown_keys("settings", settings, field_names(cls), driver="napalm")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"settings.napalm_driver: must name a NAPALM driver (eos, junos, ios, mock...), got {name!r}")
         if not isinstance(args, Mapping):
@@ -124,7 +128,7 @@ class NapalmSettings:
         if mode not in LOAD_MODES:
             problems.append(f"settings.load_mode: must be one of {', '.join(LOAD_MODES)}, got {mode!r}")
         if problems:
-            raise ConfigurationError(f"device profile {platform!r}: " + "; ".join(problems))
+            raise ConfigurationError(f"{source or f'device profile {platform!r}'}: " + "; ".join(problems))
         return cls(napalm_driver=str(name).strip(), optional_args=dict(args), load_mode=mode)
 
 
@@ -167,15 +171,20 @@ class NapalmDriver(Driver):
         candidate=True, confirmed_commit=True, native_rollback=True, diff=True, atomic_push=True)
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
-        self.settings = NapalmSettings.from_profile(profile.settings, platform=profile.platform)
+        self.settings = self.settings_from(profile)
         super().__init__(endpoint=endpoint, profile=profile)
         self._device: NetworkDriver | None = None
         self._broken = False
 
     @classmethod
+    def settings_from(cls, profile: DeviceProfile) -> NapalmSettings:
+        refuse_unknown(profile, driver=cls.name, settings=field_names(NapalmSettings))
+        return NapalmSettings.from_profile(profile.settings, platform=profile.platform, source=profile.source)
+
+    @classmethod
     def capabilities_for(cls, profile: DeviceProfile) -> Capabilities:
         """The profile's claims within what this NAPALM driver supports; ``candidate`` is required."""
-        settings = NapalmSettings.from_profile(profile.settings, platform=profile.platform)
+        settings = cls.settings_from(profile)
         caps = profile.capabilities.restricted_to(cls.supported).restricted_to(
             napalm_capabilities(settings.napalm_driver))
         if not caps.candidate:

@@ -1,4 +1,4 @@
-"""The one place where NAPALM (and thread-pool) failures become :mod:`gateway.errors`.
+"""The one place where NAPALM (and thread-pool) failures become :mod:`drivers.errors`.
 
 ``napalm.base.exceptions`` → gateway errors:
 
@@ -26,7 +26,7 @@ from typing import Iterable
 
 from napalm.base import exceptions as nx
 
-from gateway.errors import (
+from drivers.errors import (
     AgwError,
     AuthenticationError,
     ConnectError,
@@ -40,7 +40,7 @@ from gateway.errors import (
     SessionLostError,
     UnsupportedOperationError,
 )
-from gateway.secrets import MASK
+from drivers.secrets import MASK
 
 log = logging.getLogger(__name__)
 

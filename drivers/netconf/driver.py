@@ -3,7 +3,7 @@
 Layers: :mod:`.transport` (SSH channel) → :mod:`.framing` (pure) → :mod:`.session` (hello,
 message-ids, timeouts) → :mod:`.rpc` (pure builders/parser) and :mod:`.xmlconfig` (pure scope,
 verify, canonical text, restore) → this module. Third-party and session errors become
-:mod:`gateway.errors` in exactly one place, :func:`translate` (used through ``_guard``).
+:mod:`drivers.errors` in exactly one place, :func:`translate` (used through ``_guard``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from drivers.netconf.session import (
 )
 from drivers.netconf.xmlsafe import UnsafeXmlError
 from drivers.netconf.transport import HostKeyRefused, SshOptions
-from gateway.errors import (
+from drivers.errors import (
     AgwError,
     AuthenticationError,
     ConfigurationError,
@@ -56,7 +56,8 @@ from gateway.errors import (
     SessionLostError,
     UnsupportedOperationError,
 )
-from gateway.incidents import incident, public_message
+from drivers.incidents import incident, internal_text
+from drivers.profiles import HOST_KEY_SETTINGS, refuse_unknown, where
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +68,16 @@ _UNLOCK = rpc.unlock("candidate")
 
 @dataclass(frozen=True, kw_only=True)
 class NetconfSettings:
-    """The driver's view of a profile's ``settings`` and ``quirks``."""
+    """The driver's view of a profile's ``settings`` (:data:`SETTINGS_KEYS`) and ``quirks``
+    (:data:`QUIRKS_KEYS`): every key typed here, any other refused naming the profile's file."""
 
     list_keys: xmlconfig.ListKeys
     keepalive_interval_s: float = 0.0
     ssh_ciphers: tuple[str, ...] = ()
     hello_settle_ms: float = 0.0
+    """Quirk: wait this long after the hello exchange before the first RPC."""
     validate_drops_candidate: bool = False
+    """Quirk: ``<validate>`` of the candidate loses the change; validate the rendered config inline."""
     no_pending_commit_errors: tuple[Mapping[str, Any], ...] = ()
     """rpc-errors by which the device says "no confirmed commit is pending" (cancel-commit → False)."""
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
@@ -85,28 +89,32 @@ class NetconfSettings:
         misplaced = [k for k in HOST_KEY_SETTINGS if k in s]
         if misplaced:
             # host keys belong to devices, not to platforms: the inventory names them
-            where = profile.source or f"device profile {profile.platform!r}"
             raise ConfigurationError(
-                f"{where}: settings.{misplaced[0]} is not a device-profile setting (host keys belong to "
+                f"{where(profile)}: settings.{misplaced[0]} is not a device-profile setting (host keys belong to "
                 "devices): remove it, and name the known_hosts file in the inventory (`known_hosts:` at "
                 "the top level or on a device); only a device can turn the check off (`host_key_check: false`)"
             )
+        refuse_unknown(profile, driver="netconf", settings=SETTINGS_KEYS, quirks=QUIRKS_KEYS)
         try:
             return cls(
                 list_keys=xmlconfig.ListKeys(s.get("list_keys") or {}),
-                keepalive_interval_s=float(s.get("keepalive_interval_s", 0) or 0),
+                keepalive_interval_s=_seconds("keepalive_interval_s", s.get("keepalive_interval_s", 0) or 0),
                 ssh_ciphers=_ciphers(s.get("ssh_ciphers") or ()),
-                hello_settle_ms=float(q.get("hello_settle_ms", 0) or 0),
-                validate_drops_candidate=bool(q.get("validate_drops_candidate", False)),
-                no_pending_commit_errors=tuple(dict(r) for r in s.get("no_pending_commit_errors") or ()),
+                hello_settle_ms=_seconds("hello_settle_ms", q.get("hello_settle_ms", 0) or 0),
+                validate_drops_candidate=_flag("validate_drops_candidate", q.get("validate_drops_candidate", False)),
+                no_pending_commit_errors=_error_rules(s.get("no_pending_commit_errors") or ()),
                 max_reply_bytes=_positive_int("max_reply_bytes", s.get("max_reply_bytes", DEFAULT_MAX_REPLY_BYTES)),
             )
         except (TypeError, ValueError, AttributeError) as exc:
-            raise ConfigurationError(f"device profile {profile.platform!r}: bad netconf settings: {exc}") from exc
+            raise ConfigurationError(f"{where(profile)}: bad netconf settings: {exc}") from exc
 
 
-HOST_KEY_SETTINGS = ("host_key_check", "known_hosts")
-"""Refused in a profile's settings: the inventory names host keys (:class:`drivers.base.Endpoint`)."""
+SETTINGS_KEYS = ("list_keys", "keepalive_interval_s", "ssh_ciphers", "no_pending_commit_errors", "max_reply_bytes")
+"""What a netconf profile's ``settings`` may hold (and ``render_format``)."""
+QUIRKS_KEYS = ("hello_settle_ms", "validate_drops_candidate")
+"""What a netconf profile's ``quirks`` may hold."""
+_ERROR_RULE_KEYS = ("tag", "message", "path", "app_tag", "number")
+"""What a ``no_pending_commit_errors`` rule may match (:func:`drivers.netconf.rpc.error_matches`)."""
 
 _SETTINGS: dict[int, tuple[DeviceProfile, NetconfSettings]] = {}
 
@@ -120,6 +128,31 @@ def settings_for(profile: DeviceProfile) -> NetconfSettings:
     settings = NetconfSettings.from_profile(profile)
     _SETTINGS[id(profile)] = (profile, settings)
     return settings
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a number, 0 or more, not {value!r}")
+    return float(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def _error_rules(value: Any) -> tuple[Mapping[str, Any], ...]:
+    """``no_pending_commit_errors``: rules of :data:`_ERROR_RULE_KEYS`, checked when the profile is read."""
+    if isinstance(value, (str, Mapping)) or not all(isinstance(r, Mapping) and r for r in value):
+        raise ValueError(f"no_pending_commit_errors must be a list of rpc-error rules ({', '.join(_ERROR_RULE_KEYS)}), "
+                         f"not {value!r}")
+    for rule in value:
+        unknown = [str(k) for k in rule if k not in _ERROR_RULE_KEYS]
+        if unknown:
+            raise ValueError(f"no_pending_commit_errors: unknown rule key(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(_ERROR_RULE_KEYS)})")
+    return tuple(dict(r) for r in value)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -199,10 +232,10 @@ def translate(exc: BaseException, *, device: str, phase: Phase) -> AgwError:
         return RenderError(f"configuration XML: {exc}", device=device, phase=phase)
     if isinstance(exc, asyncssh.Error):
         return ConnectError(f"SSH error: {exc.reason}", device=device, phase=phase)
-    # a bug, not the device: its text stays in the log (gateway.incidents), the caller gets the incident id
-    log.error("unexpected error on %s during %s (incident %s)", device, phase.value, incident(exc))
-    return DeviceError(f"unexpected error in the NETCONF driver: {public_message(exc)}", device=device, phase=phase,
-                       retryable=False)
+    # a bug, not the device: its text stays in the log (drivers.incidents), the caller gets the incident id
+    log.error("unexpected error on %s during %s (incident %s)", device, phase.value, incident(exc, logger=log))
+    return DeviceError(f"unexpected error in the NETCONF driver: {internal_text(exc, logger=log)}", device=device,
+                       phase=phase, retryable=False)
 
 
 class _Guard:
@@ -241,7 +274,7 @@ class NetconfDriver(Driver):
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
-        self.settings = settings_for(profile)
+        self.settings = self.settings_from(profile)
         self._armed_persist_id: str | None = None  # persist-id of the confirmed commit this session armed
         cred = endpoint.credential
         self._ssh = SshOptions(
@@ -265,6 +298,10 @@ class NetconfDriver(Driver):
         self._locked = False
         self._operation_s = profile.timeouts.operation_s
         self._commit_s = profile.timeouts.commit_s
+
+    @classmethod
+    def settings_from(cls, profile: DeviceProfile) -> NetconfSettings:
+        return settings_for(profile)
 
     @classmethod
     def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 
 from drivers.netconf import xmlsafe
-from gateway.errors import DeviceErrorInfo, DeviceRejectedError, LockDeniedError, Phase
+from drivers.errors import DeviceErrorInfo, DeviceRejectedError, LockDeniedError, Phase
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Protocol errors here are this module's own (:class:`RpcTimeout`, :class:`SessionClosed`,
 :class:`ProtocolError`) or asyncssh/OS errors from the transport; the driver translates all of
-them into :mod:`gateway.errors` in one place. A timeout or a framing error kills the session (the
+them into :mod:`drivers.errors` in one place. A timeout or a framing error kills the session (the
 connection is aborted, so a late reply can never be taken for the answer to a later request).
 A message over ``SessionOptions.max_reply_bytes``, or a hello the driver refuses to parse
 (:mod:`.xmlsafe`), aborts the session with :class:`ReplyRefused`, which every pending request

@@ -19,7 +19,7 @@ from typing import Callable
 import asyncssh
 
 from drivers import hostkeys
-from gateway.secrets import Secret
+from drivers.secrets import Secret
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from drivers.snmp.varbinds import (
     parse_varbinds,
     sort_oids,
 )
-from gateway.errors import (
+from drivers.errors import (
     ConfigurationError,
     DeviceErrorInfo,
     DeviceRejectedError,
@@ -57,13 +57,15 @@ from gateway.errors import (
     Phase,
     StateError,
 )
+from drivers.profiles import field_names, refuse_unknown, unknown_keys
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SnmpSettings:
-    """The driver's part of ``DeviceProfile.settings``."""
+    """The driver's part of ``DeviceProfile.settings``: every key a field here, any other refused.
+    The SNMP driver takes no quirks."""
 
     security: str = "v3"
     retries: int = 1
@@ -78,26 +80,29 @@ class SnmpSettings:
         return sort_oids(wanted)
 
     @classmethod
-    def from_profile(cls, settings: Mapping[str, Any], *, platform: str) -> "SnmpSettings":
+    def from_profile(cls, settings: Mapping[str, Any], *, platform: str, source: str = "") -> "SnmpSettings":
+        """Parse and check ``settings``; an unknown key or a bad value raises ConfigurationError
+        naming the profile's file (``source``; else its platform) and the field."""
+        where = source or f"device profile {platform!r}"
+        unknown = unknown_keys("settings", settings, field_names(cls), driver="snmp")
+        if unknown:
+            raise ConfigurationError(f"{where}: " + "; ".join(unknown))
         security = str(settings.get("security", "v3"))
         retries = settings.get("retries", 1)
         groups: list[frozenset[str]] = []
         raw_groups = settings.get("scope_groups", [])
         if not isinstance(raw_groups, list) or not all(isinstance(g, list) and g for g in raw_groups):
-            raise ConfigurationError(f"device profile {platform!r}: settings.scope_groups must be a list of "
-                                     "non-empty lists of OIDs")
+            raise ConfigurationError(f"{where}: settings.scope_groups must be a list of non-empty lists of OIDs")
         for i, group in enumerate(raw_groups):
             try:
                 groups.append(frozenset(normalize_oid(str(o)) for o in group))
             except ValueError as exc:
-                raise ConfigurationError(f"device profile {platform!r}: settings.scope_groups[{i}]: {exc}") from None
+                raise ConfigurationError(f"{where}: settings.scope_groups[{i}]: {exc}") from None
         if security not in SECURITY_MODES:
             raise ConfigurationError(
-                f"device profile {platform!r}: settings.security must be one of {', '.join(SECURITY_MODES)}, "
-                f"got {security!r}")
+                f"{where}: settings.security must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
-            raise ConfigurationError(f"device profile {platform!r}: settings.retries must be an integer 0..10, "
-                                     f"got {retries!r}")
+            raise ConfigurationError(f"{where}: settings.retries must be an integer 0..10, got {retries!r}")
         return cls(security=security, retries=retries, scope_groups=tuple(groups))
 
 
@@ -109,12 +114,17 @@ class SnmpDriver(Driver):
     supported: ClassVar[Capabilities] = Capabilities(atomic_push=True)
 
     @classmethod
+    def settings_from(cls, profile: DeviceProfile) -> SnmpSettings:
+        refuse_unknown(profile, driver=cls.name, settings=field_names(SnmpSettings))
+        return SnmpSettings.from_profile(profile.settings, platform=profile.platform, source=profile.source)
+
+    @classmethod
     def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
         parse_varbinds(change.content, field="content")
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
-        self.settings = SnmpSettings.from_profile(profile.settings, platform=profile.platform)
+        self.settings = self.settings_from(profile)
         self._options = SnmpOptions(
             host=endpoint.host,
             port=endpoint.port,

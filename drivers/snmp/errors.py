@@ -1,4 +1,4 @@
-"""The one place where SNMP failures become :mod:`gateway.errors`.
+"""The one place where SNMP failures become :mod:`drivers.errors`.
 
 Three kinds of failure reach the driver:
 
@@ -24,7 +24,7 @@ from typing import Sequence
 from pysnmp.proto import errind
 
 from drivers.snmp.codec import ReplyError
-from gateway.errors import (
+from drivers.errors import (
     AuthenticationError,
     ConnectError,
     DeviceError,

@@ -28,8 +28,8 @@ from pysnmp.entity import config as snmp_config
 from drivers.snmp import codec
 from drivers.snmp.errors import translate
 from drivers.snmp.varbinds import Varbind
-from gateway.errors import ConfigurationError, Phase
-from gateway.secrets import Credential
+from drivers.errors import ConfigurationError, Phase
+from drivers.secrets import Credential
 
 log = logging.getLogger(__name__)
 

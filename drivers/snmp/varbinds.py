@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from gateway.errors import FieldViolation, InputError
+from drivers.errors import FieldViolation, InputError
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ A driver package subclasses :class:`DriverConformance` in its own tests and prov
 device is, its profile, how to build a valid and an invalid change, and how to hang the device).
 The inherited tests then check, against that device:
 
+* the profile's ``settings`` and ``quirks`` parse into a frozen dataclass (``Driver.settings_from``),
+  and an unknown key in either is refused naming the profile's file (no device needed);
 * a merge push (``load`` + ``commit`` when ``candidate``) verifies;
 * verification is exact: an extra change in the same scope that the change did not name fails it
   (when the target gives an ``interfering_change``);
@@ -18,7 +20,7 @@ The inherited tests then check, against that device:
   from a fresh session.
 
 Capabilities are read from the driver (``driver.capabilities``), never discovered by catching
-:class:`~gateway.errors.UnsupportedOperationError`. The tests need pytest-asyncio in auto mode.
+:class:`~drivers.errors.UnsupportedOperationError`. The tests need pytest-asyncio in auto mode.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager as ContextManager
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from drivers.base import ChangeSet, DeviceProfile, Driver, Endpoint, Snapshot
-from gateway.errors import (
+from drivers.errors import (
     AgwError,
+    ConfigurationError,
     ConnectError,
     DeviceError,
     DeviceRejectedError,
@@ -171,6 +175,20 @@ class DriverConformance:
             assert driver.capabilities.candidate, "confirmed_commit/validate without candidate"
         if driver.capabilities.persist_id:
             assert driver.capabilities.confirmed_commit, "persist_id without confirmed_commit"
+
+    def test_profile_settings_parse_and_refuse_unknown_keys(self, conformance_target: ConformanceTarget) -> None:
+        cls, profile = conformance_target.driver_class, conformance_target.profile
+        settings = cls.settings_from(profile)
+        assert dataclasses.is_dataclass(settings), f"settings_from returned {type(settings).__name__}, not a dataclass"
+        params = getattr(type(settings), "__dataclass_params__", None)
+        assert params is not None and params.frozen, f"{type(settings).__name__} is not frozen"
+        source = profile.source or "kit-profile.yaml"
+        for section in ("settings", "quirks"):
+            typo = dataclasses.replace(profile, source=source,
+                                       **{section: {**getattr(profile, section), "agw_kit_typo": 1}})
+            with pytest.raises(ConfigurationError) as err:
+                cls.settings_from(typo)
+            assert source in err.value.message and f"{section}.agw_kit_typo" in err.value.message, err.value.message
 
     async def test_merge_push_verifies(self, conformance_target: ConformanceTarget, driver: Driver) -> None:
         target = conformance_target

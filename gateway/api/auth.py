@@ -29,9 +29,9 @@ import grpc
 import grpc.aio
 
 from gateway.api.policy import UNRESTRICTED, Access, Need, Policy, Role, denied
-from gateway.engine.views import ActivationResult, TaskResult
 from gateway.errors import PermissionDeniedError, UnauthenticatedError
 from gateway.model import ANONYMOUS, ActivationRequest, Caller
+from gateway.results import ActivationResult, TaskResult
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from gateway.api import convert, status
 from gateway.api.tls import ClientTls
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
-from gateway.engine.views import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
 from gateway.model import ActivationRequest
+from gateway.results import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

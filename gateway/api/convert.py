@@ -1,4 +1,4 @@
-"""Translation between the protobuf contract and the domain (gateway.model, gateway.engine.views).
+"""Translation between the protobuf contract and the domain (gateway.model, gateway.results).
 
 Pure functions, both directions: the server turns requests into domain values and results into
 messages; the ``agw`` client turns results back into views (for ``--json`` and display).
@@ -16,7 +16,9 @@ from typing import Any, Mapping
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
-from gateway.engine.views import (
+from gateway.errors import DeviceErrorInfo
+from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
+from gateway.results import (
     ActivationResult,
     ActivationState,
     AuditEntry,
@@ -28,8 +30,6 @@ from gateway.engine.views import (
     TaskResult,
     VerificationView,
 )
-from gateway.errors import DeviceErrorInfo
-from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
 
 # -- enums ------------------------------------------------------------------------------------
 ACTION_TO_PB: dict[Action, int] = {

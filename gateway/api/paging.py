@@ -20,8 +20,8 @@ from typing import Any, Awaitable, Callable, Iterator, TypeVar
 from google.protobuf.message import Message
 
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
-from gateway.engine.views import Page
 from gateway.errors import StateError
+from gateway.results import Page
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Message)

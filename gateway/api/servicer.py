@@ -20,8 +20,8 @@ from gateway.api.policy import Access
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
 from gateway.api.validate import DEFAULT_LIMITS, EdgeLimits
-from gateway.engine.views import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
 from gateway.model import ANONYMOUS, ActivationRequest, Caller
+from gateway.results import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
 
 log = logging.getLogger(__name__)
 

@@ -7,20 +7,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from drivers.base import Verification
 from gateway.engine.devices import DeviceLocks, SessionPool
 from gateway.engine.events import EventBus
-from gateway.engine.views import (
-    ActivationState,
-    ErrorView,
-    Event,
-    PhaseTiming,
-    VerificationView,
-)
 from gateway.errors import AgwError, DeviceError, Phase
 from gateway.incidents import public_kind, public_message
+from gateway.results import ErrorView, Event, PhaseTiming, VerificationView
+from gateway.transitions import Transition
 
 log = logging.getLogger(__name__)
 
@@ -36,54 +31,21 @@ class EngineContext:
     locks: DeviceLocks
     bus: EventBus
 
-    async def record(
-        self,
-        activation_id: str,
-        *,
-        task_id: str = "",
-        phase: Phase | str = "",
-        state: str = "",
-        message: str = "",
-        task: Mapping[str, Any] | None = None,
-        activation_state: ActivationState | None = None,
-        recovery: Mapping[str, Any] | None = None,
-        actor: str = "",
-    ) -> Event:
-        """Write a transition to the journal, then tell the watchers. Returns after the write.
-        ``actor``: the caller identity behind a mutating call (audit)."""
-        event: Event = await self._queue(activation_id, task_id=task_id, phase=phase, state=state, message=message,
-                                         task=task, activation_state=activation_state, recovery=recovery,
-                                         actor=actor)
+    async def record(self, transition: Transition) -> Event:
+        """Write a transition to the journal, then tell the watchers. Returns after the write."""
+        event: Event = await self.journal.record_later(transition)
         self.bus.publish(event)
         return event
 
-    def note(
-        self,
-        activation_id: str,
-        *,
-        task_id: str = "",
-        phase: Phase | str = "",
-        state: str = "",
-        message: str = "",
-        task: Mapping[str, Any] | None = None,
-        activation_state: ActivationState | None = None,
-        recovery: Mapping[str, Any] | None = None,
-    ) -> None:
+    def note(self, transition: Transition) -> None:
         """Journal a transition that announces no device action, without waiting for it.
 
         It is committed in order, before (or with) the next :meth:`record`, which therefore still
         returns only once everything before it is durable; watchers hear of it once committed.
-        ``recovery`` may only carry what a recovery can do without (the read-back ``after``, a
+        Its ``recovery`` may only carry what a recovery can do without (the read-back ``after``, a
         cleared ``pending`` once confirmed): a crash may lose a note, never a :meth:`record`."""
-        future = self._queue(activation_id, task_id=task_id, phase=phase, state=state, message=message,
-                             task=task, activation_state=activation_state, recovery=recovery)
+        future = self.journal.record_later(transition)
         future.add_done_callback(self._published)
-
-    def _queue(self, activation_id: str, *, phase: Phase | str, **fields: Any) -> Any:
-        """The journal's future for one transition (queued in order; see Journal.record_later)."""
-        return self.journal.record_later(
-            activation_id=activation_id, phase=phase.value if isinstance(phase, Phase) else phase, **fields
-        )
 
     def _published(self, future: Any) -> None:
         if future.cancelled():

@@ -31,9 +31,9 @@ from typing import Any, Callable
 from drivers.base import Driver
 from gateway.engine.context import EngineContext, error_view, utcnow
 from gateway.engine.plan import Plan, PlannedTask
-from gateway.engine.views import ActivationResult, ActivationState, TaskResult
 from gateway.errors import AgwError, DeviceBusyError, DeviceTimeoutError, Phase
 from gateway.model import TaskState
+from gateway.results import ActivationResult, ActivationState, TaskResult
 
 log = logging.getLogger(__name__)
 

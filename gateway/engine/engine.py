@@ -25,10 +25,11 @@ from gateway.engine.limits import CallerSlots, EngineSettings
 from gateway.engine.plan import Plan, make_plan
 from gateway.engine.repair import Mode, Repairer
 from gateway.engine.runner import ActivationRun
-from gateway.engine.views import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
 from gateway.errors import AgwError, StateError
 from gateway.incidents import incident, public_text
 from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
+from gateway.results import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
+from gateway.transitions import Transition
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,9 @@ class Engine:
             except StateError:
                 states = [t.state for t in result.tasks]
                 final = ActivationState.CANCELLED if all(s != TaskState.COMPLETED for s in states) else ActivationState.PARTIAL
-                await self.ctx.record(activation_id, phase="recover", state=final.value,
-                                      message="gateway restarted; nothing was in flight", activation_state=final)
+                await self.ctx.record(Transition(activation_id=activation_id, phase="recover", state=final.value,
+                                                 message="gateway restarted; nothing was in flight",
+                                                 activation_state=final))
 
     # -- activation RPCs -----------------------------------------------------------------------------
     def plan(self, request: ActivationRequest) -> Plan:
@@ -232,9 +234,9 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the activation
             log.error("activation %s crashed inside the engine (incident %s)", run.id, incident(exc))
             try:
-                await self.ctx.record(run.id, phase="end", state=ActivationState.FALLOUT.value,
-                                      message=f"the engine stopped on an error: {public_text(exc)}",
-                                      activation_state=ActivationState.FALLOUT)
+                await self.ctx.record(Transition(activation_id=run.id, phase="end", state=ActivationState.FALLOUT.value,
+                                                 message=f"the engine stopped on an error: {public_text(exc)}",
+                                                 activation_state=ActivationState.FALLOUT))
             except AgwError:
                 log.exception("could not record the failure of %s", run.id)
         finally:
@@ -314,8 +316,8 @@ class Engine:
         if result.state.final or run is None:
             raise StateError(f"activation {activation_id} is {result.state.value}; only a running activation can be cancelled")
         run.cancel_event.set()
-        await self.ctx.record(activation_id, phase="cancel", state=result.state.value, message="cancel requested",
-                              actor=caller.identity)
+        await self.ctx.record(Transition(activation_id=activation_id, phase="cancel", state=result.state.value,
+                                         message="cancel requested", actor=caller.identity))
         return await self.journal.get(activation_id)
 
     async def rollback(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
@@ -325,8 +327,8 @@ class Engine:
                              "activation can be rolled back")
         self._runs[activation_id] = None  # type: ignore[assignment] # busy: no second rollback meanwhile
         try:
-            await self.ctx.record(activation_id, phase="rollback", state=result.state.value,
-                                  message="rollback requested", actor=caller.identity)
+            await self.ctx.record(Transition(activation_id=activation_id, phase="rollback", state=result.state.value,
+                                             message="rollback requested", actor=caller.identity))
         except BaseException:
             self._runs.pop(activation_id, None)
             raise
@@ -354,8 +356,9 @@ class Engine:
         if not any(t.state == TaskState.FALLOUT and (not task_id or t.id == task_id) for t in result.tasks):
             raise StateError(f"activation {activation_id} has no task in fallout" + (f" named {task_id!r}" if task_id else ""))
         action = AUDIT_ACTIONS[mode]
-        await self.ctx.record(activation_id, task_id=task_id, phase=action, state=result.state.value,
-                              message=f"{action} requested", actor=caller.identity)
+        await self.ctx.record(Transition(activation_id=activation_id, task_id=task_id, phase=action,
+                                         state=result.state.value, message=f"{action} requested",
+                                         actor=caller.identity))
         await self.repairer.repair(result, mode=mode, task_id=task_id)
         return await self.journal.get(activation_id)
 

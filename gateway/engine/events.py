@@ -10,7 +10,7 @@ import asyncio
 from collections import defaultdict
 from typing import AsyncIterator, Awaitable, Callable
 
-from gateway.engine.views import ActivationState, Event
+from gateway.results import ActivationState, Event
 
 _END_STATES = {s.value for s in ActivationState if s.final} | {ActivationState.FALLOUT.value}
 

@@ -13,11 +13,12 @@ import logging
 from typing import Any
 
 from gateway.engine.context import EngineContext, error_view
-from gateway.engine.runner import PENDING_CONFIRM, final_activation_state
-from gateway.engine.views import ActivationResult, ActivationState, RollbackView, TaskResult
+from gateway.engine.runner import final_activation_state
 from gateway.errors import AgwError, Phase, StateError
 from gateway.incidents import public_text
 from gateway.model import TaskState
+from gateway.results import ActivationResult, ActivationState, RollbackView, TaskResult
+from gateway.transitions import Pending, RecoveryChanges, TaskChanges, Transition
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,10 @@ class Repairer:
             task_fields = dict(fields)
             if state is not None:
                 task_fields["state"] = state
-            await self.ctx.record(rid, task_id=task.id, phase=phase, state=(state or task.state).value,
-                                  message=message, task=task_fields or None,
-                                  recovery={"pending": ""} if state == TaskState.ROLLED_BACK else None)
+            await self.ctx.record(Transition(
+                activation_id=rid, task_id=task.id, phase=phase, state=(state or task.state).value, message=message,
+                task=TaskChanges(**task_fields),
+                recovery=RecoveryChanges(pending=Pending.NONE) if state == TaskState.ROLLED_BACK else None))
 
         if rec.snapshot is None:
             # nothing was ever sent to the device for this task
@@ -74,7 +76,7 @@ class Repairer:
         drv = None
         try:
             drv = await self._driver(task)
-            if rec.pending == PENDING_CONFIRM and rec.persist_id and drv.capabilities.confirmed_commit:
+            if rec.pending == Pending.CONFIRMED_COMMIT and rec.persist_id and drv.capabilities.confirmed_commit:
                 reverted = await drv.cancel_commit(persist_id=rec.persist_id)
                 method = "cancel-commit" if reverted else "device-timer"
             now = await drv.reread(rec.snapshot)
@@ -126,9 +128,10 @@ class Repairer:
                 raise StateError(f"task {task_id!r} of activation {result.id} is not in fallout")
         if not chosen:
             raise StateError(f"activation {result.id} has no task to {mode.value}")
-        await self.ctx.record(result.id, phase=mode.value, state=ActivationState.IN_PROGRESS.value,
-                              message=f"{mode.value}: {len(chosen)} task(s)",
-                              activation_state=ActivationState.IN_PROGRESS)
+        await self.ctx.record(Transition(activation_id=result.id, phase=mode.value,
+                                         state=ActivationState.IN_PROGRESS.value,
+                                         message=f"{mode.value}: {len(chosen)} task(s)",
+                                         activation_state=ActivationState.IN_PROGRESS))
         new_states = {t.id: t.state for t in result.tasks}
         # no wait limit: a rollback or recovery must not be dropped because a device is busy
         devices = [t.device for t in chosen]
@@ -136,21 +139,23 @@ class Repairer:
             for task in reversed(chosen):  # undo in reverse order of the activation
                 new_states[task.id] = await self.repair_task(result.id, task, mode=mode)
         final = final_activation_state(list(new_states.values()), cancelled=False)
-        await self.ctx.record(result.id, phase=mode.value, state=final.value, message=f"activation {final.value}",
-                              activation_state=final)
+        await self.ctx.record(Transition(activation_id=result.id, phase=mode.value, state=final.value,
+                                         message=f"activation {final.value}", activation_state=final))
         return final
 
     async def resolve(self, result: ActivationResult, *, task_id: str, note: str, actor: str = "") -> ActivationState:
         task = next((t for t in result.tasks if t.id == task_id), None)
         if task is None or task.state != TaskState.FALLOUT:
             raise StateError(f"task {task_id!r} of activation {result.id} is not in fallout")
-        await self.ctx.record(result.id, task_id=task_id, phase="resolve", state=TaskState.FAILED.value,
-                              message=f"resolved by an operator: {note}", actor=actor,
-                              task={"state": TaskState.FAILED, "note": f"resolved: {note}"}, recovery={"pending": ""})
+        await self.ctx.record(Transition(activation_id=result.id, task_id=task_id, phase="resolve",
+                                         state=TaskState.FAILED.value, message=f"resolved by an operator: {note}",
+                                         actor=actor,
+                                         task=TaskChanges(state=TaskState.FAILED, note=f"resolved: {note}"),
+                                         recovery=RecoveryChanges(pending=Pending.NONE)))
         states = [TaskState.FAILED if t.id == task_id else t.state for t in result.tasks]
         final = final_activation_state(states, cancelled=False)
-        await self.ctx.record(result.id, phase="resolve", state=final.value, message=f"activation {final.value}",
-                              activation_state=final)
+        await self.ctx.record(Transition(activation_id=result.id, phase="resolve", state=final.value,
+                                         message=f"activation {final.value}", activation_state=final))
         return final
 
 

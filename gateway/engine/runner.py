@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Coroutine, Iterable
@@ -32,17 +33,13 @@ from drivers.base import Capabilities, Driver, Snapshot
 from gateway.engine.context import EngineContext, PhaseClock, error_view, utcnow, verification_view
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import Plan, PlannedTask
-from gateway.engine.views import ActivationState, RollbackView
 from gateway.errors import AgwError, DeviceBusyError, Phase, VerificationError
 from gateway.incidents import public_text
 from gateway.model import TaskState
+from gateway.results import ActivationState, RollbackView
+from gateway.transitions import Pending, RecoveryChanges, TaskChanges, Transition
 
 log = logging.getLogger(__name__)
-
-PENDING_CONFIRM = "confirmed-commit"
-PENDING_APPLIED = "applied"
-PENDING_STAGED = "staged"
-
 
 START_SLICE = 8
 """Tasks of one activation started per event-loop turn: the first steps of a thousand tasks in one
@@ -138,25 +135,23 @@ class ActivationRun:
 
     # -- journal helpers ---------------------------------------------------------------------
     async def _rec(self, tr: TaskRun, phase: Phase, *, state: TaskState | None = None, message: str = "",
-                   task: dict | None = None, recovery: dict | None = None) -> None:
-        await self.ctx.record(self.id, **self._transition(tr, phase, state, message, task, recovery))
+                   task: TaskChanges | None = None, recovery: RecoveryChanges | None = None) -> None:
+        await self.ctx.record(self._transition(tr, phase, state, message, task, recovery))
 
     def _note(self, tr: TaskRun, phase: Phase, *, state: TaskState | None = None, message: str = "",
-              task: dict | None = None, recovery: dict | None = None) -> None:
+              task: TaskChanges | None = None, recovery: RecoveryChanges | None = None) -> None:
         """Like :meth:`_rec` for a transition that announces no device action: not waited for
         (see :meth:`EngineContext.note`)."""
-        self.ctx.note(self.id, **self._transition(tr, phase, state, message, task, recovery))
+        self.ctx.note(self._transition(tr, phase, state, message, task, recovery))
 
-    @staticmethod
-    def _transition(tr: TaskRun, phase: Phase, state: TaskState | None, message: str, task: dict | None,
-                    recovery: dict | None) -> dict[str, Any]:
-        """A task transition's journal fields; a new ``state`` is applied to ``tr`` too."""
-        fields = dict(task or {})
+    def _transition(self, tr: TaskRun, phase: Phase, state: TaskState | None, message: str,
+                    task: TaskChanges | None, recovery: RecoveryChanges | None) -> Transition:
+        """A task transition; a new ``state`` is applied to ``tr`` too."""
         if state is not None:
             tr.state = state
-            fields["state"] = state
-        return {"task_id": tr.id, "phase": phase, "state": (state or tr.state).value, "message": message,
-                "task": fields or None, "recovery": recovery}
+            task = TaskChanges(state=state) if task is None else dataclasses.replace(task, state=state)
+        return Transition(activation_id=self.id, task_id=tr.id, phase=phase, state=(state or tr.state).value,
+                          message=message, task=task, recovery=recovery)
 
     def _persist_id(self, device: str) -> str:
         return f"agw-{self.id}-{device}-{self.attempt}"
@@ -167,9 +162,9 @@ class ActivationRun:
 
     # -- entry point -------------------------------------------------------------------------
     async def run(self) -> ActivationState:
-        self.ctx.note(self.id, state=ActivationState.IN_PROGRESS.value, phase="start",
-                      message=f"{len(self.tasks)} task(s), atomic={self.atomic}",
-                      activation_state=ActivationState.IN_PROGRESS)
+        self.ctx.note(Transition(activation_id=self.id, state=ActivationState.IN_PROGRESS.value, phase="start",
+                                 message=f"{len(self.tasks)} task(s), atomic={self.atomic}",
+                                 activation_state=ActivationState.IN_PROGRESS))
         for n, tr in enumerate(self.tasks.values(), 1):
             if tr.planned.spec.depends_on:
                 self._note(tr, Phase.VALIDATE, state=TaskState.PENDING,
@@ -185,8 +180,8 @@ class ActivationRun:
             await self._release_all()
         states = [tr.state for tr in self.tasks.values()]
         final = final_activation_state(states, cancelled=self.cancel_event.is_set())
-        await self.ctx.record(self.id, state=final.value, phase="end", message=f"activation {final.value}",
-                              activation_state=final)
+        await self.ctx.record(Transition(activation_id=self.id, state=final.value, phase="end",
+                                         message=f"activation {final.value}", activation_state=final))
         return final
 
     # -- atomic: every device transaction confirmed together or reverted together ------------
@@ -211,7 +206,7 @@ class ActivationRun:
                         self._note(tr, Phase.VALIDATE, state=TaskState.CANCELLED,
                                    message="not started: another task of this atomic activation failed"
                                    if self.failed.is_set() else "cancelled before it started",
-                                   task={"note": "not started"})
+                                   task=TaskChanges(note="not started"))
                     if n % START_SLICE == 0:
                         await asyncio.sleep(0)
             else:
@@ -220,7 +215,8 @@ class ActivationRun:
                     for tr in txn.tasks:
                         tr.clock.stop()
                         self._note(tr, Phase.CONFIRM, state=TaskState.COMPLETED, message="verified and confirmed",
-                                   task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
+                                   task=TaskChanges(timings=tr.clock.snapshot()),
+                                   recovery=RecoveryChanges(pending=Pending.NONE))
 
     async def _prepare_when_ready(self, tr: TaskRun, txn: DeviceTxn) -> None:
         try:
@@ -250,7 +246,8 @@ class ActivationRun:
                 bad = [d for d in tr.planned.spec.depends_on if self.tasks[d].state != TaskState.COMPLETED]
                 if bad or self.cancel_event.is_set():
                     why = f"dependency {', '.join(bad)} did not complete" if bad else "cancelled before it started"
-                    await self._rec(tr, Phase.VALIDATE, state=TaskState.CANCELLED, message=why, task={"note": why})
+                    await self._rec(tr, Phase.VALIDATE, state=TaskState.CANCELLED, message=why,
+                                    task=TaskChanges(note=why))
                     return
                 txn = DeviceTxn(device=tr.device, persist_id=f"{self._persist_id(tr.device)}-{tr.id}", tasks=[tr])
                 self._txns[tr.id] = txn
@@ -268,7 +265,8 @@ class ActivationRun:
                             tr.clock.stop()
                             self._note(tr, Phase.CONFIRM, state=TaskState.COMPLETED,
                                        message="verified and confirmed",
-                                       task={"timings": tr.clock.snapshot()}, recovery={"pending": ""})
+                                       task=TaskChanges(timings=tr.clock.snapshot()),
+                                       recovery=RecoveryChanges(pending=Pending.NONE))
                     if tr.state != TaskState.COMPLETED:
                         await self._rollback_txn(txn)
                     await self._release(txn)
@@ -290,10 +288,10 @@ class ActivationRun:
             for n, tr in enumerate(trs, 1):  # nothing was sent: noted (the activation's end is awaited)
                 if tr.device == exc.device:
                     self._note(tr, Phase.LOCK, state=TaskState.FAILED, message=f"failed: {public_text(exc)}",
-                               task={"error": error_view(exc, phase=Phase.LOCK)})
+                               task=TaskChanges(error=error_view(exc, phase=Phase.LOCK)))
                 else:
                     why = f"not started: device {exc.device} of this atomic activation stayed busy"
-                    self._note(tr, Phase.LOCK, state=TaskState.CANCELLED, message=why, task={"note": why})
+                    self._note(tr, Phase.LOCK, state=TaskState.CANCELLED, message=why, task=TaskChanges(note=why))
                 if n % START_SLICE == 0:
                     await asyncio.sleep(0)
             yield False
@@ -341,13 +339,13 @@ class ActivationRun:
             self._check_cancel()
             phase = Phase.PUSH
             tr.clock.start(phase)
-            pending = PENDING_STAGED if caps.candidate else PENDING_APPLIED
-            await self._rec(tr, phase, recovery={"snapshot": tr.snapshot, "pending": pending, "phase": phase.value,
-                                                 "persist_id": txn.persist_id, "attempt": self.attempt})
+            pending = Pending.STAGED if caps.candidate else Pending.APPLIED
+            await self._rec(tr, phase, recovery=RecoveryChanges(
+                snapshot=tr.snapshot, pending=pending, phase=phase.value, persist_id=txn.persist_id, attempt=self.attempt))
             tr.touched = True
             tr.staged = caps.candidate
             await drv.load(p.change)
-            if caps.validate and p.profile.settings.get("validate_before_commit", False):
+            if caps.validate:
                 phase = Phase.VALIDATE
                 tr.clock.start(phase)
                 await self._rec(tr, phase)
@@ -358,11 +356,12 @@ class ActivationRun:
                 if caps.confirmed_commit:
                     timeout_s = p.profile.confirm_timeout_s
                     await self._rec(tr, phase, message=f"confirmed commit, device reverts in {timeout_s} s unless confirmed",
-                                    recovery={"pending": PENDING_CONFIRM, "persist_id": txn.persist_id})
+                                    recovery=RecoveryChanges(pending=Pending.CONFIRMED_COMMIT,
+                                                             persist_id=txn.persist_id))
                     txn.pending_confirm = True
                     await drv.commit(confirm_timeout_s=timeout_s, persist_id=txn.persist_id)
                 else:
-                    await self._rec(tr, phase, recovery={"pending": PENDING_APPLIED})
+                    await self._rec(tr, phase, recovery=RecoveryChanges(pending=Pending.APPLIED))
                     await drv.commit()
                 tr.staged = False
             phase = Phase.VERIFY
@@ -371,8 +370,8 @@ class ActivationRun:
             after = verification.readback or await drv.read(p.change)
             diff = drv.diff(tr.snapshot, after)
             self._note(tr, phase, message="verified" if verification.ok else "verification failed",
-                       task={"verification": verification_view(verification), "diff": diff},
-                       recovery={"after": after})
+                       task=TaskChanges(verification=verification_view(verification), diff=diff),
+                       recovery=RecoveryChanges(after=after))
             if not verification.ok:
                 shown = "; ".join(str(m) for m in verification.mismatches[:5])
                 unexpected = sum(1 for m in verification.mismatches if m.unexpected)
@@ -385,7 +384,7 @@ class ActivationRun:
             tr.prepared_ok = True
             return True
         except CancelRequested:
-            await self._rec(tr, phase, message="cancel requested", task={"note": "cancelled by request"})
+            await self._rec(tr, phase, message="cancel requested", task=TaskChanges(note="cancelled by request"))
             return False
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then rolled back
             if isinstance(exc, AgwError) and exc.device is None:
@@ -395,7 +394,7 @@ class ActivationRun:
             log.info("task %s of %s failed in %s: %s", tr.id, self.id, phase.value, exc)
             tr.clock.stop()
             await self._rec(tr, phase, message=f"failed: {public_text(exc)}",
-                            task={"error": error_view(exc, phase=phase), "timings": tr.clock.snapshot()})
+                            task=TaskChanges(error=error_view(exc, phase=phase), timings=tr.clock.snapshot()))
             return False
 
     async def _confirm(self, txn: DeviceTxn) -> None:
@@ -411,7 +410,7 @@ class ActivationRun:
             if session_is_suspect(exc):
                 txn.broken = True
             await self._rec(tr, Phase.CONFIRM, message=f"confirm failed: {public_text(exc)}",
-                            task={"error": error_view(exc, phase=Phase.CONFIRM)})
+                            task=TaskChanges(error=error_view(exc, phase=Phase.CONFIRM)))
             raise
 
     async def _unlock(self, txn: DeviceTxn) -> None:
@@ -443,7 +442,7 @@ class ActivationRun:
                     tr.clock.stop()
                     await self._rec(tr, Phase.ROLLBACK, state=TaskState.FAILED,
                                     message="failed before any change reached the device",
-                                    task={"timings": tr.clock.snapshot()})
+                                    task=TaskChanges(timings=tr.clock.snapshot()))
             return
         caps = txn.caps()
         method = "none"
@@ -499,9 +498,9 @@ class ActivationRun:
             state = TaskState.ROLLED_BACK if view.ok else TaskState.FALLOUT
             await self._rec(tr, Phase.ROLLBACK_VERIFY, state=state,
                             message="rolled back, device equals its snapshot" if view.ok else f"fallout: {view.reason}",
-                            task={"rollback": view, "timings": tr.clock.snapshot()},
-                            recovery={"pending": "" if view.ok else (PENDING_CONFIRM if txn.pending_confirm else
-                                                                      PENDING_APPLIED)})
+                            task=TaskChanges(rollback=view, timings=tr.clock.snapshot()),
+                            recovery=RecoveryChanges(pending=Pending.NONE if view.ok else (
+                                Pending.CONFIRMED_COMMIT if txn.pending_confirm else Pending.APPLIED)))
 
 
 __all__ = ["ActivationRun", "CancelRequested", "final_activation_state", "utcnow"]

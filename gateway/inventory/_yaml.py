@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from drivers.profiles import type_name  # the SDK's: profile and settings messages use it too
 from gateway.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -76,25 +77,6 @@ def load_yaml_file(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ConfigurationError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     return load_yaml_text(text, source=str(path))
-
-
-def type_name(value: Any) -> str:
-    """The YAML name of a value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "mapping"
-    return type(value).__name__
 
 
 __all__ = ["StrictLoader", "describe_yaml_error", "load_yaml_file", "load_yaml_text", "type_name"]

@@ -1,142 +1,25 @@
-"""Device profiles: ``device_profiles/<platform>.yaml`` → :class:`drivers.base.DeviceProfile`.
+"""Device profiles: every ``device_profiles/<platform>.yaml`` of a directory, by platform.
 
-::
-
-    platform: netconfd                 # must equal the file name
-    description: yuma123 netconfd
-    driver: netconf                    # an agw.drivers entry-point name
-    capabilities: {lock: true, candidate: true, confirmed_commit: true}   # missing = false
-    timeouts: {connect_s: 10, operation_s: 10, commit_s: 30}
-    confirm_timeout_s: 120
-    quirks: {validate_drops_commit: true}   # free-form
-    settings: {list_keys: ...}              # the driver's own data (drivers check it)
-    device_managed: []                      # what the device fills in by itself (exact verification)
-
-A profile never chooses what the driver sends: the payload format is the driver's
-(:attr:`drivers.base.Driver.payload_format`). ``settings.render_format`` may still be written as a
-statement of it, and a gateway refuses to start when it disagrees with the driver
-(:func:`gateway.app.check_catalogue`).
-
-Unknown keys or wrong types are refused with a :class:`ConfigurationError` naming the file and
-the field; every problem of every file is reported at once.
+What one file may hold, and :func:`parse_profile`, are the driver SDK's (:mod:`drivers.profiles`,
+re-exported here): a plugin parses the profile it ships with the same code. This store reads the
+files with the gateway's strict YAML loader (a duplicate key is refused) and reports every problem
+of every file at once, each naming its file. The drivers' own ``settings`` and ``quirks`` are
+checked when the gateway starts (:func:`gateway.app.check_catalogue` calls each profile's
+:meth:`Driver.settings_from <drivers.base.Driver.settings_from>`), as is ``settings.render_format``
+against the driver's payload format.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import re
 from pathlib import Path
-from typing import Any
 
-from drivers.base import Capabilities, DeviceProfile, PayloadFormat, Timeouts
+from drivers.base import DeviceProfile
+from drivers.profiles import HOST_KEY_SETTINGS, RENDER_FORMATS, parse_profile
 from gateway.errors import ConfigurationError
-from gateway.inventory._yaml import load_yaml_file, type_name
+from gateway.inventory._yaml import load_yaml_file
 
 log = logging.getLogger(__name__)
-
-RENDER_FORMATS = tuple(f.value for f in PayloadFormat)
-_TOP_KEYS = (
-    "platform", "description", "driver", "capabilities", "timeouts", "confirm_timeout_s", "quirks", "settings",
-    "device_managed",
-)
-HOST_KEY_SETTINGS = ("host_key_check", "known_hosts")
-"""Refused anywhere in a profile: the inventory names a device's known_hosts (never a platform)."""
-_CAPABILITIES = tuple(f.name for f in dataclasses.fields(Capabilities))
-_TIMEOUTS = tuple(f.name for f in dataclasses.fields(Timeouts))
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
-
-
-def parse_profile(data: Any, *, source: str, expected_platform: str | None = None) -> DeviceProfile:
-    """Build a profile from parsed YAML; raises :class:`ConfigurationError` listing every problem."""
-    problems: list[str] = []
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{source}: a device profile must be a mapping, not {type_name(data)}")
-    unknown = sorted(str(k) for k in data if k not in _TOP_KEYS)
-    if unknown:
-        problems.append(f"unknown field(s) {', '.join(unknown)} (allowed: {', '.join(_TOP_KEYS)})")
-
-    platform = data.get("platform")
-    if not isinstance(platform, str) or not _NAME_RE.match(platform):
-        problems.append(f"platform: {'missing' if platform is None else f'invalid platform name {platform!r}'}")
-    elif expected_platform is not None and platform != expected_platform:
-        problems.append(f"platform: {platform!r} does not match the file name (expected {expected_platform!r})")
-
-    driver = data.get("driver")
-    if not isinstance(driver, str) or not driver:
-        problems.append(f"driver: {'missing' if driver is None else f'must be a non-empty string, not {type_name(driver)}'}")
-
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append(f"description: must be a string, not {type_name(description)}")
-
-    caps: dict[str, bool] = {}
-    raw_caps = data.get("capabilities", {}) or {}
-    if not isinstance(raw_caps, dict):
-        problems.append(f"capabilities: must be a mapping, not {type_name(raw_caps)}")
-    else:
-        for key, value in raw_caps.items():
-            if key not in _CAPABILITIES:
-                problems.append(f"capabilities.{key}: unknown capability (known: {', '.join(_CAPABILITIES)})")
-            elif not isinstance(value, bool):
-                problems.append(f"capabilities.{key}: must be true or false, not {type_name(value)}")
-            else:
-                caps[key] = value
-
-    timeouts: dict[str, float] = {}
-    raw_timeouts = data.get("timeouts", {}) or {}
-    if not isinstance(raw_timeouts, dict):
-        problems.append(f"timeouts: must be a mapping, not {type_name(raw_timeouts)}")
-    else:
-        for key, value in raw_timeouts.items():
-            if key not in _TIMEOUTS:
-                problems.append(f"timeouts.{key}: unknown timeout (known: {', '.join(_TIMEOUTS)})")
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                problems.append(f"timeouts.{key}: must be a number of seconds greater than 0, not {value!r}")
-            else:
-                timeouts[key] = float(value)
-
-    confirm = data.get("confirm_timeout_s", 120)
-    if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm <= 0:
-        problems.append(f"confirm_timeout_s: must be a whole number of seconds greater than 0, not {confirm!r}")
-
-    mappings: dict[str, dict[str, Any]] = {}
-    for key in ("quirks", "settings"):
-        value = data.get(key, {})
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            problems.append(f"{key}: must be a mapping, not {type_name(value)}")
-        else:
-            mappings[key] = value
-    fmt = mappings.get("settings", {}).get("render_format")
-    if fmt is not None and fmt not in RENDER_FORMATS:
-        problems.append(f"settings.render_format: must be one of {', '.join(RENDER_FORMATS)}, not {fmt!r}")
-    for section, key in ((m, k) for m in ("settings", "quirks") for k in HOST_KEY_SETTINGS):
-        if key in mappings.get(section, {}):
-            problems.append(f"{section}.{key}: SSH host keys are not a device-profile setting (they belong to devices): "
-                            "remove it, and name the known_hosts file in the inventory (`known_hosts:` at the top "
-                            "level or on a device); only a device can turn the check off (`host_key_check: false`)")
-
-    managed = data.get("device_managed", []) or []
-    if not isinstance(managed, list) or not all(isinstance(m, str) and m for m in managed):
-        problems.append("device_managed: must be a list of non-empty strings (paths, line patterns or OIDs)")
-        managed = []
-
-    if problems:
-        raise ConfigurationError(f"{source}: " + "; ".join(problems))
-    return DeviceProfile(
-        platform=platform,
-        driver=driver,
-        description=description,
-        capabilities=Capabilities(**caps),
-        timeouts=Timeouts(**timeouts),
-        confirm_timeout_s=confirm,
-        quirks=mappings["quirks"],
-        settings=mappings["settings"],
-        device_managed=tuple(managed),
-        source=source,
-    )
 
 
 class ProfileStore:
@@ -187,4 +70,4 @@ class ProfileStore:
         return platform in self._profiles
 
 
-__all__ = ["RENDER_FORMATS", "ProfileStore", "parse_profile"]
+__all__ = ["HOST_KEY_SETTINGS", "RENDER_FORMATS", "ProfileStore", "parse_profile"]

@@ -8,6 +8,9 @@ A transition that announces no action of its own (a task moved to ``inProgress``
 result, ``completed``) may be queued with :meth:`Journal.record_later`: it is written in order,
 in or before the transaction of any record queued after it, so the next :meth:`record` that
 returns has made it durable too; the caller does not wait for it.
+
+What a record carries is one typed :class:`~gateway.transitions.Transition` (its values checked
+when it is made); what the journal hands back are the results of :mod:`gateway.results`.
 """
 
 from __future__ import annotations
@@ -15,39 +18,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
-from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
-from drivers.base import Snapshot
-from gateway.engine.views import ActivationResult, ActivationState, Event, Page, TaskResult
-
-TASK_FIELDS: frozenset[str] = frozenset(
-    {"state", "platform", "driver", "rendered", "diff", "verification", "rollback", "error", "timings", "note"}
-)
-"""The :class:`TaskResult` fields :meth:`Journal.record` may change (identity fields are fixed at creation)."""
-
-RECOVERY_FIELDS: frozenset[str] = frozenset({"snapshot", "after", "persist_id", "pending", "phase", "attempt"})
-"""Keys of a task's private recovery record (see :class:`TaskRecovery`)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskRecovery:
-    """What a restarted gateway needs to undo or finish one task; never shown to API callers.
-
-    ``pending`` names what is outstanding on the device: ``"confirmed-commit"`` (a commit with a
-    revert timer awaits confirm), ``"applied"`` (a change is live without a device-side timer),
-    ``""`` (nothing). ``snapshot`` is the device state before the change, ``after`` the state
-    read back after it (so a repair can tell whether someone changed the device since).
-    """
-
-    snapshot: Snapshot | None = None
-    after: Snapshot | None = None
-    persist_id: str = ""
-    pending: str = ""
-    phase: str = ""
-    attempt: int = 0
+from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
+from gateway.transitions import RECOVERY_FIELDS, TASK_FIELDS, TaskRecovery, Transition
 
 
 class Journal(abc.ABC):
@@ -93,45 +69,19 @@ class Journal(abc.ABC):
         ``(activation_id, True)``.
         """
 
-    async def record(
-        self,
-        *,
-        activation_id: str,
-        task_id: str = "",
-        phase: str = "",
-        state: str = "",
-        message: str = "",
-        task: Mapping[str, Any] | None = None,
-        activation_state: ActivationState | None = None,
-        recovery: Mapping[str, Any] | None = None,
-        actor: str = "",
-    ) -> Event:
-        """In one transaction: append an event, apply ``task`` field changes, set the activation
-        state, merge ``recovery`` into the task's recovery record. Returns after the commit.
-        ``actor``: the caller identity behind a mutating call (the audit trail); "" for the
-        engine's own steps."""
-        return await self.record_later(
-            activation_id=activation_id, task_id=task_id, phase=phase, state=state, message=message,
-            task=task, activation_state=activation_state, recovery=recovery, actor=actor,
-        )
+    async def record(self, transition: Transition) -> Event:
+        """In one transaction: append the transition's event, apply its task changes, set the
+        activation state, merge its recovery changes into the task's recovery record. Returns
+        the event after the commit."""
+        return await self.record_later(transition)
 
     @abc.abstractmethod
-    def record_later(
-        self,
-        *,
-        activation_id: str,
-        task_id: str = "",
-        phase: str = "",
-        state: str = "",
-        message: str = "",
-        task: Mapping[str, Any] | None = None,
-        activation_state: ActivationState | None = None,
-        recovery: Mapping[str, Any] | None = None,
-        actor: str = "",
-    ) -> asyncio.Future[Event]:
+    def record_later(self, transition: Transition) -> asyncio.Future[Event]:
         """Queue the same record as :meth:`record` without waiting for it: the future resolves
         with the event once committed. Records are committed in the order they were queued
-        (``record`` and ``record_later`` alike). Argument errors raise at once."""
+        (``record`` and ``record_later`` alike). A ``transition`` that is not a
+        :class:`~gateway.transitions.Transition` raises at once; a bad value in one raised
+        when it was made."""
 
     @abc.abstractmethod
     async def get(self, activation_id: str) -> ActivationResult:
@@ -206,4 +156,4 @@ class Journal(abc.ABC):
         would be, deleting nothing)."""
 
 
-__all__ = ["RECOVERY_FIELDS", "TASK_FIELDS", "Journal", "TaskRecovery"]
+__all__ = ["RECOVERY_FIELDS", "TASK_FIELDS", "Journal", "TaskRecovery", "Transition"]

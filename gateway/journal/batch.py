@@ -34,9 +34,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from gateway.engine.views import ActivationState, Event
 from gateway.errors import ConflictError, JournalError, NotFoundError, Phase
+from gateway.journal.dbcall import invalidate_if_lost, sqlalchemy_error
 from gateway.journal.schema import activations, events, idem_key, tasks
+from gateway.results import ActivationState, Event
 
 _ACKNOWLEDGED = ActivationState.ACKNOWLEDGED.value
 
@@ -59,7 +60,7 @@ class Create:
 
 @dataclass(slots=True, kw_only=True)
 class Record:
-    """A queued ``record``: validated column values and the caller's future."""
+    """A queued :class:`~gateway.transitions.Transition`: its column values and the caller's future."""
 
     activation_id: str
     task_id: str
@@ -267,20 +268,11 @@ def _transaction(
             dbapi_conn.rollback()
         if not isinstance(exc, dbapi_error):
             raise
-        invalid = engine.dialect.is_disconnect(exc, dbapi_conn, cur)
+        invalid = invalidate_if_lost(raw, exc, cur, engine.dialect)
         if invalid:
             cache.connection = None
-            raw.invalidate(exc)
-        error = sa_exc.DBAPIError.instance(
-            None,
-            None,
-            exc,
-            dbapi_error,
-            hide_parameters=True,
-            connection_invalidated=invalid,
-            dialect=engine.dialect,
-        )
-        if invalid and not committing and isinstance(error, sa_exc.DBAPIError):
+        error = sqlalchemy_error(exc, engine.dialect, invalidated=invalid)
+        if invalid and not committing:
             raise _Reconnect(error) from exc
         raise error from exc  # a lost COMMIT stays an error: it may have been written
     finally:

@@ -1,8 +1,13 @@
-"""Pure conversions between the result views and journal rows (JSON text for nested values).
+"""Pure conversions between the typed values and journal rows (JSON text for nested values).
 
 Nothing here touches a database. Encoding masks every :class:`~gateway.secrets.Secret` (its
 ``str`` is the mask), so a credential passed by mistake never reaches the journal in clear.
 Decoding rebuilds the exact dataclasses, so ``decode(encode(x)) == x``.
+
+Rows are decoded here and nowhere else: :func:`decode_activation`, :func:`decode_task`,
+:func:`decode_audit` and :func:`decode_event` take a row as a sequence of the columns named in
+:data:`ACTIVATION_COLUMNS`, :data:`TASK_COLUMNS`, :data:`AUDIT_COLUMNS` and :data:`EVENT_COLUMNS`,
+in that order, whichever read path fetched it (plain DB-API or SQLAlchemy Core).
 """
 
 from __future__ import annotations
@@ -11,25 +16,49 @@ import dataclasses
 import enum
 import json
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from drivers.base import Snapshot
-from gateway.engine.views import (
+from gateway.errors import DeviceErrorInfo, JournalError
+from gateway.model import Action, TaskState
+from gateway.results import (
+    ActivationResult,
+    ActivationState,
+    AuditEntry,
     ErrorView,
+    Event,
     PhaseTiming,
     RollbackView,
     TaskResult,
     VerificationView,
 )
-from gateway.errors import DeviceErrorInfo, JournalError, Phase
-from gateway.journal.base import RECOVERY_FIELDS, TASK_FIELDS, TaskRecovery
-from gateway.model import Action, TaskState
 from gateway.secrets import Secret
+from gateway.transitions import (
+    TASK_FIELDS_ORDER,
+    Pending,
+    RecoveryChanges,
+    TaskChanges,
+    TaskRecovery,
+    as_text,
+    refused,
+)
+
+ACTIVATION_COLUMNS = (
+    "id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "submitted_by",
+)
+TASK_COLUMNS = (
+    "task_id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff",
+    "verification", "rollback", "error", "timings", "note",
+)
+AUDIT_COLUMNS = ("time", "actor", "phase", "task_id", "message")
+EVENT_COLUMNS = ("activation_id", "seq", "time", "task_id", "phase", "state", "message", "actor")
 
 
-def usage_error(message: str) -> JournalError:
-    """A caller passed something the journal cannot store: a bug, not worth retrying."""
-    return JournalError(message, phase=Phase.JOURNAL, retryable=False)
+usage_error: Callable[[str], JournalError] = refused
+"""A caller passed something the journal cannot store: a bug, not worth retrying."""
+
+text: Callable[[Any, str], str] = as_text
+"""A text field: ``str`` as is, a Secret masked, anything else refused."""
 
 
 def utc(value: datetime, what: str) -> datetime:
@@ -62,17 +91,6 @@ def to_plain(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(to_plain(value), separators=(",", ":"), ensure_ascii=False)
-
-
-def text(value: Any, what: str) -> str:
-    """A text field: ``str`` as is, a Secret masked, anything else refused."""
-    if isinstance(value, Secret):
-        return str(value)
-    if isinstance(value, enum.Enum) and isinstance(value.value, str):
-        return value.value
-    if isinstance(value, str):
-        return value
-    raise usage_error(f"{what} must be a str, got {type(value).__name__}")
 
 
 def _datetime(value: str) -> datetime:
@@ -165,31 +183,22 @@ def decode_timings(raw: str | None) -> tuple[PhaseTiming, ...]:
 
 # -- tasks ----------------------------------------------------------------------------------------
 
-_TEXT_FIELDS = ("platform", "driver", "rendered", "diff", "note")
+_ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "state": lambda v: v.value,
+    "verification": encode_verification,
+    "rollback": encode_rollback,
+    "error": encode_error,
+    "timings": encode_timings,
+}
 
 
-def task_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Column values for a :meth:`Journal.record` ``task`` mapping (TaskResult field names)."""
-    unknown = sorted(set(changes) - TASK_FIELDS)
-    if unknown:
-        raise usage_error(f"task fields {unknown} cannot be recorded; allowed: {sorted(TASK_FIELDS)}")
-    cols: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name == "state":
-            try:
-                cols["state"] = TaskState(value).value
-            except ValueError:
-                raise usage_error(f"task state {value!r} is not a TaskState") from None
-        elif name in _TEXT_FIELDS:
-            cols[name] = text(value, f"task field {name}")
-        elif name == "verification":
-            cols[name] = encode_verification(value)
-        elif name == "rollback":
-            cols[name] = encode_rollback(value)
-        elif name == "error":
-            cols[name] = encode_error(value)
-        elif name == "timings":
-            cols[name] = encode_timings(value)
+def task_columns(changes: TaskChanges) -> dict[str, Any]:
+    """Column values of the task fields ``changes`` sets (checked when it was made)."""
+    cols = changes.changed()
+    for name, value in cols.items():
+        encode = _ENCODERS.get(name)
+        if encode is not None:
+            cols[name] = encode(value)
     return cols
 
 
@@ -207,50 +216,88 @@ def task_row(activation_id: str, position: int, task: TaskResult) -> dict[str, A
         "depends_on": dumps(list(task.depends_on)),
         "recovery": "{}",
     }
-    row.update(task_changes({name: getattr(task, name) for name in TASK_FIELDS}))
+    row.update(task_columns(TaskChanges(**{name: getattr(task, name) for name in TASK_FIELDS_ORDER})))
     return row
 
 
-def decode_task(row: Mapping[Any, Any]) -> TaskResult:
+# -- decoding rows: the one path of every read -----------------------------------------------------
+
+
+def utc_time(value: Any) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite keeps naive UTC text, PostgreSQL timestamptz)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"not a stored time: {value!r}")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def decode_task(row: Sequence[Any]) -> TaskResult:
+    """A task from its :data:`TASK_COLUMNS`."""
+    (task_id, device, service, action, state, depends_on, platform, driver, rendered, diff, verification, rollback,
+     error, timings, note) = row
     return TaskResult(
-        id=row["task_id"],
-        device=row["device"],
-        service=row["service"],
-        action=Action(row["action"]),
-        state=TaskState(row["state"]),
-        depends_on=tuple(json.loads(row["depends_on"] or "[]")),
-        platform=row["platform"],
-        driver=row["driver"],
-        rendered=row["rendered"],
-        diff=row["diff"],
-        verification=decode_verification(row["verification"]),
-        rollback=decode_rollback(row["rollback"]),
-        error=decode_error(row["error"]),
-        timings=decode_timings(row["timings"]),
-        note=row["note"],
+        id=task_id,
+        device=device,
+        service=service,
+        action=Action(action),
+        state=TaskState(state),
+        depends_on=tuple(json.loads(depends_on or "[]")),
+        platform=platform,
+        driver=driver,
+        rendered=rendered,
+        diff=diff,
+        verification=decode_verification(verification),
+        rollback=decode_rollback(rollback),
+        error=decode_error(error),
+        timings=decode_timings(timings),
+        note=note,
     )
+
+
+def decode_audit(row: Sequence[Any]) -> AuditEntry:
+    """An audit entry from the :data:`AUDIT_COLUMNS` of an event a caller's call made (actor set):
+    the activation's first event is the submit."""
+    time, actor, phase, task_id, message = row
+    return AuditEntry(time=utc_time(time), actor=actor, action=phase or "submit", task_id=task_id, note=message)
+
+
+def decode_activation(row: Sequence[Any], tasks: Sequence[TaskResult], audit: Sequence[AuditEntry]) -> ActivationResult:
+    """An activation from its :data:`ACTIVATION_COLUMNS`, with its tasks and audit trail decoded."""
+    aid, request_id, order_ref, atomic, state, created_at, updated_at, dry_run, submitted_by = row
+    return ActivationResult(
+        id=aid,
+        request_id=request_id,
+        order_ref=order_ref,
+        atomic=bool(atomic),
+        state=ActivationState(state),
+        created_at=utc_time(created_at),
+        updated_at=utc_time(updated_at),
+        dry_run=bool(dry_run),
+        tasks=tuple(tasks),
+        submitted_by=submitted_by,
+        audit=tuple(audit),
+    )
+
+
+def decode_event(row: Sequence[Any]) -> Event:
+    """An event from its :data:`EVENT_COLUMNS`."""
+    activation_id, seq, time, task_id, phase, state, message, actor = row
+    return Event(activation_id=activation_id, seq=seq, time=utc_time(time), task_id=task_id, phase=phase, state=state,
+                 message=message, actor=actor)
 
 
 # -- recovery records -----------------------------------------------------------------------------
 
 
-def recovery_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Validated, JSON-ready values of a ``recovery`` mapping (to merge into the stored record)."""
-    unknown = sorted(set(changes) - RECOVERY_FIELDS)
-    if unknown:
-        raise usage_error(f"recovery keys {unknown} are unknown; allowed: {sorted(RECOVERY_FIELDS)}")
-    out: dict[str, Any] = {}
-    for name, value in changes.items():
+def recovery_values(changes: RecoveryChanges) -> dict[str, Any]:
+    """JSON-ready values of the recovery keys ``changes`` sets (to merge into the stored record)."""
+    out = changes.changed()
+    for name, value in out.items():
         if name in ("snapshot", "after"):
-            if value is not None and not isinstance(value, Snapshot):
-                raise usage_error(f"recovery {name} must be a Snapshot or None, got {type(value).__name__}")
             out[name] = to_plain(value)
-        elif name == "attempt":
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise usage_error(f"recovery attempt must be an int, got {type(value).__name__}")
-            out[name] = value
-        else:
-            out[name] = text(value, f"recovery {name}")
+        elif name == "pending":
+            out[name] = value.value
     return out
 
 
@@ -264,14 +311,21 @@ def decode_recovery(raw: str | None) -> TaskRecovery:
         snapshot=_snapshot(d.get("snapshot")),
         after=_snapshot(d.get("after")),
         persist_id=d.get("persist_id", ""),
-        pending=d.get("pending", ""),
+        pending=Pending(d.get("pending", "")),
         phase=d.get("phase", ""),
         attempt=int(d.get("attempt", 0)),
     )
 
 
 __all__ = [
+    "ACTIVATION_COLUMNS",
+    "AUDIT_COLUMNS",
+    "EVENT_COLUMNS",
+    "TASK_COLUMNS",
+    "decode_activation",
+    "decode_audit",
     "decode_error",
+    "decode_event",
     "decode_recovery",
     "decode_rollback",
     "decode_task",
@@ -282,11 +336,12 @@ __all__ = [
     "encode_rollback",
     "encode_timings",
     "encode_verification",
-    "recovery_changes",
-    "task_changes",
+    "recovery_values",
+    "task_columns",
     "task_row",
     "text",
     "to_plain",
     "usage_error",
     "utc",
+    "utc_time",
 ]

@@ -14,7 +14,8 @@ was added or removed meanwhile. A token is not signed: it grants nothing the fil
 was written for other filters, is refused as :class:`~gateway.errors.InputError` on ``page_token``.
 
 Orders: ``list`` newest first by (created_at, id) descending; ``fallout`` oldest activation first
-by (activation created_at, activation id, task position).
+by (activation created_at, activation id, task position). Pure: the reads that run these queries
+are in :mod:`gateway.journal.reads`.
 """
 
 from __future__ import annotations
@@ -26,16 +27,15 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from gateway.engine.views import ActivationResult, ActivationState, Page, TaskResult
 from gateway.errors import FieldViolation, InputError
 from gateway.journal import codec
 from gateway.journal.schema import activations, stored_time, tasks
 from gateway.model import TaskState
+from gateway.results import ActivationState
 
 TOKEN_VERSION = 1
 MAX_TOKEN_CHARS = 1024
@@ -174,9 +174,10 @@ def list_resume(filters: ListFilters, created_at: datetime, activation_id: str) 
 
 
 def fallout_query(page_token: str, page_size: int) -> sa.Select[Any]:
-    """The next ``page_size + 1`` tasks in fallout, each with its activation's created_at."""
+    """The next ``page_size + 1`` tasks in fallout: rows of (activation id, task position,
+    activation created_at, the task's :data:`~gateway.journal.codec.TASK_COLUMNS`...)."""
     a, t = activations.c, tasks.c
-    q = (sa.select(tasks, a.created_at.label("activation_created_at"))
+    q = (sa.select(t.activation_id, t.position, a.created_at, *(t[name] for name in codec.TASK_COLUMNS))
          .join(activations, a.id == t.activation_id)
          .where(t.state == TaskState.FALLOUT.value))
     if page_token:
@@ -192,29 +193,6 @@ def fallout_query(page_token: str, page_size: int) -> sa.Select[Any]:
 
 def fallout_resume(created_at: datetime, activation_id: str, position: int) -> str:
     return encode_token("fallout", _FALLOUT_DIGEST, [micros(created_at), activation_id, position])
-
-
-def read_list_page(conn: Connection, q: sa.Select[Any], filters: ListFilters, page_size: int,
-                   load: Callable[[Connection, list[str]], list[ActivationResult]]) -> Page[ActivationResult]:
-    """Run :func:`list_query` and ``load`` its activations (in order) on one connection."""
-    keys = conn.execute(q).all()
-    more = len(keys) > page_size
-    keys = keys[:page_size]
-    found = load(conn, [k.id for k in keys])  # one deleted meanwhile (PostgreSQL) is left out
-    at = {k.id: k.created_at for k in keys}
-    return Page(items=tuple(found), resume=tuple(list_resume(filters, at[a.id], a.id) for a in found), more=more)
-
-
-def read_fallout_page(conn: Connection, q: sa.Select[Any], page_size: int) -> Page[tuple[str, TaskResult]]:
-    """Run :func:`fallout_query`."""
-    rows = conn.execute(q).mappings().all()
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return Page(
-        items=tuple((t["activation_id"], codec.decode_task(t)) for t in rows),
-        resume=tuple(fallout_resume(t["activation_created_at"], t["activation_id"], t["position"]) for t in rows),
-        more=more,
-    )
 
 
 __all__ = [
@@ -233,6 +211,4 @@ __all__ = [
     "list_query",
     "list_resume",
     "micros",
-    "read_fallout_page",
-    "read_list_page",
 ]

@@ -18,9 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.engine.views import ActivationState
 from gateway.journal.schema import activations, events, stored_time, tasks
 from gateway.model import TaskState
+from gateway.results import ActivationState
 
 PRUNABLE_STATES: tuple[str, ...] = tuple(s.value for s in ActivationState if s.final)
 """completed, partial, failed, cancelled, rolledBack."""

@@ -24,7 +24,7 @@ from gateway.api import convert
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
 from gateway.app import REPO_ROOT, GatewayConfig, build_engine
-from gateway.engine.views import ActivationResult, ActivationState
+from gateway.results import ActivationResult, ActivationState
 
 ACTIONS = {"create": pb.ACTION_CREATE, "modify": pb.ACTION_MODIFY, "delete": pb.ACTION_DELETE}
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.engine.views import ActivationState
 from gateway.journal.testing import journal_url, pg_admin  # noqa: F401 - fixtures
+from gateway.results import ActivationState
 from tests.integration.gateway_harness import InProcessGateway, make_profiles
 
 pytestmark = [pytest.mark.lab]

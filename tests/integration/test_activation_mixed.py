@@ -13,8 +13,8 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from gateway.engine.views import ActivationState
 from gateway.model import TaskState
+from gateway.results import ActivationState
 from tests.integration.gateway_harness import Client, InProcessGateway, interface_xml, make_profiles
 
 pytestmark = [pytest.mark.lab]

@@ -14,8 +14,8 @@ import grpc
 import pytest
 
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
-from gateway.engine.views import ActivationState
 from gateway.model import TaskState
+from gateway.results import ActivationState
 from tests.integration.gateway_harness import (
     Client,
     InProcessGateway,
@@ -301,7 +301,7 @@ async def test_verification_failure_rolls_back(lab: Any, tmp_path: Path) -> None
     candidate, and drops the change. With the quirk switched off in the profile the gateway walks
     into it; the read-back must catch it and the task must end rolled back."""
     profiles = make_profiles(tmp_path / "profiles", {"netconfd": {"quirks": {"validate_drops_candidate": False},
-                                                                  "settings": {"validate_before_commit": True}}})
+                                                                  "capabilities": {"validate": True}}})
     gateway = InProcessGateway(data_dir=tmp_path / "data", inventory=lab.inventory_path, profiles=profiles)
     client = await gateway.start()
     try:

@@ -19,10 +19,10 @@ from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
 from gateway.api.server import start_server, stop_server
 from gateway.api.validate import DEFAULT_LIMITS
 from gateway.engine import Engine
-from gateway.engine.views import TaskResult
 from gateway.journal import SqlJournal
 from gateway.journal.testing import journal, journal_url, pg_admin  # noqa: F401 - fixtures
 from gateway.model import Action, TaskState
+from gateway.results import TaskResult
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 CAP = DEFAULT_LIMITS.max_response_bytes

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
-from gateway.engine.views import ActivationState
+from gateway.results import ActivationState
 from tests.integration.gateway_harness import Client, InProcessGateway, interface_xml, make_profiles, submit_request
 
 pytestmark = [pytest.mark.lab]

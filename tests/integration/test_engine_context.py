@@ -11,10 +11,10 @@ import pytest
 from gateway.engine.context import EngineContext, utcnow
 from gateway.engine.devices import DeviceLocks, SessionPool
 from gateway.engine.events import EventBus
-from gateway.engine.views import ActivationState, Event, TaskResult
-from gateway.journal import SqlJournal
+from gateway.journal import Pending, RecoveryChanges, SqlJournal, TaskChanges, Transition
 from gateway.journal.testing import journal, journal_url, pg_admin  # noqa: F401 - fixtures
 from gateway.model import Action, TaskState
+from gateway.results import ActivationState, Event, TaskResult
 
 
 def _no_credentials(ref: str) -> object:
@@ -53,11 +53,14 @@ async def _heard(ctx: EngineContext, activation_id: str, n: int) -> list[Event]:
 async def test_notes_are_heard_in_order_with_the_records_after_they_are_written(ctx: EngineContext) -> None:
     listener = asyncio.create_task(_heard(ctx, "a1", 4))
     await asyncio.sleep(0)  # subscribed
-    ctx.note("a1", state=ActivationState.IN_PROGRESS.value, phase="start", activation_state=ActivationState.IN_PROGRESS)
-    ctx.note("a1", task_id="t1", phase="connect", state="inProgress", task={"state": TaskState.IN_PROGRESS})
+    ctx.note(Transition(activation_id="a1", state=ActivationState.IN_PROGRESS.value, phase="start",
+                        activation_state=ActivationState.IN_PROGRESS))
+    ctx.note(Transition(activation_id="a1", task_id="t1", phase="connect", state="inProgress",
+                        task=TaskChanges(state=TaskState.IN_PROGRESS)))
     assert not listener.done()
-    ev = await ctx.record("a1", task_id="t1", phase="push", state="inProgress", recovery={"pending": "staged"})
-    ctx.note("a1", task_id="t1", phase="verify", state="inProgress", message="verified")
+    ev = await ctx.record(Transition(activation_id="a1", task_id="t1", phase="push", state="inProgress",
+                                     recovery=RecoveryChanges(pending=Pending.STAGED)))
+    ctx.note(Transition(activation_id="a1", task_id="t1", phase="verify", state="inProgress", message="verified"))
     heard = await asyncio.wait_for(listener, 10)
     assert [(e.seq, e.phase) for e in heard] == [(2, "start"), (3, "connect"), (4, "push"), (5, "verify")]
     assert heard[2] == ev
@@ -73,8 +76,8 @@ async def test_a_note_that_cannot_be_written_is_logged_and_not_announced(
     listener = asyncio.create_task(_heard(ctx, "a1", 1))
     await asyncio.sleep(0)
     with caplog.at_level(logging.ERROR, logger="gateway.engine.context"):
-        ctx.note("a1", task_id="no-such-task", phase="connect", state="inProgress")
-        ev = await ctx.record("a1", task_id="t1", phase="push", state="inProgress")
+        ctx.note(Transition(activation_id="a1", task_id="no-such-task", phase="connect", state="inProgress"))
+        ev = await ctx.record(Transition(activation_id="a1", task_id="t1", phase="push", state="inProgress"))
         await asyncio.sleep(0)
     assert "no-such-task" in caplog.text and "queued transition failed" in caplog.text
     heard = await asyncio.wait_for(listener, 10)

@@ -24,10 +24,10 @@ from drivers.base import Driver, Endpoint, Timeouts
 from drivers.cli import CliDriver
 from drivers.netconf import NetconfDriver
 from gateway.app import REPO_ROOT
-from gateway.engine.views import ActivationState
 from gateway.errors import HostKeyError
 from gateway.inventory import Inventory, ProfileStore
 from gateway.model import TaskState
+from gateway.results import ActivationState
 from gateway.secrets import Credential, Secret
 from tests.integration.gateway_harness import InProcessGateway, interface_xml
 

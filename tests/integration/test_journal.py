@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,7 +14,24 @@ import pytest
 import sqlalchemy as sa
 
 from drivers.base import Snapshot
-from gateway.engine.views import (
+from gateway.errors import ConflictError, DeviceErrorInfo, JournalError, NotFoundError, Phase
+from gateway.journal import (
+    TASK_FIELDS,
+    JournalOptions,
+    Pending,
+    RecoveryChanges,
+    SqlJournal,
+    TaskChanges,
+    TaskRecovery,
+    Transition,
+    open_journal,
+)
+from gateway.journal import reads as reads_module
+from gateway.journal import writer as writer_module
+from gateway.journal.schema import SCHEMA_VERSION, events, schema_version, tasks
+from gateway.journal.testing import journal, journal_url, pg_admin  # noqa: F401 - fixtures
+from gateway.model import Action, TaskState
+from gateway.results import (
     ActivationState,
     ErrorView,
     Event,
@@ -22,12 +40,6 @@ from gateway.engine.views import (
     TaskResult,
     VerificationView,
 )
-from gateway.errors import ConflictError, DeviceErrorInfo, JournalError, NotFoundError
-from gateway.journal import JournalOptions, SqlJournal, TaskRecovery, open_journal
-from gateway.journal import sql as sql_module
-from gateway.journal.schema import SCHEMA_VERSION, events, schema_version, tasks
-from gateway.journal.testing import journal, journal_url, pg_admin  # noqa: F401 - fixtures
-from gateway.model import Action, TaskState
 from gateway.secrets import MASK, Secret
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
@@ -180,9 +192,9 @@ async def test_events_are_numbered_in_order_and_after_seq_filters(journal: SqlJo
     await create(journal, "a1", tasks_=(task("t1"), task("t2")))
     recorded = await asyncio.gather(
         *(
-            journal.record(
+            journal.record(Transition(
                 activation_id="a1", task_id=f"t{1 + i % 2}", phase="push", state="inProgress", message=f"m{i}"
-            )
+            ))
             for i in range(50)
         )
     )
@@ -198,11 +210,13 @@ async def test_events_are_numbered_in_order_and_after_seq_filters(journal: SqlJo
 
 async def test_record_later_is_written_in_order_before_the_next_record(journal: SqlJournal) -> None:
     await create(journal, "a1", tasks_=(task("t1"),))
-    later = [journal.record_later(activation_id="a1", task_id="t1", phase="connect", state="inProgress",
-                                  message=f"queued {i}", task={"state": TaskState.IN_PROGRESS} if i == 0 else None)
+    later = [journal.record_later(Transition(activation_id="a1", task_id="t1", phase="connect", state="inProgress",
+                                             message=f"queued {i}",
+                                             task=TaskChanges(state=TaskState.IN_PROGRESS) if i == 0 else None))
              for i in range(3)]
     assert not any(f.done() for f in later)  # queued, not written yet: the caller did not wait
-    ev = await journal.record(activation_id="a1", task_id="t1", phase="push", state="inProgress", message="awaited")
+    ev = await journal.record(Transition(activation_id="a1", task_id="t1", phase="push", state="inProgress",
+                                         message="awaited"))
     # the awaited record returns only once everything queued before it is durable, in order
     assert all(f.done() for f in later)
     assert [f.result().seq for f in later] == [2, 3, 4] and ev.seq == 5
@@ -211,8 +225,10 @@ async def test_record_later_is_written_in_order_before_the_next_record(journal: 
     assert (await journal.get("a1")).tasks[0].state is TaskState.IN_PROGRESS
     # bad arguments raise at once, nothing is queued
     with pytest.raises(JournalError):
-        journal.record_later(activation_id="a1", task={"state": TaskState.FAILED})
-    failing = journal.record_later(activation_id="no-such-activation", message="x")
+        journal.record_later(Transition(activation_id="a1", task=TaskChanges(state=TaskState.FAILED)))
+    with pytest.raises(JournalError):
+        journal.record_later({"activation_id": "a1"})  # type: ignore[arg-type]
+    failing = journal.record_later(Transition(activation_id="no-such-activation", message="x"))
     with pytest.raises(NotFoundError):
         await failing
     assert len(await journal.events("a1")) == 5
@@ -221,15 +237,15 @@ async def test_record_later_is_written_in_order_before_the_next_record(journal: 
 async def test_record_applies_event_task_and_activation_state_together(journal: SqlJournal) -> None:
     await create(journal, "a1", tasks_=(task("t1"), task("t2")))
     before = await journal.get("a1")
-    ev = await journal.record(
+    ev = await journal.record(Transition(
         activation_id="a1",
         task_id="t1",
         phase="commit",
         state="inProgress",
         message="committing",
-        task={"state": TaskState.IN_PROGRESS, "rendered": "<config/>", "platform": "yuma123"},
+        task=TaskChanges(state=TaskState.IN_PROGRESS, rendered="<config/>", platform="yuma123"),
         activation_state=ActivationState.IN_PROGRESS,
-    )
+    ))
     assert isinstance(ev, Event) and ev.seq == 2 and ev.message == "committing"
     got = await journal.get("a1")
     assert got.state is ActivationState.IN_PROGRESS
@@ -258,15 +274,15 @@ async def test_every_task_field_round_trips_through_record(journal: SqlJournal) 
             "note",
         )
     }
-    await journal.record(activation_id="a1", task_id="t-full", task=changes)
+    await journal.record(Transition(activation_id="a1", task_id="t-full", task=TaskChanges(**changes)))
     got = (await journal.get("a1")).tasks[0]
     assert got == dataclasses.replace(target, service="interface", action=Action.CREATE, depends_on=())
     # and cleared again: None for optional views, () for timings
-    await journal.record(
+    await journal.record(Transition(
         activation_id="a1",
         task_id="t-full",
-        task={"verification": None, "rollback": None, "error": None, "timings": ()},
-    )
+        task=TaskChanges(verification=None, rollback=None, error=None, timings=()),
+    ))
     got = (await journal.get("a1")).tasks[0]
     assert (got.verification, got.rollback, got.error, got.timings) == (None, None, None, ())
 
@@ -284,19 +300,19 @@ async def test_failed_record_changes_nothing(journal: SqlJournal, journal_url: s
         )
     engine.dispose()
     with pytest.raises(JournalError) as err:
-        await journal.record(
+        await journal.record(Transition(
             activation_id="a1",
             task_id="t1",
-            task={"note": "changed"},
+            task=TaskChanges(note="changed"),
             activation_state=ActivationState.IN_PROGRESS,
             message="lost",
-        )
+        ))
     assert err.value.__cause__ is not None  # translated, chained
     # in a batch with good records of another activation: the batch fails, each is retried alone
     await create(journal, "a2")
     results = await asyncio.gather(
-        journal.record(activation_id="a1", task_id="t1", task={"note": "changed"}, message="lost"),
-        *(journal.record(activation_id="a2", task_id="t1", message=str(i)) for i in range(5)),
+        journal.record(Transition(activation_id="a1", task_id="t1", task=TaskChanges(note="changed"), message="lost")),
+        *(journal.record(Transition(activation_id="a2", task_id="t1", message=str(i))) for i in range(5)),
         return_exceptions=True,
     )
     assert isinstance(results[0], JournalError) and all(isinstance(r, Event) for r in results[1:])
@@ -309,10 +325,10 @@ async def test_failed_record_changes_nothing(journal: SqlJournal, journal_url: s
 async def test_one_bad_record_fails_alone_in_a_batch(journal: SqlJournal) -> None:
     await create(journal, "a1")
     results = await asyncio.gather(
-        *(journal.record(activation_id="a1", task_id="t1", message=f"ok{i}") for i in range(10)),
-        journal.record(activation_id="missing", message="x"),
-        journal.record(activation_id="a1", task_id="no-such-task", message="y"),
-        *(journal.record(activation_id="a1", message=f"ok{i}") for i in range(10, 20)),
+        *(journal.record(Transition(activation_id="a1", task_id="t1", message=f"ok{i}")) for i in range(10)),
+        journal.record(Transition(activation_id="missing", message="x")),
+        journal.record(Transition(activation_id="a1", task_id="no-such-task", message="y")),
+        *(journal.record(Transition(activation_id="a1", message=f"ok{i}")) for i in range(10, 20)),
         return_exceptions=True,
     )
     assert isinstance(results[10], NotFoundError) and "missing" in str(results[10])
@@ -329,7 +345,7 @@ async def test_group_commit_shares_transactions_and_baseline_does_not(journal_ur
         await j.start()
         await create(j, f"a{max_batch}")
         start = j.batches
-        await asyncio.gather(*(j.record(activation_id=f"a{max_batch}", message=str(i)) for i in range(200)))
+        await asyncio.gather(*(j.record(Transition(activation_id=f"a{max_batch}", message=str(i))) for i in range(200)))
         counts[max_batch] = j.batches - start
         assert [e.seq for e in await j.events(f"a{max_batch}")] == list(range(1, 202))
         await j.close()
@@ -341,12 +357,12 @@ async def test_close_writes_everything_queued(journal_url: str) -> None:
     j = SqlJournal(journal_url)
     await j.start()
     await create(j, "a1")
-    pending = [asyncio.ensure_future(j.record(activation_id="a1", message=str(i))) for i in range(100)]
+    pending = [asyncio.ensure_future(j.record(Transition(activation_id="a1", message=str(i)))) for i in range(100)]
     await asyncio.sleep(0)  # queued, not yet written
     await j.close()
     assert all(p.done() and not p.cancelled() and p.exception() is None for p in pending)
     with pytest.raises(JournalError):
-        await j.record(activation_id="a1", message="after close")
+        await j.record(Transition(activation_id="a1", message="after close"))
     async with open_journal(journal_url) as reopened:
         assert len(await reopened.events("a1")) == 101
 
@@ -358,35 +374,118 @@ async def test_recovery_record_merges_keys(journal: SqlJournal) -> None:
     await create(journal, "a1", tasks_=(task("t1"), task("t2")))
     assert await journal.recovery("a1", "t1") == TaskRecovery()
     snap = Snapshot(content="<interfaces/>", scope="<filter/>")
-    await journal.record(activation_id="a1", task_id="t1", recovery={"snapshot": snap, "phase": "snapshot"})
-    await journal.record(
+    await journal.record(Transition(activation_id="a1", task_id="t1",
+                                    recovery=RecoveryChanges(snapshot=snap, phase="snapshot")))
+    await journal.record(Transition(
         activation_id="a1",
         task_id="t1",
-        recovery={"persist_id": "agw-a1-t1", "pending": "confirmed-commit", "phase": "commit"},
-    )
+        recovery=RecoveryChanges(persist_id="agw-a1-t1", pending="confirmed-commit", phase="commit"),
+    ))
     after = Snapshot(content="<interfaces><interface/></interfaces>", scope="<filter/>")
-    await journal.record(activation_id="a1", task_id="t1", recovery={"attempt": 2, "after": after})
+    await journal.record(Transition(activation_id="a1", task_id="t1", recovery=RecoveryChanges(attempt=2, after=after)))
     assert await journal.recovery("a1", "t1") == TaskRecovery(
         snapshot=snap, after=after, persist_id="agw-a1-t1", pending="confirmed-commit", phase="commit", attempt=2
     )
     assert await journal.recovery("a1", "t2") == TaskRecovery()
-    await journal.record(activation_id="a1", task_id="t1", recovery={"pending": "", "snapshot": None})
+    await journal.record(Transition(activation_id="a1", task_id="t1",
+                                    recovery=RecoveryChanges(pending=Pending.NONE, snapshot=None)))
     rec = await journal.recovery("a1", "t1")
-    assert rec.pending == "" and rec.snapshot is None and rec.persist_id == "agw-a1-t1"
+    assert rec.pending is Pending.NONE and rec.snapshot is None and rec.persist_id == "agw-a1-t1"
     with pytest.raises(NotFoundError):
         await journal.recovery("a1", "t9")
-    with pytest.raises(JournalError):
-        await journal.record(activation_id="a1", task_id="t1", recovery={"password": "x"})
+    with pytest.raises(TypeError):  # an unknown key cannot even be named
+        RecoveryChanges(password="x")  # type: ignore[call-arg]
 
 
 async def test_recovery_merges_within_one_batch(journal: SqlJournal) -> None:
     await create(journal, "a1")
     await asyncio.gather(
-        journal.record(activation_id="a1", task_id="t1", recovery={"persist_id": "p"}),
-        journal.record(activation_id="a1", task_id="t1", recovery={"pending": "applied"}),
-        journal.record(activation_id="a1", task_id="t1", recovery={"attempt": 3}),
+        journal.record(Transition(activation_id="a1", task_id="t1", recovery=RecoveryChanges(persist_id="p"))),
+        journal.record(Transition(activation_id="a1", task_id="t1", recovery=RecoveryChanges(pending="applied"))),
+        journal.record(Transition(activation_id="a1", task_id="t1", recovery=RecoveryChanges(attempt=3))),
     )
     assert await journal.recovery("a1", "t1") == TaskRecovery(persist_id="p", pending="applied", attempt=3)
+
+
+async def test_every_typed_field_of_a_transition_round_trips(journal: SqlJournal) -> None:
+    """One Transition with every field of its event, its TaskChanges and its RecoveryChanges set
+    reads back exactly (event, task, activation state, audit, recovery record); a later one that
+    leaves fields UNCHANGED changes only what it names, and None clears."""
+    await create(journal, "a1", tasks_=(task("t-full", "r1"), task("t2")))
+    target = full_task()
+    snap = Snapshot(content="<interfaces/>", scope="<filter/>")
+    after = Snapshot(content="<interfaces><interface/></interfaces>", scope="<filter/>")
+    t = Transition(
+        activation_id="a1",
+        task_id="t-full",
+        phase=Phase.ROLLBACK_VERIFY,
+        state=TaskState.FALLOUT,
+        message="fallout: device unreachable",
+        task=TaskChanges(**{name: getattr(target, name) for name in TASK_FIELDS}),
+        activation_state=ActivationState.FALLOUT,
+        recovery=RecoveryChanges(snapshot=snap, after=after, persist_id="agw-a1-r1-1",
+                                 pending=Pending.CONFIRMED_COMMIT, phase=Phase.COMMIT, attempt=2),
+        actor="spiffe://x/op",
+    )
+    ev = await journal.record(t)
+    assert (ev.activation_id, ev.task_id, ev.phase, ev.state, ev.message, ev.actor) == (
+        "a1", "t-full", "rollback_verify", "fallout", "fallout: device unreachable", "spiffe://x/op")
+    assert (await journal.events("a1"))[-1] == ev
+    got = await journal.get("a1")
+    assert got.state is ActivationState.FALLOUT and got.updated_at == ev.time
+    assert got.tasks[0] == dataclasses.replace(target, service="interface", action=Action.CREATE, depends_on=())
+    assert got.tasks[1] == task("t2")
+    assert [(a.actor, a.action, a.task_id, a.note) for a in got.audit] == [
+        ("spiffe://x/op", "rollback_verify", "t-full", "fallout: device unreachable")]
+    assert await journal.recovery("a1", "t-full") == TaskRecovery(
+        snapshot=snap, after=after, persist_id="agw-a1-r1-1", pending=Pending.CONFIRMED_COMMIT, phase="commit",
+        attempt=2)
+    assert (await journal.list(limit=1))[0] == got  # the SQLAlchemy read path decodes the same
+    # only what a transition names changes
+    await journal.record(Transition(activation_id="a1", task_id="t-full", state=TaskState.ROLLED_BACK,
+                                    task=TaskChanges(state=TaskState.ROLLED_BACK, error=None, note="fixed"),
+                                    recovery=RecoveryChanges(pending=Pending.NONE, after=None)))
+    again = (await journal.get("a1")).tasks[0]
+    assert again == dataclasses.replace(got.tasks[0], state=TaskState.ROLLED_BACK, error=None, note="fixed")
+    assert await journal.recovery("a1", "t-full") == TaskRecovery(
+        snapshot=snap, after=None, persist_id="agw-a1-r1-1", pending=Pending.NONE, phase="commit", attempt=2)
+    assert (await journal.get("a1")).state is ActivationState.FALLOUT  # no activation_state: unchanged
+
+
+async def test_pending_is_stored_as_the_strings_of_older_journals(journal: SqlJournal, journal_url: str) -> None:
+    await create(journal, "a1", tasks_=(task("t1"), task("t2")))
+    await journal.record(Transition(activation_id="a1", task_id="t1", recovery=RecoveryChanges(pending=Pending.STAGED)))
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            stored = conn.execute(sa.select(tasks.c.recovery).where(tasks.c.task_id == "t1")).scalar_one()
+            assert json.loads(stored) == {"pending": "staged"}
+            # what an older gateway wrote for t2, as it wrote it
+            conn.execute(sa.update(tasks).where(tasks.c.task_id == "t2").values(
+                recovery='{"pending":"confirmed-commit","persist_id":"p","attempt":1}'))
+    finally:
+        engine.dispose()
+    assert await journal.recovery("a1", "t2") == TaskRecovery(pending=Pending.CONFIRMED_COMMIT, persist_id="p",
+                                                              attempt=1)
+
+
+async def test_a_bad_transition_writes_nothing(journal: SqlJournal) -> None:
+    await create(journal, "a1")
+    for bad in (
+        dict(state="bogus"),
+        dict(task_id="t1", task=TaskChanges(note="ok"), activation_state="finished"),
+        dict(task_id="t1", recovery={"pending": "confirmed-commit"}),
+    ):
+        with pytest.raises(JournalError):
+            await journal.record(Transition(activation_id="a1", **bad))  # type: ignore[arg-type]
+    with pytest.raises(JournalError):
+        await journal.record(Transition(activation_id="a1", task_id="t1",
+                                        recovery=RecoveryChanges(pending="done")))  # type: ignore[arg-type]
+    with pytest.raises(JournalError):
+        journal.record_later(None)  # type: ignore[arg-type]
+    assert [e.seq for e in await journal.events("a1")] == [1]
+    assert await journal.recovery("a1", "t1") == TaskRecovery()
+    assert (await journal.get("a1")).tasks[0] == task()
 
 
 # -- queries ------------------------------------------------------------------------------------
@@ -405,7 +504,7 @@ async def test_list_filters_by_state_device_and_time(journal: SqlJournal) -> Non
             journal, f"a{i}", tasks_=(task("t", device), task("u", "shared")), created_at=T0 + timedelta(minutes=i)
         )
         if state:
-            await journal.record(activation_id=f"a{i}", activation_state=state)
+            await journal.record(Transition(activation_id=f"a{i}", activation_state=state))
     ids = lambda xs: [x.id for x in xs]  # noqa: E731
     assert ids(await journal.list()) == ["a3", "a2", "a1", "a0"]  # newest first
     assert ids(await journal.list(limit=2)) == ["a3", "a2"]
@@ -426,13 +525,14 @@ async def test_unfinished_and_fallout(journal: SqlJournal) -> None:
     await create(journal, "a1", created_at=T0 + timedelta(seconds=1), tasks_=(task("t1"), task("t2")))
     await create(journal, "a2", created_at=T0 + timedelta(seconds=2))
     await create(journal, "a3", created_at=T0 + timedelta(seconds=3))
-    await journal.record(activation_id="a1", activation_state=ActivationState.IN_PROGRESS)
-    await journal.record(activation_id="a2", activation_state=ActivationState.COMPLETED)
-    await journal.record(activation_id="a3", activation_state=ActivationState.FALLOUT)
+    await journal.record(Transition(activation_id="a1", activation_state=ActivationState.IN_PROGRESS))
+    await journal.record(Transition(activation_id="a2", activation_state=ActivationState.COMPLETED))
+    await journal.record(Transition(activation_id="a3", activation_state=ActivationState.FALLOUT))
     assert await journal.unfinished() == ["a0", "a1"]
     assert await journal.fallout() == []
-    await journal.record(activation_id="a3", task_id="t1", task={"state": TaskState.FALLOUT, "note": "cut"})
-    await journal.record(activation_id="a1", task_id="t2", task={"state": TaskState.FALLOUT})
+    await journal.record(Transition(activation_id="a3", task_id="t1",
+                                    task=TaskChanges(state=TaskState.FALLOUT, note="cut")))
+    await journal.record(Transition(activation_id="a1", task_id="t2", task=TaskChanges(state=TaskState.FALLOUT)))
     fallout = await journal.fallout()
     assert [(aid, t.id, t.state) for aid, t in fallout] == [
         ("a1", "t2", TaskState.FALLOUT),
@@ -445,7 +545,7 @@ async def test_unknown_activation_is_not_found(journal: SqlJournal) -> None:
     with pytest.raises(NotFoundError):
         await journal.get("nope")
     with pytest.raises(NotFoundError):
-        await journal.record(activation_id="nope", message="x")
+        await journal.record(Transition(activation_id="nope", message="x"))
     assert await journal.events("nope") == []
 
 
@@ -457,13 +557,6 @@ async def test_bad_input_is_refused_before_anything_is_written(journal: SqlJourn
     naive = datetime(2026, 1, 1)
     cases = [
         create(journal, "a2", created_at=naive),
-        journal.record(activation_id="a1", task_id="t1", task={"device": "other"}),
-        journal.record(activation_id="a1", task_id="t1", task={"verification": "ok"}),
-        journal.record(activation_id="a1", task_id="t1", task={"state": "bogus"}),
-        journal.record(activation_id="a1", task_id="t1", task={"timings": ["1ms"]}),
-        journal.record(activation_id="a1", task_id="t1", recovery={"attempt": "2"}),
-        journal.record(activation_id="a1", task={"note": "no task id"}),
-        journal.record(activation_id="a1", message=42),  # type: ignore[arg-type]
         journal.list(limit=0),
         journal.list(since=naive),
     ]
@@ -471,6 +564,23 @@ async def test_bad_input_is_refused_before_anything_is_written(journal: SqlJourn
         with pytest.raises(JournalError) as err:
             await coro
         assert err.value.retryable is False
+    # a bad transition cannot even be made (more in tests/unit/test_transitions.py)
+    for make in (
+        lambda: TaskChanges(verification="ok"),  # type: ignore[arg-type]
+        lambda: TaskChanges(state="bogus"),  # type: ignore[arg-type]
+        lambda: TaskChanges(timings=["1ms"]),  # type: ignore[list-item]
+        lambda: RecoveryChanges(attempt="2"),  # type: ignore[arg-type]
+        lambda: RecoveryChanges(pending="committed"),  # type: ignore[arg-type]
+        lambda: Transition(activation_id="a1", task=TaskChanges(note="no task id")),
+        lambda: Transition(activation_id="a1", message=42),  # type: ignore[arg-type]
+        lambda: Transition(activation_id="a1", state="bogus"),
+        lambda: Transition(activation_id="a1", task_id="t1", task={"note": "a dict"}),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(JournalError) as err:
+            make()
+        assert err.value.retryable is False
+    with pytest.raises(TypeError):
+        TaskChanges(device="other")  # type: ignore[call-arg]  # identity fields are fixed at creation
     assert len(await journal.events("a1")) == 1
     with pytest.raises(NotFoundError):
         await journal.get("a2")
@@ -479,20 +589,20 @@ async def test_bad_input_is_refused_before_anything_is_written(journal: SqlJourn
 async def test_secrets_passed_by_mistake_are_stored_masked(journal: SqlJournal, journal_url: str) -> None:
     clear = "hunter2-clear-value"
     await create(journal, "a1")
-    await journal.record(
+    await journal.record(Transition(
         activation_id="a1",
         task_id="t1",
         message=Secret(clear),  # type: ignore[arg-type]
-        task={
-            "note": Secret(clear),
-            "error": ErrorView(
+        task=TaskChanges(
+            note=Secret(clear),  # type: ignore[arg-type]
+            error=ErrorView(
                 kind="AuthenticationError",
                 message=Secret(clear),  # type: ignore[arg-type]
                 device_error=DeviceErrorInfo(message="denied", extra=(("password", Secret(clear)),)),
             ),
-        },  # type: ignore[arg-type]
-        recovery={"persist_id": Secret(clear)},
-    )
+        ),
+        recovery=RecoveryChanges(persist_id=Secret(clear)),  # type: ignore[arg-type]
+    ))
     got = await journal.get("a1")
     assert got.tasks[0].note == MASK and got.tasks[0].error is not None and got.tasks[0].error.message == MASK
     assert (await journal.events("a1"))[-1].message == MASK
@@ -553,10 +663,10 @@ async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
 
 async def test_a_caller_that_goes_away_is_still_written(journal: SqlJournal) -> None:
     await create(journal, "a1")
-    waiting = asyncio.ensure_future(journal.record(activation_id="a1", message="announced"))
+    waiting = asyncio.ensure_future(journal.record(Transition(activation_id="a1", message="announced")))
     await asyncio.sleep(0)  # queued
     waiting.cancel()
-    await journal.record(activation_id="a1", message="next")  # after the cancelled one, in order
+    await journal.record(Transition(activation_id="a1", message="next"))  # after the cancelled one, in order
     assert [e.message for e in await journal.events("a1")][1:] == ["announced", "next"]
 
 
@@ -564,7 +674,7 @@ async def test_a_writer_bug_fails_its_batch_and_the_writer_goes_on(
     journal: SqlJournal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await create(journal, "a1")
-    real = sql_module.apply_batch
+    real = writer_module.apply_batch
     calls = []
 
     def broken_once(engine: sa.Engine, batch: list[object], **kw: object) -> list[object]:
@@ -573,12 +683,12 @@ async def test_a_writer_bug_fails_its_batch_and_the_writer_goes_on(
             raise RuntimeError("bug")
         return real(engine, batch, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sql_module, "apply_batch", broken_once)
+    monkeypatch.setattr(writer_module, "apply_batch", broken_once)
     results = await asyncio.gather(
-        *(journal.record(activation_id="a1", message=str(i)) for i in range(5)), return_exceptions=True
+        *(journal.record(Transition(activation_id="a1", message=str(i))) for i in range(5)), return_exceptions=True
     )
     assert all(isinstance(r, JournalError) and "bug" in str(r) for r in results)
-    assert (await journal.record(activation_id="a1", message="after")).seq == 2
+    assert (await journal.record(Transition(activation_id="a1", message="after"))).seq == 2
 
 
 # -- durability ---------------------------------------------------------------------------------
@@ -588,13 +698,13 @@ async def test_sqlite_file_survives_close_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "dir" / "journal.db"
     async with open_journal(str(path)) as j:  # a plain path is a SQLite file; parents are created
         await create(j, "a1", tasks_=(full_task(),))
-        await j.record(
+        await j.record(Transition(
             activation_id="a1",
             task_id="t-full",
-            task={"note": "kept"},
+            task=TaskChanges(note="kept"),
             activation_state=ActivationState.FALLOUT,
-            recovery={"pending": "applied"},
-        )
+            recovery=RecoveryChanges(pending="applied"),
+        ))
         before = await j.get("a1")
         before_events = await j.events("a1")
     async with open_journal(f"sqlite:///{path}") as j:
@@ -608,8 +718,8 @@ async def test_plain_reads_match_and_their_errors_are_journal_errors(journal: Sq
     """get/events run plain SQL on each reader thread's own connection (gateway/journal/reads.py):
     same values as the SQLAlchemy path, and a database error is a JournalError, not the driver's."""
     await create(journal, "a1", tasks_=(full_task(), task("t2")))
-    await journal.record(activation_id="a1", task_id="t2", phase="push", state="inProgress", message="m")
-    via_core = await journal._read(journal._load, "read", ["a1"])
+    await journal.record(Transition(activation_id="a1", task_id="t2", phase="push", state="inProgress", message="m"))
+    via_core = await journal._reads.core(reads_module.load_activations, "read", ["a1"])
     assert await journal.get("a1") == via_core[0]
     assert [e.seq for e in await journal.events("a1")] == [1, 2]
     assert (await journal.events("a1"))[1].time.tzinfo is not None
@@ -641,9 +751,9 @@ async def test_request_ids_are_scoped_to_the_caller_and_calls_are_audited(journa
     assert await journal.create_activation(activation_id="a4", request_id="r", **kw) == ("a4", True)  # anonymous
     assert (await journal.find_by_request_id("r", submitted_by="spiffe://x/b")).id == "a2"
     assert (await journal.find_by_request_id("r")).id == "a4"
-    await journal.record(activation_id="a1", phase="cancel", state="inProgress", message="cancel requested",
-                         actor="spiffe://x/op")
-    await journal.record(activation_id="a1", task_id="t1", phase="push", state="inProgress")  # the engine's own
+    await journal.record(Transition(activation_id="a1", phase="cancel", state="inProgress", message="cancel requested",
+                                    actor="spiffe://x/op"))
+    await journal.record(Transition(activation_id="a1", task_id="t1", phase="push", state="inProgress"))  # engine's own
     got = await journal.get("a1")
     assert got.submitted_by == "spiffe://x/a"
     assert [(e.actor, e.action, e.note) for e in got.audit] == [
@@ -671,7 +781,7 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
     try:
         old = await again.get("old1")
         assert old.submitted_by == "" and old.audit == ()
-        await again.record(activation_id="old1", phase="cancel", state="inProgress", actor="spiffe://x/op")
+        await again.record(Transition(activation_id="old1", phase="cancel", state="inProgress", actor="spiffe://x/op"))
         assert [e.actor for e in (await again.get("old1")).audit] == ["spiffe://x/op"]
     finally:
         await again.close()

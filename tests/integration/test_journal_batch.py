@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from gateway.engine.views import ActivationState, TaskResult
-from gateway.journal import JournalOptions, SqlJournal, TaskRecovery
+from gateway.journal import JournalOptions, RecoveryChanges, SqlJournal, TaskChanges, TaskRecovery, Transition
 from gateway.journal.testing import journal, journal_url, pg_admin  # noqa: F401 - fixtures
 from gateway.model import Action, TaskState
+from gateway.results import ActivationState, TaskResult
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -36,39 +36,42 @@ async def test_records_of_one_task_in_one_batch_merge_into_one_row_update(journa
     await create(journal, "a1", "t1", "t2")
     trace: list[str] = []
     if journal.backend == "sqlite":  # count the statements the writer sends
-        await journal.record(activation_id="a1", message="warm")  # the writer's connection exists now
-        conn = journal._cache.connection
+        await journal.record(Transition(activation_id="a1", message="warm"))  # the writer's connection exists now
+        conn = journal._writer.cache.connection
         assert conn is not None
         conn.dbapi_connection.set_trace_callback(trace.append)  # type: ignore[union-attr]
     before = journal.batches
     # hold the writer until all four are queued (as if a drain were running), then drain them:
     # one batch, whatever the timing of the journal's threads
-    journal._draining = True
-    journal._idle.clear()
+    writer = journal._writer
+    writer._draining = True
+    writer._idle.clear()
     pending = [asyncio.ensure_future(c) for c in (
-        journal.record(
+        journal.record(Transition(
             activation_id="a1",
             task_id="t1",
             message="m1",
-            task={"state": TaskState.IN_PROGRESS, "note": "first"},
-            recovery={"persist_id": "p", "phase": "push"},
-        ),
-        journal.record(
+            task=TaskChanges(state=TaskState.IN_PROGRESS, note="first"),
+            recovery=RecoveryChanges(persist_id="p", phase="push"),
+        )),
+        journal.record(Transition(
             activation_id="a1",
             task_id="t1",
             message="m2",
-            task={"note": "second", "diff": "+x"},
-            recovery={"phase": "verify"},
+            task=TaskChanges(note="second", diff="+x"),
+            recovery=RecoveryChanges(phase="verify"),
             activation_state=ActivationState.IN_PROGRESS,
-        ),
-        journal.record(activation_id="a1", task_id="t2", message="m3", task={"state": TaskState.FAILED}),
-        journal.record(
-            activation_id="a1", task_id="t1", message="m4", task={"state": TaskState.COMPLETED}, recovery={"attempt": 2}
-        ),
+        )),
+        journal.record(Transition(activation_id="a1", task_id="t2", message="m3",
+                                  task=TaskChanges(state=TaskState.FAILED))),
+        journal.record(Transition(
+            activation_id="a1", task_id="t1", message="m4", task=TaskChanges(state=TaskState.COMPLETED),
+            recovery=RecoveryChanges(attempt=2),
+        )),
     )]
     await asyncio.sleep(0)  # each has queued its record
-    assert journal._executor is not None
-    journal._executor.submit(journal._drain)
+    assert writer.executor is not None
+    writer.executor.submit(writer._drain)
     got = await asyncio.gather(*pending)
     assert journal.batches - before == 1  # one transaction for the four
     first = 3 if journal.backend == "sqlite" else 2
@@ -99,29 +102,33 @@ async def test_two_writers_on_one_store_keep_one_sequence(journal: SqlJournal, j
     try:
         await create(journal, "a1")
         for n in range(3):
-            await journal.record(activation_id="a1", task_id="t1", message=f"j{n}", recovery={"phase": f"j{n}"})
-            await other.record(
-                activation_id="a1", task_id="t1", message=f"o{n}", recovery={"attempt": n}, task={"note": f"o{n}"}
-            )
-        await journal.record(activation_id="a1", task_id="t1", message="last", recovery={"persist_id": "x"})
+            await journal.record(Transition(activation_id="a1", task_id="t1", message=f"j{n}",
+                                            recovery=RecoveryChanges(phase=f"j{n}")))
+            await other.record(Transition(
+                activation_id="a1", task_id="t1", message=f"o{n}", recovery=RecoveryChanges(attempt=n),
+                task=TaskChanges(note=f"o{n}"),
+            ))
+        await journal.record(Transition(activation_id="a1", task_id="t1", message="last",
+                                        recovery=RecoveryChanges(persist_id="x")))
         evs = await other.events("a1")
         assert [e.seq for e in evs] == list(range(1, 9))
         assert [e.message for e in evs][1:] == ["j0", "o0", "j1", "o1", "j2", "o2", "last"]
         assert await other.recovery("a1", "t1") == TaskRecovery(phase="j2", attempt=2, persist_id="x")
         assert (await journal.get("a1")).tasks[0].note == "o2"
-        assert journal._cache.stale >= 3 and other._cache.stale >= 2
+        assert journal._writer.cache.stale >= 3 and other._writer.cache.stale >= 2
     finally:
         await other.close()
 
 
 async def test_activations_evicted_from_the_cache_are_read_again(journal: SqlJournal) -> None:
-    journal._cache.max_activations = 1
+    journal._writer.cache.max_activations = 1
     for aid in ("a1", "a2"):
         await create(journal, aid)
     for n in range(3):
         for aid in ("a1", "a2"):
-            await journal.record(activation_id=aid, task_id="t1", message=str(n), recovery={"attempt": n})
-    assert len(journal._cache) == 1
+            await journal.record(Transition(activation_id=aid, task_id="t1", message=str(n),
+                                            recovery=RecoveryChanges(attempt=n)))
+    assert len(journal._writer.cache) == 1
     for aid in ("a1", "a2"):
         assert [e.seq for e in await journal.events(aid)] == [1, 2, 3, 4]
         assert (await journal.recovery(aid, "t1")).attempt == 2
@@ -133,13 +140,14 @@ async def test_a_lost_writer_connection_is_replaced(journal: SqlJournal, pg_admi
     if journal.backend != "postgresql":
         return  # a SQLite file connection cannot be lost
     await create(journal, "a1")
-    conn = journal._cache.connection
+    conn = journal._writer.cache.connection
     assert conn is not None
     pid = conn.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
     with pg_admin.begin() as admin:
         assert admin.execute(sa.text("select pg_terminate_backend(:pid)"), {"pid": pid}).scalar() is True
-    event = await journal.record(activation_id="a1", task_id="t1", message="after", task={"note": "n"})
+    event = await journal.record(Transition(activation_id="a1", task_id="t1", message="after",
+                                            task=TaskChanges(note="n")))
     assert event.seq == 2
-    assert journal._cache.connection is not None and journal._cache.connection is not conn
+    assert journal._writer.cache.connection is not None and journal._writer.cache.connection is not conn
     assert [e.message for e in await journal.events("a1")] == ["activation acknowledged", "after"]
     assert (await journal.get("a1")).tasks[0].note == "n"

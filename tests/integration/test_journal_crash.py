@@ -9,18 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.engine.views import ActivationState
 from gateway.journal import open_journal
 from gateway.journal.testing import journal_url, pg_admin  # noqa: F401 - fixtures
+from gateway.results import ActivationState
 
 REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import asyncio, sys
 from datetime import datetime, timezone
-from gateway.engine.views import ActivationState, TaskResult
-from gateway.journal import open_journal
+from gateway.journal import RecoveryChanges, TaskChanges, Transition, open_journal
 from gateway.model import Action, TaskState
+from gateway.results import ActivationState, TaskResult
 
 async def main(url):
     j = open_journal(url)
@@ -34,9 +34,10 @@ async def main(url):
     async def worker(w):
         i = 0
         while True:
-            ev = await j.record(activation_id="a1", task_id=f"t{w}", phase="push", message=f"t{w}-{i}",
-                                task={"note": f"t{w}-{i}", "state": TaskState.IN_PROGRESS},
-                                activation_state=ActivationState.IN_PROGRESS, recovery={"attempt": i})
+            ev = await j.record(Transition(activation_id="a1", task_id=f"t{w}", phase="push", message=f"t{w}-{i}",
+                                           task=TaskChanges(note=f"t{w}-{i}", state=TaskState.IN_PROGRESS),
+                                           activation_state=ActivationState.IN_PROGRESS,
+                                           recovery=RecoveryChanges(attempt=i)))
             sys.stdout.write(f"{ev.seq} t{w}-{i}\n"); sys.stdout.flush()  # record() returned: committed
             i += 1
 

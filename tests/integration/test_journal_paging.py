@@ -14,11 +14,11 @@ from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.engine import Engine
-from gateway.engine.views import ActivationState, Page, TaskResult
 from gateway.errors import InputError, NotFoundError
-from gateway.journal import JournalOptions, SqlJournal
+from gateway.journal import JournalOptions, SqlJournal, TaskChanges, Transition
 from gateway.journal.testing import journal, journal_url, pg_admin  # noqa: F401 - fixtures
 from gateway.model import Action, TaskState
+from gateway.results import ActivationState, Page, TaskResult
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 NOW = datetime.now(timezone.utc)
@@ -79,7 +79,7 @@ async def test_times_on_a_whole_second_compare_equal_to_themselves(journal: SqlJ
     assert [a.id for a in await journal.list(since=second)] == ["w3", "w2"]  # since: inclusive
     assert [a.id for a in await journal.list(until=second)] == ["w1", "w0"]  # until: exclusive
     for aid in ("w0", "w1", "w2", "w3"):
-        await journal.record(activation_id=aid, activation_state=ActivationState.COMPLETED)
+        await journal.record(Transition(activation_id=aid, activation_state=ActivationState.COMPLETED))
     await _set_updated(journal_url, {f"w{n}": whole + timedelta(seconds=n) for n in range(4)})
     assert await journal.prune(whole + timedelta(seconds=2), dry_run=True) == 2  # updated_at < cutoff, not <=
 
@@ -123,7 +123,7 @@ async def test_fallout_pages_in_order_without_gaps(journal: SqlJournal) -> None:
         await create(journal, f"a{n}", created_at=T0 + timedelta(microseconds=n // 2), devices=("nc1", "r1", "cli1"))
     falls = [("a0", "t1"), ("a1", "t0"), ("a1", "t2"), ("a2", "t0"), ("a2", "t1"), ("a2", "t2"), ("a4", "t1")]
     for aid, tid in falls:
-        await journal.record(activation_id=aid, task_id=tid, task={"state": TaskState.FALLOUT})
+        await journal.record(Transition(activation_id=aid, task_id=tid, task=TaskChanges(state=TaskState.FALLOUT)))
     assert [(aid, t.id) for aid, t in await journal.fallout()] == falls
     for size in (1, 2, 3, 6, 7, 8):
         assert [(aid, t.id) for aid, t in await every_page(journal.fallout_page, size)] == falls, size
@@ -167,8 +167,9 @@ async def _retention_data(journal: SqlJournal, journal_url: str) -> None:
     for aid, state in STATES.items():
         await create(journal, aid, created_at=OLD, devices=("nc1", "r1"))
         if state is not ActivationState.ACKNOWLEDGED:
-            await journal.record(activation_id=aid, activation_state=state, message=f"now {state.value}")
-    await journal.record(activation_id="partial-fallout-old", task_id="t1", task={"state": TaskState.FALLOUT})
+            await journal.record(Transition(activation_id=aid, activation_state=state, message=f"now {state.value}"))
+    await journal.record(Transition(activation_id="partial-fallout-old", task_id="t1",
+                                    task=TaskChanges(state=TaskState.FALLOUT)))
     await _set_updated(journal_url, {aid: OLD for aid in STATES if aid != "done-new"})
 
 
@@ -189,8 +190,8 @@ async def test_prune_deletes_only_old_final_activations_with_their_tasks_and_eve
     assert await journal.prune(cutoff) == 0
     # the writer forgot what it knew of the pruned ones, and still writes the others
     with pytest.raises(NotFoundError):
-        await journal.record(activation_id="done-old", message="too late")
-    ev = await journal.record(activation_id="fallout-old", task_id="t0", message="still here")
+        await journal.record(Transition(activation_id="done-old", message="too late"))
+    ev = await journal.record(Transition(activation_id="fallout-old", task_id="t0", message="still here"))
     assert ev.seq == 3
     assert await journal.prune(NOW + timedelta(days=1)) == 1  # done-new, now older than the cutoff
     assert sorted(a.id for a in await journal.list(limit=50)) == sorted(set(STATES) - PRUNED - {"done-new"})
@@ -203,20 +204,20 @@ async def test_prune_goes_in_short_steps_beside_other_writes(journal_url: str) -
     try:
         for n in range(10):
             await create(j, f"old{n}", created_at=OLD, devices=("nc1", "r1"))  # 2 tasks each: 2 per step
-            await j.record(activation_id=f"old{n}", activation_state=ActivationState.COMPLETED)
+            await j.record(Transition(activation_id=f"old{n}", activation_state=ActivationState.COMPLETED))
         await _set_updated(journal_url, {f"old{n}": OLD for n in range(10)})
         await create(j, "busy", created_at=NOW)
         steps: list[int] = []
-        original = j._write_prune
+        original = j._writer._write_prune
 
         def counted(op: Any) -> list[Any]:
             out = original(op)
             steps.append(out[0])
             return out
 
-        j._write_prune = counted  # type: ignore[method-assign]
+        j._writer._write_prune = counted  # type: ignore[method-assign]
         prune = asyncio.ensure_future(j.prune(NOW - timedelta(days=1)))
-        writes = [j.record(activation_id="busy", message=f"m{n}") for n in range(20)]
+        writes = [j.record(Transition(activation_id="busy", message=f"m{n}")) for n in range(20)]
         written = await asyncio.gather(*writes)
         assert await prune == 10
         assert steps == [2, 2, 2, 2, 2, 0]  # bounded steps (tasks budget 4 -> 2 activations)
@@ -229,7 +230,7 @@ async def test_automatic_retention_prunes_at_start_and_then_periodically(journal
     for aid in ("done-old", "fallout-old", "done-new"):
         await create(journal, aid, created_at=OLD)
         state = ActivationState.FALLOUT if aid == "fallout-old" else ActivationState.COMPLETED
-        await journal.record(activation_id=aid, activation_state=state)
+        await journal.record(Transition(activation_id=aid, activation_state=state))
     await _set_updated(journal_url, {"done-old": OLD, "fallout-old": OLD})
     engine = Engine(journal=journal, inventory=None, profiles=None, templates=None,
                     credentials=SimpleNamespace(resolve=None), registry=None,  # type: ignore[arg-type]

@@ -20,8 +20,8 @@ from drivers.cli import CliDriver
 from drivers.netconf import NetconfDriver, rpc
 from drivers.snmp import SnmpDriver
 from gateway.api.status import bad_request_details
-from gateway.engine.views import ActivationState
 from gateway.model import TaskState
+from gateway.results import ActivationState
 from tests.integration.gateway_harness import (
     Client,
     InProcessGateway,

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from gateway.api import convert
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
-from gateway.engine.views import (
+from gateway.errors import DeviceErrorInfo
+from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
+from gateway.results import (
     ActivationResult,
     ActivationState,
     ErrorView,
@@ -21,8 +23,6 @@ from gateway.engine.views import (
     TaskResult,
     VerificationView,
 )
-from gateway.errors import DeviceErrorInfo
-from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
 
 REPO = Path(__file__).resolve().parents[2]
 GENERATED = REPO / "gateway" / "api" / "generated"

@@ -13,7 +13,17 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator, Sequence
 
-from gateway.engine.views import (
+from gateway.errors import (
+    ConflictError,
+    DeviceErrorInfo,
+    FieldViolation,
+    InputError,
+    NotFoundError,
+    StateError,
+)
+from gateway.journal import paging
+from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
+from gateway.results import (
     ActivationResult,
     ActivationState,
     ErrorView,
@@ -25,16 +35,6 @@ from gateway.engine.views import (
     TaskResult,
     VerificationView,
 )
-from gateway.errors import (
-    ConflictError,
-    DeviceErrorInfo,
-    FieldViolation,
-    InputError,
-    NotFoundError,
-    StateError,
-)
-from gateway.journal import paging
-from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

@@ -11,10 +11,10 @@ from gateway.api.auth import AuthMode, Authorizer, identity_of, required_role
 from gateway.api.policy import Role, parse_policy
 from gateway.api.tls import ClientTls, ServerTls, check_listen, host_of, is_loopback
 from gateway.app import GatewayConfig, edge_settings
-from gateway.engine.views import ActivationResult, ActivationState, TaskResult
 from gateway.errors import ConfigurationError, PermissionDeniedError, UnauthenticatedError
 from gateway.model import Action, ActivationRequest, Caller, TaskSpec, TaskState
 from gateway.pki import development_pki
+from gateway.results import ActivationResult, ActivationState, TaskResult
 
 ORCH = "spiffe://agw.local/orchestrator"
 EDGE = "spiffe://agw.local/edge-orchestrator"

@@ -78,6 +78,28 @@ def test_a_service_without_examples_stops_the_start(tree: Path) -> None:
         catalogue(tree)
 
 
+def test_a_typo_in_a_profiles_settings_or_quirks_stops_the_start_naming_the_file(tree: Path) -> None:
+    frr, netconfd = tree / "profiles" / "frr.yaml", tree / "profiles" / "netconfd.yaml"
+    frr.write_text(frr.read_text().replace("  prompt_pattern:", "  promt_pattern:", 1))
+    netconfd.write_text(netconfd.read_text().replace("  hello_settle_ms:", "  hello_setle_ms:", 1))
+    ProfileStore.load(tree / "profiles")  # the shape is fine: each driver knows its own keys
+    with pytest.raises(ConfigurationError) as err:
+        catalogue(tree)
+    message = err.value.message
+    assert f"{frr}: settings.promt_pattern: unknown setting of driver 'cli' (known: " in message, message
+    assert f"{netconfd}: quirks.hello_setle_ms: unknown quirk of driver 'netconf' (known: hello_settle_ms, " in message
+
+
+def test_build_engine_refuses_a_profile_with_a_typo(tree: Path) -> None:
+    from gateway.app import GatewayConfig, build_engine
+
+    path = tree / "profiles" / "net-snmp.yaml"
+    path.write_text(path.read_text().replace("  retries:", "  retrys:", 1))
+    config = GatewayConfig(data_dir=tree / "data", profiles_dir=tree / "profiles", templates_dir=tree / "templates")
+    with pytest.raises(ConfigurationError, match=rf"{path}: settings\.retrys: unknown setting of driver 'snmp'"):
+        build_engine(config)
+
+
 def test_a_driver_without_a_payload_format_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Formless(Driver):
         name: ClassVar[str] = "formless"

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from datetime import timedelta
 
-from gateway.engine.views import ActivationResult, AuditEntry, VerificationView
+from gateway.results import ActivationResult, AuditEntry, VerificationView
 from tests.unit.test_api_support import T0
 from tests.unit.test_cli_client import EXAMPLES, Gateway, gw  # noqa: F401 - fixture
 

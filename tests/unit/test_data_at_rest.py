@@ -12,11 +12,11 @@ from typing import Iterator
 import pytest
 
 from gateway.app import GatewayConfig, build_engine
-from gateway.engine.views import TaskResult
 from gateway.errors import ConfigurationError
 from gateway.journal import SqlJournal
 from gateway.model import Action, TaskState
 from gateway.permissions import private_dir, private_file
+from gateway.results import TaskResult
 
 
 def mode(path: Path) -> int:

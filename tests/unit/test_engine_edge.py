@@ -24,12 +24,12 @@ from gateway.api.server import start_server, stop_server
 from gateway.app import REPO_ROOT
 from gateway.engine import Engine
 from gateway.engine.limits import EngineSettings
-from gateway.engine.views import ActivationState
 from gateway.errors import ResourceExhaustedError
 from gateway.inventory import CredentialResolver, Inventory, ProfileStore, select_endpoint
 from gateway.journal import open_journal
 from gateway.model import Action, ActivationRequest, Caller, TaskSpec, TaskState
 from gateway.render import TemplateStore
+from gateway.results import ActivationState
 from tests.integration.gateway_harness import submit_request
 
 DEVICES = ("d1", "d2", "d3")

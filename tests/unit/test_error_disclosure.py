@@ -21,12 +21,12 @@ from gateway.api import convert
 from gateway.app import REPO_ROOT
 from gateway.engine import Engine
 from gateway.engine.runner import ActivationRun
-from gateway.engine.views import ActivationState
 from gateway.errors import ConfigurationError, HostKeyError, InputError, JournalError
 from gateway.inventory import CredentialResolver, Inventory, ProfileStore, select_endpoint
 from gateway.journal import open_journal
 from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
 from gateway.render import TemplateStore
+from gateway.results import ActivationState
 
 SECRET = "/srv/agw-internal-7c1e"  # no word a lab secret could be (the log redaction masks those)
 """Every path the tests put in an internal error lives under here; a caller must never see it."""

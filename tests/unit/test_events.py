@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timezone
 
 from gateway.engine.events import EventBus, is_terminal
-from gateway.engine.views import Event
+from gateway.results import Event
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

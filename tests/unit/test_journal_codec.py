@@ -9,10 +9,10 @@ import pytest
 
 import gateway.journal
 from drivers.base import Snapshot
-from gateway.engine.views import ErrorView, PhaseTiming, RollbackView, TaskResult, VerificationView
 from gateway.errors import DeviceErrorInfo, JournalError
-from gateway.journal import TaskRecovery, codec
+from gateway.journal import Pending, RecoveryChanges, TaskChanges, TaskRecovery, codec
 from gateway.model import Action, TaskState
+from gateway.results import ErrorView, PhaseTiming, RollbackView, TaskResult, VerificationView
 from gateway.secrets import MASK, Secret
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 654321, tzinfo=timezone.utc)
@@ -22,10 +22,15 @@ def test_public_surface_is_pinned() -> None:
     assert sorted(gateway.journal.__all__) == [
         "Journal",
         "JournalOptions",
+        "Pending",
         "RECOVERY_FIELDS",
+        "RecoveryChanges",
         "SqlJournal",
         "TASK_FIELDS",
+        "TaskChanges",
         "TaskRecovery",
+        "Transition",
+        "UNCHANGED",
         "open_journal",
     ]
 
@@ -102,7 +107,7 @@ def test_task_row_round_trip() -> None:
         note="n",
     )
     row = codec.task_row("a", 0, t)
-    assert codec.decode_task(row) == t
+    assert codec.decode_task([row[c] for c in codec.TASK_COLUMNS]) == t
     assert row["recovery"] == "{}" and row["position"] == 0
 
 
@@ -111,40 +116,43 @@ def test_secrets_are_masked_everywhere() -> None:
     text = codec.dumps(nested)
     assert "s3cret" not in text and json.loads(text)["k"] == [MASK]
     assert codec.text(Secret("s3cret"), "note") == MASK
-    assert codec.task_changes({"note": Secret("s3cret")}) == {"note": MASK}
-    assert codec.recovery_changes({"persist_id": Secret("s3cret")}) == {"persist_id": MASK}
+    assert codec.task_columns(TaskChanges(note=Secret("s3cret"))) == {"note": MASK}  # type: ignore[arg-type]
+    masked = RecoveryChanges(persist_id=Secret("s3cret"))  # type: ignore[arg-type]
+    assert codec.recovery_values(masked) == {"persist_id": MASK}
 
 
 def test_task_changes_refuse_what_cannot_be_stored() -> None:
+    for changes in ({"id": "x"}, {"depends_on": ()}, {"bogus": 1}):
+        with pytest.raises(TypeError):
+            TaskChanges(**changes)  # type: ignore[arg-type]
     for changes in (
-        {"id": "x"},
-        {"depends_on": ()},
-        {"bogus": 1},
         {"state": "nope"},
         {"note": 3},
         {"rollback": VerificationView(ok=True, checked=1)},
         {"timings": (1,)},
     ):
         with pytest.raises(JournalError) as err:
-            codec.task_changes(changes)
+            TaskChanges(**changes)  # type: ignore[arg-type]
         assert err.value.retryable is False
-    assert codec.task_changes({"state": "completed"}) == {"state": "completed"}
+    assert codec.task_columns(TaskChanges(state="completed")) == {"state": "completed"}  # type: ignore[arg-type]
 
 
 def test_recovery_changes_and_decode() -> None:
     snap = Snapshot(content="<a/>", scope="<f/>")
     after = Snapshot(content="<b/>", scope="<f/>")
-    plain = codec.recovery_changes({"snapshot": snap, "after": after, "attempt": 2, "pending": "applied"})
+    plain = codec.recovery_values(RecoveryChanges(snapshot=snap, after=after, attempt=2, pending=Pending.APPLIED))
+    assert plain["pending"] == "applied"  # stored as before the enum
     assert codec.decode_recovery(json.dumps(plain)) == TaskRecovery(
-        snapshot=snap, after=after, attempt=2, pending="applied"
+        snapshot=snap, after=after, attempt=2, pending=Pending.APPLIED
     )
     assert codec.decode_recovery("{}") == TaskRecovery()
-    bad_changes = (
-        {"attempt": True}, {"attempt": "1"}, {"snapshot": "<a/>"}, {"after": "<b/>"}, {"secret": "x"}, {"phase": 1},
-    )
+    bad_changes = ({"attempt": True}, {"attempt": "1"}, {"snapshot": "<a/>"}, {"after": "<b/>"}, {"phase": 1},
+                   {"pending": "bogus"})
     for bad in bad_changes:
         with pytest.raises(JournalError):
-            codec.recovery_changes(bad)
+            RecoveryChanges(**bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        RecoveryChanges(secret="x")  # type: ignore[call-arg]
 
 
 def test_utc_refuses_naive_and_converts_aware() -> None:
@@ -157,7 +165,7 @@ def test_utc_refuses_naive_and_converts_aware() -> None:
 def test_stored_times_come_back_aware_utc() -> None:
     from datetime import datetime, timedelta, timezone
 
-    from gateway.journal.reads import utc_time
+    from gateway.journal.codec import utc_time
 
     want = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
     assert utc_time("2026-03-01 12:00:00.123456") == want  # SQLite's text

@@ -12,9 +12,9 @@ import pytest
 from gateway.api import paging as edge
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.engine.retention import parse_duration
-from gateway.engine.views import ActivationState, Page
 from gateway.errors import InputError, StateError
 from gateway.journal import paging
+from gateway.results import ActivationState, Page
 from gateway.terminal import shown
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)

@@ -6,8 +6,8 @@ import pytest
 
 from gateway.engine.plan import find_cycle, fingerprint, structural_violations, topological_order
 from gateway.engine.runner import final_activation_state
-from gateway.engine.views import ActivationState
 from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
+from gateway.results import ActivationState
 
 
 def t(tid: str, *deps: str, device: str = "nc1") -> TaskSpec:

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 import yaml
 from agw_driver_example import ExampleSystemDriver, load_profile, parse_change
-from agw_driver_example.driver import parse_get_output
+from agw_driver_example.driver import ToolSettings, parse_get_output
 
-from drivers.base import ChangeSet, Endpoint, Timeouts
+from drivers.base import Action, ChangeSet, Endpoint, Timeouts
+from drivers.errors import ConfigurationError, ConnectError, InputError
 from drivers.registry import drivers
+from drivers.secrets import Credential, Secret
 from drivers.testing import ConformanceTarget, DriverConformance
-from gateway.errors import ConnectError, InputError
-from gateway.model import Action
-from gateway.secrets import Credential, Secret
 
 
 def valid(tok: str) -> ChangeSet:
@@ -92,3 +91,15 @@ def test_hex_output_that_wraps_is_decoded() -> None:
     text = ('.1.3.6.1.2.1.1.4.0 "61 62 63 64 65 66 67 68 69 6A 6B 6C 6D 6E 6F 70 \n'
             '71 72 "\n.1.3.6.1.2.1.1.6.0 ""\n')
     assert parse_get_output(text) == {"1.3.6.1.2.1.1.4.0": "abcdefghijklmnopqr", "1.3.6.1.2.1.1.6.0": ""}
+
+
+def test_shipped_profile_settings_are_typed_and_a_typo_is_refused_naming_the_file() -> None:
+    profile = load_profile()
+    assert ExampleSystemDriver.settings_from(profile) == ToolSettings(retries=0, snmpget="snmpget", snmpset="snmpset")
+    for section, key in (("settings", "retires"), ("quirks", "slow_agent")):
+        typo = dataclasses.replace(profile, **{section: {**getattr(profile, section), key: 1}})
+        with pytest.raises(ConfigurationError) as err:
+            ExampleSystemDriver.settings_from(typo)
+        assert err.value.message.startswith(f"{profile.source}: {section}.{key}: unknown"), err.value.message
+    with pytest.raises(ConfigurationError, match=r"settings\.retries: must be an integer 0\.\.10"):
+        ExampleSystemDriver.settings_from(dataclasses.replace(profile, settings={"retries": "2"}))

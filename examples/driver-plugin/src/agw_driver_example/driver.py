@@ -29,11 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import yaml
 
 from drivers.base import (
+    Action,
     Capabilities,
     ChangeSet,
     DeviceProfile,
@@ -44,8 +45,9 @@ from drivers.base import (
     Snapshot,
     Verification,
 )
-from gateway.errors import (
+from drivers.errors import (
     AuthenticationError,
+    ConfigurationError,
     ConnectError,
     DeviceError,
     DeviceErrorInfo,
@@ -57,7 +59,7 @@ from gateway.errors import (
     Phase,
     SessionLostError,
 )
-from gateway.model import Action
+from drivers.profiles import field_names, parse_profile, refuse_unknown, where
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +74,38 @@ def profile_path() -> Path:
 
 
 def load_profile() -> DeviceProfile:
-    """The shipped profile, parsed by the gateway's own profile loader."""
-    from gateway.inventory.profiles import parse_profile
-
+    """The shipped profile, parsed by the driver SDK's profile parser (:mod:`drivers.profiles`, the
+    gateway's own), its settings checked by the driver."""
     path = profile_path()
-    return parse_profile(yaml.safe_load(path.read_text()), source=str(path), expected_platform="example-snmp")
+    profile = parse_profile(yaml.safe_load(path.read_text()), source=str(path), expected_platform="example-snmp")
+    ExampleSystemDriver.settings_from(profile)
+    return profile
 
 
 @dataclass(frozen=True, kw_only=True)
 class ToolSettings:
+    """The profile's ``settings``: every key a field here, any other refused (no quirks)."""
+
     retries: int = 0
+    """snmpget/snmpset ``-r``; each try waits operation_s / (retries + 1)."""
     snmpget: str = "snmpget"
     snmpset: str = "snmpset"
 
     @classmethod
-    def from_profile(cls, settings: Mapping[str, Any]) -> ToolSettings:
-        known = {k: settings[k] for k in ("retries", "snmpget", "snmpset") if k in settings}
-        return cls(**known)
+    def from_profile(cls, profile: DeviceProfile) -> ToolSettings:
+        refuse_unknown(profile, driver=ExampleSystemDriver.name, settings=field_names(cls))
+        s = profile.settings
+        problems = []
+        retries = s.get("retries", 0)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+            problems.append(f"settings.retries: must be an integer 0..10, not {retries!r}")
+        tools = {key: s.get(key, key) for key in ("snmpget", "snmpset")}
+        for key, value in tools.items():
+            if not isinstance(value, str) or not value:
+                problems.append(f"settings.{key}: must be the tool's path or name, not {value!r}")
+        if problems:
+            raise ConfigurationError(f"{where(profile)}: " + "; ".join(problems))
+        return cls(retries=retries, **tools)
 
 
 def parse_change(change: ChangeSet) -> dict[str, str]:
@@ -151,12 +168,16 @@ class ExampleSystemDriver(Driver):
     supported: ClassVar[Capabilities] = Capabilities(atomic_push=True)
 
     @classmethod
+    def settings_from(cls, profile: DeviceProfile) -> ToolSettings:
+        return ToolSettings.from_profile(profile)
+
+    @classmethod
     def check_change(cls, change: ChangeSet, profile: DeviceProfile) -> None:
         parse_change(change)
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
-        self.settings = ToolSettings.from_profile(profile.settings)
+        self.settings = self.settings_from(profile)
         self._confdir: str | None = None
 
     # -- the one place where tool output and process errors become gateway errors -----------

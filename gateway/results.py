@@ -1,5 +1,10 @@
-"""Immutable results at the boundary: what the engine hands to the API edge, the CLI and the
-journal. No truthiness tricks: state is explicit, ``ok`` fields are real booleans."""
+"""Immutable results at the boundary: what the engine hands to the API edge and the CLI, and what
+the journal stores and reads back. No truthiness tricks: state is explicit, ``ok`` fields are
+real booleans.
+
+The engine and the journal both use these types; neither imports the other for them (the journal
+never imports :mod:`gateway.engine`).
+"""
 
 from __future__ import annotations
 

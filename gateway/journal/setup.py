@@ -1,0 +1,137 @@
+"""Opening a journal store: its options, the SQLAlchemy engine, SQLite's pragmas and file modes,
+and the schema (created, checked, or upgraded in place to :data:`~gateway.journal.schema.SCHEMA_VERSION`).
+
+:func:`open_engine` connects, so it runs on the journal's writer thread (see
+:mod:`gateway.journal.sql`). SQLite runs in WAL mode (reads beside the one writer) with
+``BEGIN IMMEDIATE`` for writes (the write lock up front: no deadlock upgrading a read lock); its
+file is 0600 before SQLite opens it, in a 0700 directory if the journal creates one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import URL, Connection, Engine
+
+from gateway.errors import JournalError, Phase
+from gateway.journal.schema import MIGRATIONS, SCHEMA_VERSION, metadata, schema_version
+from gateway.permissions import private_file, tighten_file
+from gateway.transitions import refused
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalOptions:
+    max_batch: int = 512
+    """Most operations committed in one transaction; 1 turns group commit off (the baseline)."""
+    sqlite_synchronous: str = "NORMAL"
+    """NORMAL (WAL: a commit survives a crash of the process, not of the machine) or FULL."""
+    busy_timeout_ms: int = 10_000
+    """SQLite: how long to wait for another process's write lock."""
+    pg_pool_size: int = 4
+    """PostgreSQL: connections (and threads) for reads beside the writer."""
+    sqlite_readers: int = 2
+    """SQLite file: threads (each with its own connection) for reads, beside the one writer."""
+    connect_timeout_s: int = 10
+    prune_max_activations: int = 200
+    """Most activations one prune step (one write transaction) deletes."""
+    prune_max_tasks: int = 5000
+    """Most tasks one prune step deletes (unless a single activation has more)."""
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def is_sqlite_file(url: URL) -> bool:
+    """A SQLite database in a file (not in memory): its reads get their own threads."""
+    database = url.database or ""
+    return url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and "mode=memory" not in database
+
+
+def open_engine(url: URL, options: JournalOptions) -> Engine:
+    """The engine on ``url`` with the schema ready (connects: call it on the journal thread)."""
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_sqlite_file(Path(database))
+        engine = sa.create_engine(url, connect_args={"timeout": options.busy_timeout_ms / 1000})
+        _configure_sqlite(engine, options)
+    else:
+        engine = sa.create_engine(
+            url,
+            pool_size=options.pg_pool_size,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": options.connect_timeout_s},
+        )
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            check_schema_version(conn)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """The journal file is 0600 before SQLite opens it (created empty if new: a valid database),
+    so the ``-wal`` and ``-shm`` files SQLite creates beside it get the same mode; existing ones
+    with group/other access are tightened (with a warning)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten_file(path.with_name(path.name + suffix))
+
+
+def _configure_sqlite(engine: Engine, options: JournalOptions) -> None:
+    synchronous = options.sqlite_synchronous.upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise refused(f"sqlite_synchronous must be NORMAL or FULL, not {synchronous!r}")
+    busy_ms = int(options.busy_timeout_ms)
+
+    @sa_event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the write lock up front: no deadlock upgrading a read lock.
+        write = conn.get_execution_options().get("agw_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def check_schema_version(conn: Connection) -> None:
+    """Record the version of a new store, refuse a newer one, upgrade an older one in place."""
+    found = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+    if found is None:
+        conn.execute(sa.insert(schema_version).values(version=SCHEMA_VERSION, applied_at=now()))
+    elif found > SCHEMA_VERSION:
+        raise JournalError(
+            f"journal schema version {found} is newer than this gateway supports ({SCHEMA_VERSION})",
+            phase=Phase.JOURNAL,
+            retryable=False,
+        )
+    else:
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS.get(version, ()):
+                conn.exec_driver_sql(statement)
+            conn.execute(sa.insert(schema_version).values(version=version, applied_at=now()))
+            log.warning("journal schema upgraded to version %d", version)
+
+
+__all__ = ["JournalOptions", "check_schema_version", "is_sqlite_file", "now", "open_engine"]
