@@ -192,7 +192,7 @@ async def driver_lifecycle(devices: list[Device], rounds: int, *, activation_pat
         async def step(drv: Any) -> None:
             if cold_cache:
                 drv.parse_cache.clear()
-            before = await drv.read(cs)
+            before = await drv.read(drv.scope_of(cs))
             await drv.load(cs)
             verification = await drv.verify(cs, before)
             if not verification.ok:
@@ -202,13 +202,13 @@ async def driver_lifecycle(devices: list[Device], rounds: int, *, activation_pat
     async def one(drv: Any) -> None:
         if cold_cache:
             drv.parse_cache.clear()
-        snapshot = await drv.read(change)
+        snapshot = await drv.read(drv.scope_of(change))
         await drv.load(change)
         verification = await drv.verify(change, snapshot)
         if not verification.ok:
             raise RuntimeError(f"verify failed: {verification.mismatches}")
         await drv.restore(snapshot)
-        if await drv.reread(snapshot) != snapshot:
+        if await drv.read(snapshot.scope) != snapshot:
             raise RuntimeError("restore did not give the snapshot back")
 
     try:

@@ -133,7 +133,7 @@ async def bench(targets: list[Target], *, activations: int, rounds: int) -> tupl
             n = next(counter)
             change = ChangeSet(service="interface", action=Action.MODIFY, content=config(n))
             if "before" not in state:
-                state["before"] = await d.read(change)
+                state["before"] = await d.read(d.scope_of(change))
             await d.lock()
             try:
                 await d.load(change)

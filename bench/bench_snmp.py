@@ -127,7 +127,7 @@ async def driver_worker(dev: Device, prof: DeviceProfile) -> tuple[SnmpDriver, C
 
     async def work(i: int) -> None:
         ch = changes[i % 2]
-        before = await driver.read(ch)
+        before = await driver.read(driver.scope_of(ch))
         await driver.load(ch)
         result = await driver.verify(ch, before)
         if not result.ok:

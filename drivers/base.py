@@ -4,12 +4,16 @@ A driver speaks one protocol to one device over one session. The engine drives i
 same lifecycle whatever the protocol, and reads the driver's declared :class:`Capabilities`
 *before* it plans — it never discovers a capability by catching an error::
 
-    open ─► [lock] ─► read (snapshot) ─► load ─► [validate] ─► [commit (confirmed, persist-id)] ─► verify
-        ─► [confirm] ─► [unlock] ─► close
-    on failure:  pending confirmed commit ─► cancel_commit
-                 staged, not committed     ─► discard
-                 applied                   ─► restore(snapshot)
-                 then read again and compare with the snapshot (verified rollback)
+    open ─► [lock] ─► read(scope_of(change)) (snapshot) ─► load ─► [validate]
+        ─► [commit (confirmed, persist-id)] ─► verify(change, snapshot) ─► [confirm] ─► [unlock] ─► close
+    on failure:  staged, not committed     ─► discard
+                 pending confirmed commit ─► cancel_commit
+                 applied                   ─► restore(snapshot, undo)
+                 then read(scope) again and compare with the snapshot (verified rollback)
+
+``scope_of`` is pure (no device access): the part of the device a change touches, as plain text
+the driver reads with ``read``; the engine keeps it (in the snapshot) to read the same part again
+after the change, in a rollback and after a gateway restart.
 
 Layers below a driver: transport (bytes) → session (framing, request/reply, timeouts) → driver
 (these operations) → platform data (``device_profiles/<platform>.yaml``, given as
@@ -27,6 +31,7 @@ Drivers are found through the ``agw.drivers`` entry-point group (see :mod:`drive
 from __future__ import annotations
 
 import abc
+import difflib
 import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Mapping
@@ -267,20 +272,26 @@ class Driver(abc.ABC):
         self._unsupported("lock", Phase.UNLOCK)
 
     @abc.abstractmethod
-    async def read(self, change: ChangeSet) -> Snapshot:
-        """Read the running state the change touches (snapshot before, read-back after)."""
+    def scope_of(self, change: ChangeSet) -> str:
+        """Pure, no device access: the scope ``change`` touches (what :meth:`read` reads), as
+        text the driver understands again later (a subtree filter, a list of OIDs...)."""
 
     @abc.abstractmethod
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        """Read the same scope as ``snapshot`` again, now (used by recovery and rollback)."""
+    async def read(self, scope: str) -> Snapshot:
+        """Read the running state of ``scope`` now, in canonical form (snapshot before a change,
+        read-back after it, re-read in a rollback or after a restart)."""
 
     @abc.abstractmethod
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
-        """The diff ``change`` would make, computed without changing the running state."""
+        """The diff ``change`` would make, computed without changing the running state (on the
+        device with a ``diff`` capability, else from the snapshot)."""
 
-    @abc.abstractmethod
     def diff(self, before: Snapshot, after: Snapshot) -> str:
-        """A human-readable, device-native diff between two snapshots of the same scope. Pure."""
+        """A human-readable diff between two snapshots of the same scope. Pure. The default is a
+        unified diff of their canonical texts; a driver may show something more native."""
+        return "".join(difflib.unified_diff(before.content.splitlines(keepends=True),
+                                            after.content.splitlines(keepends=True),
+                                            fromfile=f"{self.device} (before)", tofile=f"{self.device} (after)"))
 
     @abc.abstractmethod
     async def load(self, change: ChangeSet) -> None:
@@ -314,8 +325,11 @@ class Driver(abc.ABC):
         or added that the change did not name (``expected=None``)."""
 
     @abc.abstractmethod
-    async def restore(self, snapshot: Snapshot) -> None:
-        """Put the scope of ``snapshot`` back as it was (generated undo, replace, SET back...)."""
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
+        """Put the scope of ``snapshot`` back as it was (generated undo, replace, SET back...).
+        ``undo``: the change's explicitly rendered undo (``ChangeSet.undo``), when its service
+        ships one; the driver may send it first, and must still bring the scope back to the
+        snapshot."""
 
     # -- helpers -------------------------------------------------------------------------
     def _unsupported(self, capability: str, phase: Phase) -> None:

@@ -9,7 +9,7 @@ configuration back to the snapshot), after which the engine re-reads and compare
     load     configuration mode, every line's output checked against the profile's error patterns
     verify   re-read: the running configuration must equal the snapshot with the rendered lines
              applied (:mod:`drivers.cli.exact`), then the service's TTP checks
-    restore  explicit undo (if the last change had one), then generated undo from the snapshot
+    restore  the change's explicit undo (when given), then generated undo from the snapshot
 
 Parsing with hier_config is the driver's main client CPU cost, so parsed configurations are kept
 in a small per-device LRU keyed by their text (:class:`drivers.cli.config.ParseCache`): a hit
@@ -113,7 +113,6 @@ class CliDriver(Driver):
                 max_output_bytes=self.settings.max_output_bytes,
             )
         )
-        self._last_undo: str | None = None
         self._known_running: str | None = None
         """The last running-config read, while nothing was pushed since (this driver is the only
         writer during a change: the engine serializes a device). Saves restore a read."""
@@ -158,11 +157,19 @@ class CliDriver(Driver):
     def _canonical(self, text: str) -> str:
         return self._parsed.get(text).canonical
 
-    async def read(self, change: ChangeSet) -> Snapshot:
+    def scope_of(self, change: ChangeSet) -> str:
+        """The whole running configuration: an IOS-like CLI reads nothing smaller reliably, and
+        exact verification then sees any line that changed."""
+        return SCOPE
+
+    async def read(self, scope: str) -> Snapshot:
+        self._check_scope(scope, Phase.SNAPSHOT)
         return Snapshot(content=self._canonical(await self._running(Phase.SNAPSHOT)), scope=SCOPE)
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        return Snapshot(content=self._canonical(await self._running(Phase.ROLLBACK_VERIFY)), scope=SCOPE)
+    def _check_scope(self, scope: str, phase: Phase) -> None:
+        if scope != SCOPE:
+            raise InputError([FieldViolation(field="scope", reason=f"expected {SCOPE!r}, not {scope[:40]!r}")],
+                             device=self.device, phase=phase)
 
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
         """A unified diff of the running configuration as hier_config predicts it after the change."""
@@ -213,7 +220,6 @@ class CliDriver(Driver):
         self._check_lines(change.content, Phase.PUSH)
         if change.undo:
             self._check_lines(change.undo, Phase.PUSH)
-        self._last_undo = change.undo
         await self._push(cfg.push_lines(change.content, section_exit=self.settings.section_exit), Phase.PUSH)
 
     # -- verifying -----------------------------------------------------------------------
@@ -257,12 +263,12 @@ class CliDriver(Driver):
             delay_s = min(delay_s * 2, 0.2)
 
     # -- rolling back --------------------------------------------------------------------
-    async def restore(self, snapshot: Snapshot) -> None:
-        if snapshot.scope != SCOPE:
-            raise InputError([FieldViolation(field="snapshot.scope", reason=f"expected {SCOPE!r}")],
-                             device=self.device, phase=Phase.ROLLBACK)
-        undo, self._last_undo = self._last_undo, None
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
+        """The change's explicit ``undo`` first (when its service has one), then the generated
+        undo from the running configuration back to the snapshot."""
+        self._check_scope(snapshot.scope, Phase.ROLLBACK)
         if undo:
+            self._check_lines(undo, Phase.ROLLBACK)
             try:
                 await self._push(cfg.push_lines(undo, section_exit=self.settings.section_exit), Phase.ROLLBACK)
             except DeviceRejectedError as exc:  # the generated undo below still repairs it

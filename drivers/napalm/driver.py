@@ -232,14 +232,14 @@ class NapalmDriver(Driver):
         return self._device is not None and not self._broken
 
     # -- change lifecycle ----------------------------------------------------------------
-    async def read(self, change: ChangeSet) -> Snapshot:
-        return Snapshot(content=await self._running(Phase.SNAPSHOT), scope=SCOPE_RUNNING)
+    def scope_of(self, change: ChangeSet) -> str:
+        return SCOPE_RUNNING
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        if snapshot.scope != SCOPE_RUNNING:
-            raise StateError(f"not a NAPALM snapshot (scope {snapshot.scope!r}, expected {SCOPE_RUNNING!r})",
-                             device=self.device, phase=Phase.ROLLBACK_VERIFY)
-        return Snapshot(content=await self._running(Phase.ROLLBACK_VERIFY), scope=SCOPE_RUNNING)
+    async def read(self, scope: str) -> Snapshot:
+        if scope != SCOPE_RUNNING:
+            raise StateError(f"not a NAPALM scope ({scope[:40]!r}, expected {SCOPE_RUNNING!r})",
+                             device=self.device, phase=Phase.SNAPSHOT)
+        return Snapshot(content=await self._running(Phase.SNAPSHOT), scope=SCOPE_RUNNING)
 
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
         """Stage, ask the device for its diff, and always discard the staged change."""
@@ -310,7 +310,7 @@ class NapalmDriver(Driver):
         return Verification(ok=not mismatches, checked=checked, mismatches=mismatches, detail=detail,
                             readback=Snapshot(content=running, scope=SCOPE_RUNNING))
 
-    async def restore(self, snapshot: Snapshot) -> None:
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
         """Replace the running configuration with the snapshot and commit it."""
         if snapshot.scope != SCOPE_RUNNING:
             raise StateError(f"not a NAPALM snapshot (scope {snapshot.scope!r})", device=self.device,

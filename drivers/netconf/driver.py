@@ -382,16 +382,16 @@ class NetconfDriver(Driver):
             await self._rpc(_UNLOCK, operation="unlock", phase=Phase.UNLOCK)
             self._locked = False
 
-    async def read(self, change: ChangeSet) -> Snapshot:
+    def scope_of(self, change: ChangeSet) -> str:
+        """The subtree filter selecting each list entry (by its keys) and each leaf the rendered
+        ``<config>`` touches (:mod:`.xmlconfig`)."""
         with self._guard(Phase.SNAPSHOT):
-            a = self._analysis(change)
-            data = await self._read(a.filter, phase=Phase.SNAPSHOT)
-            return Snapshot(content=xmlconfig.canonical(data, self.settings.list_keys), scope=a.scope)
+            return self._analysis(change).scope
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        with self._guard(Phase.ROLLBACK_VERIFY):
-            data = await self._read(_scope_filter(snapshot.scope), phase=Phase.ROLLBACK_VERIFY)
-            return Snapshot(content=xmlconfig.canonical(data, self.settings.list_keys), scope=snapshot.scope)
+    async def read(self, scope: str) -> Snapshot:
+        with self._guard(Phase.SNAPSHOT):
+            data = await self._read(_scope_filter(scope), phase=Phase.SNAPSHOT)
+            return Snapshot(content=xmlconfig.canonical(data, self.settings.list_keys), scope=scope)
 
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
         """Stage in the candidate, read the candidate's scope, diff, discard. Running is untouched."""
@@ -491,9 +491,11 @@ class NetconfDriver(Driver):
             return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches), detail=detail,
                                 readback=Snapshot(content=content, scope=a.scope))
 
-    async def restore(self, snapshot: Snapshot) -> None:
-        """Discard anything staged, edit the snapshot's scope back into the candidate, commit."""
-        current = await self.reread(snapshot)
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
+        """Discard anything staged, edit the snapshot's scope back into the candidate, commit.
+        The edit is computed from the snapshot and the device's current state: ``undo`` is not
+        needed (and not used)."""
+        current = await self.read(snapshot.scope)
         if current.content == snapshot.content:
             return  # nothing to put back
         with self._guard(Phase.ROLLBACK):

@@ -158,16 +158,17 @@ class SnmpDriver(Driver):
         return self._require(Phase.CONNECT).mode
 
     # -- change lifecycle ----------------------------------------------------------------
-    async def read(self, change: ChangeSet) -> Snapshot:
+    def scope_of(self, change: ChangeSet) -> str:
+        """The change's OIDs and the other members of their profile ``scope_groups``."""
         oids = [vb.oid for vb in self._varbinds(change, Phase.SNAPSHOT)]
-        return await self._read(self.settings.scope(oids), Phase.SNAPSHOT)
+        return format_scope(self.settings.scope(oids))
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
+    async def read(self, scope: str) -> Snapshot:
         try:
-            oids = parse_scope(snapshot.scope)
+            oids = parse_scope(scope)
         except SnapshotFormatError as exc:
-            raise StateError(str(exc), device=self.device, phase=Phase.ROLLBACK_VERIFY) from exc
-        return await self._read(oids, Phase.ROLLBACK_VERIFY)
+            raise StateError(str(exc), device=self.device, phase=Phase.SNAPSHOT) from exc
+        return await self._read(oids, Phase.SNAPSHOT)
 
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
         varbinds = self._varbinds(change, Phase.DIFF)
@@ -209,7 +210,8 @@ class SnmpDriver(Driver):
     def _managed(self, oid: str) -> bool:
         return any(oid == p or oid.startswith(p + ".") for p in self.profile.device_managed)
 
-    async def restore(self, snapshot: Snapshot) -> None:
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
+        """One SET of the snapshot's values (``undo`` is not needed: the snapshot holds them)."""
         before = self._parse_snapshot(snapshot, Phase.ROLLBACK)
         missing = [vb for vb in before.values() if vb.is_exception]
         if missing:

@@ -94,7 +94,7 @@ async def reads_equal_eventually(driver: Driver, snapshot: Snapshot, *, within_s
     """Re-read until equal to ``snapshot`` or ``within_s`` has passed; returns the last read."""
     deadline = time.monotonic() + within_s
     while True:
-        now = await driver.reread(snapshot)
+        now = await driver.read(snapshot.scope)
         if now == snapshot or time.monotonic() >= deadline:
             return now
         await asyncio.sleep(poll_s)
@@ -159,7 +159,7 @@ class DriverConformance:
                 if drv.capabilities.candidate:
                     await drv.discard()
                 await drv.restore(snapshot)
-                return await drv.reread(snapshot)
+                return await drv.read(snapshot.scope)
             finally:
                 await cls.unlock(drv)
         finally:
@@ -193,14 +193,14 @@ class DriverConformance:
     async def test_merge_push_verifies(self, conformance_target: ConformanceTarget, driver: Driver) -> None:
         target = conformance_target
         change = target.valid_change(token())
-        snapshot = await driver.read(change)
+        snapshot = await driver.read(driver.scope_of(change))
         await self.lock(target, driver)
         try:
             await self.push(target, driver, change)
             result = await driver.verify(change, snapshot)
             assert result.ok, f"verify after push: {result.detail} {[str(m) for m in result.mismatches]}"
             assert result.checked > 0, "verify checked nothing"
-            after = await driver.reread(snapshot)
+            after = await driver.read(snapshot.scope)
             assert after != snapshot, "the push changed nothing on the device"
             assert driver.diff(snapshot, after).strip(), "diff of a real change is empty"
             if result.readback is not None:
@@ -218,7 +218,7 @@ class DriverConformance:
             pytest.skip("the target gives no interfering_change")
         tok = token()
         change, other = target.valid_change(tok), target.interfering_change(tok)
-        snapshot = await driver.read(change)
+        snapshot = await driver.read(driver.scope_of(change))
         await self.lock(target, driver)
         try:
             await self.push(target, driver, change)
@@ -238,7 +238,7 @@ class DriverConformance:
     ) -> None:
         target = conformance_target
         change = target.invalid_change(token())
-        snapshot = await driver.read(change)
+        snapshot = await driver.read(driver.scope_of(change))
         await self.lock(target, driver)
         try:
             with pytest.raises(DeviceRejectedError) as err:
@@ -250,7 +250,7 @@ class DriverConformance:
                 await driver.discard()
             else:
                 await driver.restore(snapshot)
-            assert await driver.reread(snapshot) == snapshot
+            assert await driver.read(snapshot.scope) == snapshot
         finally:
             await self.unlock(driver)
 
@@ -258,14 +258,14 @@ class DriverConformance:
         self, conformance_target: ConformanceTarget, driver: Driver
     ) -> None:
         change = conformance_target.valid_change(token())
-        snapshot = await driver.read(change)
+        snapshot = await driver.read(driver.scope_of(change))
         preview = await driver.preview(change, snapshot)
         assert isinstance(preview, str) and preview.strip(), "preview of a real change is empty"
-        assert await driver.reread(snapshot) == snapshot, "preview changed the device"
+        assert await driver.read(snapshot.scope) == snapshot, "preview changed the device"
         other = conformance_target.make()
         await other.open()
         try:
-            assert await other.reread(snapshot) == snapshot, "preview changed the device (seen from a new session)"
+            assert await other.read(snapshot.scope) == snapshot, "preview changed the device (seen from a new session)"
         finally:
             await other.close()
 
@@ -275,17 +275,17 @@ class DriverConformance:
         target = conformance_target
         first, second = target.valid_change(token()), target.valid_change(token())
         assert first.content != second.content, "valid_change must produce a different change per token"
-        snapshot = await driver.read(first)
+        snapshot = await driver.read(driver.scope_of(first))
         await self.lock(target, driver)
         try:
             await self.push(target, driver, first)
             assert (await driver.verify(first, snapshot)).ok
-            middle = await driver.read(second)
+            middle = await driver.read(driver.scope_of(second))
             await self.push(target, driver, second)
             assert (await driver.verify(second, middle)).ok
             assert not (await driver.verify(first, snapshot)).ok, "verify passed for a value that was overwritten"
             await driver.restore(snapshot)
-            assert await driver.reread(snapshot) == snapshot
+            assert await driver.read(snapshot.scope) == snapshot
             assert not (await driver.verify(second, middle)).ok, "verify passed after restore"
         finally:
             await self.unlock(driver)
@@ -297,7 +297,7 @@ class DriverConformance:
         if not driver.capabilities.confirmed_commit:
             pytest.skip(f"{driver.name} on {target.profile.platform} does not declare confirmed_commit")
         change = target.valid_change(token())
-        snapshot = await driver.read(change)
+        snapshot = await driver.read(driver.scope_of(change))
         await self.lock(target, driver)
         try:
             await driver.load(change)
@@ -316,7 +316,7 @@ class DriverConformance:
             raise
 
     # -- timeouts ------------------------------------------------------------------------
-    OPERATIONS = ("open", "lock", "read", "reread", "preview", "load", "commit", "verify", "restore")
+    OPERATIONS = ("open", "lock", "read", "preview", "load", "commit", "verify", "restore")
 
     @pytest.mark.parametrize("operation", OPERATIONS)
     async def test_operation_on_hung_device_times_out(
@@ -339,7 +339,7 @@ class DriverConformance:
         snapshot: Snapshot | None = None
         if operation != "open":
             await drv.open()
-            snapshot = await drv.read(change)
+            snapshot = await drv.read(drv.scope_of(change))
             if caps.lock and operation in ("load", "commit"):
                 await self.lock(target, drv)
             if operation == "commit":
@@ -351,8 +351,7 @@ class DriverConformance:
         calls: dict[str, Callable[[], Awaitable[Any]]] = {
             "open": drv.open,
             "lock": drv.lock,
-            "read": lambda: drv.read(change),
-            "reread": lambda: drv.reread(snapshot),  # type: ignore[arg-type]
+            "read": lambda: drv.read(drv.scope_of(change)),
             "preview": lambda: drv.preview(change, snapshot),  # type: ignore[arg-type]
             "load": lambda: drv.load(change),
             "commit": drv.commit,
@@ -402,7 +401,7 @@ class DriverConformance:
         change = target.valid_change(token())
         drv = target.make()
         await drv.open()
-        snapshot = await drv.read(change)
+        snapshot = await drv.read(drv.scope_of(change))
         await self.lock(target, drv)
         bound_s = target.profile.timeouts.operation_s + target.profile.timeouts.commit_s + target.timeout_margin_s
         outcome: BaseException | None = None

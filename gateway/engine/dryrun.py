@@ -151,7 +151,7 @@ class DryRun:
                 await drv.lock()
                 locked = True
             try:
-                snapshot = await drv.read(p.change)
+                snapshot = await drv.read(drv.scope_of(p.change))
                 diff = await drv.preview(p.change, snapshot)
             finally:
                 if locked:

@@ -79,13 +79,13 @@ class Repairer:
             if rec.pending == Pending.CONFIRMED_COMMIT and rec.persist_id and drv.capabilities.confirmed_commit:
                 reverted = await drv.cancel_commit(persist_id=rec.persist_id)
                 method = "cancel-commit" if reverted else "device-timer"
-            now = await drv.reread(rec.snapshot)
+            now = await drv.read(rec.snapshot.scope)
             if now.content != rec.snapshot.content:
                 untouched_since = rec.after is not None and now.content == rec.after.content
                 if mode == Mode.FORCE or untouched_since or (mode == Mode.RECOVER and rec.after is None):
                     await drv.restore(rec.snapshot)
                     method = "restore"
-                    now = await drv.reread(rec.snapshot)
+                    now = await drv.read(rec.snapshot.scope)
                 else:
                     view = RollbackView(
                         method=method, ok=False,

@@ -335,7 +335,7 @@ class ActivationRun:
                 txn.locked = True
             phase = Phase.SNAPSHOT
             tr.clock.start(phase)
-            tr.snapshot = await drv.read(p.change)
+            tr.snapshot = await drv.read(drv.scope_of(p.change))
             self._check_cancel()
             phase = Phase.PUSH
             tr.clock.start(phase)
@@ -367,7 +367,7 @@ class ActivationRun:
             phase = Phase.VERIFY
             tr.clock.start(phase)
             verification = await drv.verify(p.change, tr.snapshot)
-            after = verification.readback or await drv.read(p.change)
+            after = verification.readback or await drv.read(tr.snapshot.scope)
             diff = drv.diff(tr.snapshot, after)
             self._note(tr, phase, message="verified" if verification.ok else "verification failed",
                        task=TaskChanges(verification=verification_view(verification), diff=diff),
@@ -463,7 +463,7 @@ class ActivationRun:
             elif applied:
                 for tr in reversed(applied):
                     if tr.snapshot is not None:
-                        await drv.restore(tr.snapshot)
+                        await drv.restore(tr.snapshot, tr.planned.change.undo)
                 method = "restore"
         except Exception as exc:  # noqa: BLE001
             if session_is_suspect(exc):
@@ -484,7 +484,7 @@ class ActivationRun:
             else:
                 try:
                     drv = await self._session(txn, tr)
-                    now = await drv.reread(tr.snapshot)
+                    now = await drv.read(tr.snapshot.scope)
                     if now.content == tr.snapshot.content:
                         view = RollbackView(method=method, ok=True)
                     else:

@@ -52,7 +52,7 @@ async def wait_for_rib(drv: CliDriver, *, timeout_s: float = 30.0) -> None:
     if drv.device in _RIB_READY:
         return
     probe = ChangeSet(service="-", action=Action.CREATE, content="ip route 192.0.2.252/30 Null0\n")
-    snapshot = await drv.read(probe)
+    snapshot = await drv.read(drv.scope_of(probe))
     await drv.load(probe)
     deadline = time.monotonic() + timeout_s
     try:
@@ -79,7 +79,7 @@ async def independent_running(lab: Any) -> str:
     other = CliDriver(endpoint=endpoint(lab), profile=profile())
     await other.open()
     try:
-        return (await other.read(ChangeSet(service="-", action=Action.CREATE, content=""))).content
+        return (await other.read("running-config")).content
     finally:
         await other.close()
 
@@ -98,11 +98,11 @@ CASES = [
 @pytest.mark.parametrize(("service", "params", "line"), CASES, ids=[c[0] for c in CASES])
 async def test_push_verify_restore(lab: Any, driver: CliDriver, service: str, params: dict, line: str) -> None:
     change = STORE.render(service=service, platform="frr", action="create", parameters=params, device="cli1", payload_format="lines")
-    snapshot = await driver.read(change)
+    snapshot = await driver.read(driver.scope_of(change))
     assert line not in snapshot.content
     preview = await driver.preview(change, snapshot)
     assert f"+{line}" in preview
-    assert (await driver.read(change)) == snapshot  # preview sent nothing
+    assert (await driver.read(driver.scope_of(change))) == snapshot  # preview sent nothing
 
     await driver.load(change)
     verification = await driver.verify(change, snapshot)
@@ -110,7 +110,7 @@ async def test_push_verify_restore(lab: Any, driver: CliDriver, service: str, pa
     assert line in await independent_running(lab)
 
     await driver.restore(snapshot)
-    assert (await driver.reread(snapshot)) == snapshot
+    assert (await driver.read(snapshot.scope)) == snapshot
     assert await independent_running(lab) == snapshot.content
 
 
@@ -118,10 +118,10 @@ async def test_create_then_delete_is_verified_absent(lab: Any, driver: CliDriver
     params = {"prefix": "198.51.100.128/25", "nexthop": "blackhole"}
     create = STORE.render(service="static-route", platform="frr", action="create", parameters=params, device="cli1", payload_format="lines")
     delete = STORE.render(service="static-route", platform="frr", action="delete", parameters=params, device="cli1", payload_format="lines")
-    before = await driver.read(create)
+    before = await driver.read(driver.scope_of(create))
     await driver.load(create)
     assert (await driver.verify(create, before)).ok
-    created = await driver.read(delete)
+    created = await driver.read(driver.scope_of(delete))
     # the delete's verification fails while the route is still there (a line the delete names) ...
     early = await driver.verify(delete, created)
     assert not early.ok
@@ -131,14 +131,14 @@ async def test_create_then_delete_is_verified_absent(lab: Any, driver: CliDriver
     result = await driver.verify(delete, created)
     assert result.ok, result.mismatches
     assert result.checked > 2  # every line of the running configuration + the TTP check (absent)
-    assert (await driver.reread(before)) == before
+    assert (await driver.read(before.scope)) == before
 
 
 async def test_ttp_check_fails_when_the_route_is_not_static(lab: Any, driver: CliDriver) -> None:
     change = STORE.render(service="static-route", platform="frr", action="create",
                           parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1", payload_format="lines")
     # verify without pushing: the read-back and the TTP check both miss
-    result = await driver.verify(change, await driver.read(change))
+    result = await driver.verify(change, await driver.read(driver.scope_of(change)))
     assert not result.ok
     assert any(m.path.startswith("check ") for m in result.mismatches)
 
@@ -148,7 +148,7 @@ async def test_rejected_line_names_line_and_message_and_restore_leaves_device_un
     change = ChangeSet(service="static-route", action=Action.CREATE,
                        content="ip route 203.0.113.0/24 Null0\ninterface lo\n descriptionx bad\nexit\n"
                                "ip route 198.51.100.0/25 Null0\n")
-    snapshot = await driver.read(change)
+    snapshot = await driver.read(driver.scope_of(change))
     with pytest.raises(DeviceRejectedError) as caught:
         await driver.load(change)
     info = caught.value.info
@@ -159,15 +159,15 @@ async def test_rejected_line_names_line_and_message_and_restore_leaves_device_un
     assert "ip route 203.0.113.0/24 Null0" in running  # applied before the rejected line
     assert "ip route 198.51.100.0/25 Null0" not in running  # nothing sent after it
     await driver.restore(snapshot)
-    assert (await driver.reread(snapshot)) == snapshot
+    assert (await driver.read(snapshot.scope)) == snapshot
     # the session left configuration mode: exec commands still work
-    assert (await driver.read(change)) == snapshot
+    assert (await driver.read(driver.scope_of(change))) == snapshot
 
 
 async def test_stopped_device_times_out_then_recovers(lab: Any, driver: CliDriver) -> None:
     change = STORE.render(service="static-route", platform="frr", action="create",
                           parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1", payload_format="lines")
-    snapshot = await driver.read(change)
+    snapshot = await driver.read(driver.scope_of(change))
     with lab.faulted("cli1", "stop"):  # SIGSTOP zebra, staticd and sshd: vtysh hangs
         started = time.monotonic()
         with pytest.raises(DeviceTimeoutError):
@@ -176,11 +176,11 @@ async def test_stopped_device_times_out_then_recovers(lab: Any, driver: CliDrive
         assert elapsed < OPERATION_S + 1.0, elapsed
         started = time.monotonic()
         with pytest.raises(DeviceTimeoutError):
-            await driver.reread(snapshot)  # a fresh session cannot get an answer either
+            await driver.read(snapshot.scope)  # a fresh session cannot get an answer either
         assert time.monotonic() - started < 5 + OPERATION_S + 1.0
     # after cont: the driver reopens its session; rollback is verified against the snapshot
     await driver.restore(snapshot)
-    assert (await driver.reread(snapshot)) == snapshot
+    assert (await driver.read(snapshot.scope)) == snapshot
 
 
 async def test_parse_cache_never_hides_a_change_made_by_another_session(lab: Any, driver: CliDriver) -> None:
@@ -188,17 +188,17 @@ async def test_parse_cache_never_hides_a_change_made_by_another_session(lab: Any
     driver's back (another session) shows in its next read, verify and restore undo it."""
     line = "ip route 198.51.100.200/29 Null0"
     change = ChangeSet(service="-", action=Action.CREATE, content=line + "\n")
-    snapshot = await driver.read(change)
-    assert (await driver.reread(snapshot)) == snapshot and driver.parse_cache.hits >= 1
+    snapshot = await driver.read(driver.scope_of(change))
+    assert (await driver.read(snapshot.scope)) == snapshot and driver.parse_cache.hits >= 1
     other = CliDriver(endpoint=endpoint(lab), profile=profile())
     await other.open()
     try:
         await other.load(change)
     finally:
         await other.close()
-    changed = await driver.reread(snapshot)
+    changed = await driver.read(snapshot.scope)
     assert changed != snapshot and line in changed.content
     assert (await driver.verify(change, snapshot)).ok
     await driver.restore(snapshot)  # generated undo from the current text, not from a cached tree
-    assert (await driver.reread(snapshot)) == snapshot
+    assert (await driver.read(snapshot.scope)) == snapshot
     assert await independent_running(lab) == snapshot.content

@@ -123,7 +123,7 @@ async def test_lock_is_exclusive(node, drv: NetconfDriver) -> None:  # type: ign
 
 async def test_create_modify_delete_verified(node, drv: NetconfDriver, name: str) -> None:  # type: ignore[no-untyped-def]
     create = iface(name, description="first", ip="192.0.2.1")
-    before = await drv.read(create)
+    before = await drv.read(drv.scope_of(create))
     await apply(drv, create)
     v = await drv.verify(create, before)
     assert v.ok and v.checked == 6, v.mismatches  # name, description, type, enabled, ip, prefix-length
@@ -131,7 +131,7 @@ async def test_create_modify_delete_verified(node, drv: NetconfDriver, name: str
     assert v.readback is not None and "192.0.2.1" in v.readback.content
 
     modify = iface(name, description="second", enabled="false", ip="192.0.2.1")
-    created = await drv.read(modify)
+    created = await drv.read(drv.scope_of(modify))
     await apply(drv, modify)
     assert (await independent_read(node, modify, created)).ok
     stale = await drv.verify(create, before)  # the old description and enabled value are gone
@@ -140,26 +140,26 @@ async def test_create_modify_delete_verified(node, drv: NetconfDriver, name: str
         ("description", False), ("enabled", False)}
 
     delete = iface(name, op="delete")
-    modified = await drv.read(delete)
+    modified = await drv.read(drv.scope_of(delete))
     await apply(drv, delete)
     v = await independent_read(node, delete, modified)
     assert v.ok and v.checked == 6  # every leaf the entry had is gone
-    assert "<interface>" not in (await drv.read(delete)).content
+    assert "<interface>" not in (await drv.read(drv.scope_of(delete))).content
 
 
 async def test_system_contact_and_location(node, drv: NetconfDriver) -> None:  # type: ignore[no-untyped-def]
     change = system(f"noc-{uuid.uuid4().hex[:6]}", "rack 7")
-    before = await drv.read(change)
+    before = await drv.read(drv.scope_of(change))
     await apply(drv, change)
     assert (await independent_read(node, change, before)).ok
     await drv.restore(before)
-    assert (await drv.reread(before)).content == before.content
+    assert (await drv.read(before.scope)).content == before.content
 
 
 async def test_confirmed_commit_persists_across_sessions_then_confirm(node, drv: NetconfDriver, name: str) -> None:  # type: ignore[no-untyped-def]
     change = iface(name, description="persisted")
     pid = f"p-{name}"
-    before = await drv.read(change)
+    before = await drv.read(drv.scope_of(change))
     await drv.lock()
     await drv.load(change)
     await drv.commit(confirm_timeout_s=60, persist_id=pid)
@@ -179,26 +179,26 @@ async def test_confirmed_commit_persists_across_sessions_then_confirm(node, drv:
 
 async def test_cancel_commit_restores(drv: NetconfDriver, name: str) -> None:
     change = iface(name, description="to-cancel")
-    before = await drv.read(change)
+    before = await drv.read(drv.scope_of(change))
     await drv.lock()
     await drv.load(change)
     await drv.commit(confirm_timeout_s=60, persist_id=f"c-{name}")
     assert (await drv.verify(change, before)).ok
     assert await drv.cancel_commit(persist_id=f"c-{name}") is True
     await drv.unlock()
-    assert (await drv.reread(before)).content == before.content
+    assert (await drv.read(before.scope)).content == before.content
 
 
 async def test_unconfirmed_commit_reverts_by_itself(drv: NetconfDriver, name: str) -> None:
     change = iface(name, description="short-lived")
-    before = await drv.read(change)
+    before = await drv.read(drv.scope_of(change))
     await drv.lock()
     await drv.load(change)
     await drv.commit(confirm_timeout_s=2, persist_id=f"r-{name}")
     await drv.unlock()
     assert (await drv.verify(change, before)).ok
     await asyncio.sleep(4)
-    assert (await drv.reread(before)).content == before.content
+    assert (await drv.read(before.scope)).content == before.content
     assert await drv.cancel_commit(persist_id=f"r-{name}") is False
 
 
@@ -216,12 +216,12 @@ async def test_invalid_value_is_rejected_with_parsed_error(drv: NetconfDriver, n
         await drv.discard()
     finally:
         await drv.unlock()
-    assert "<interface>" not in (await drv.read(bad)).content
+    assert "<interface>" not in (await drv.read(drv.scope_of(bad))).content
 
 
 async def test_verify_catches_the_validate_quirk(drv: NetconfDriver, name: str) -> None:
     change = iface(name, description="lost-by-validate")
-    before = await drv.read(change)
+    before = await drv.read(drv.scope_of(change))
     await drv.lock()
     try:
         await drv.load(change)
@@ -237,7 +237,7 @@ async def test_verify_catches_the_validate_quirk(drv: NetconfDriver, name: str) 
 
 async def test_driver_validate_does_not_lose_the_change(drv: NetconfDriver, name: str) -> None:
     change = iface(name, description="validated")
-    before = await drv.read(change)
+    before = await drv.read(drv.scope_of(change))
     await drv.lock()
     try:
         await drv.load(change)
@@ -251,14 +251,14 @@ async def test_driver_validate_does_not_lose_the_change(drv: NetconfDriver, name
 
 async def test_preview_leaves_running_unchanged(drv: NetconfDriver, name: str) -> None:
     change = iface(name, description="previewed")
-    before = await drv.read(change)
+    before = await drv.read(drv.scope_of(change))
     diff = await drv.preview(change, before)
     assert "+      <description>previewed</description>" in diff
-    assert (await drv.reread(before)).content == before.content
+    assert (await drv.read(before.scope)).content == before.content
     await drv.lock()  # the preview released its lock and discarded the candidate
     await drv.commit()  # nothing staged: running stays as it was
     await drv.unlock()
-    assert (await drv.reread(before)).content == before.content
+    assert (await drv.read(before.scope)).content == before.content
 
 
 async def test_restore_from_snapshot(drv: NetconfDriver, name: str) -> None:
@@ -268,14 +268,14 @@ async def test_restore_from_snapshot(drv: NetconfDriver, name: str) -> None:
     both = ChangeSet(service="interface", action=Action.MODIFY, content=change_a.content.replace(
         "</interface></interfaces>", f"</interface><interface><name>{other}</name><description>brand-new</description>"
         f"{TYPE}</interface></interfaces>"))
-    before = await drv.read(both)
+    before = await drv.read(drv.scope_of(both))
     await apply(drv, both)
     v = await drv.verify(both, before)
     assert v.ok and v.readback is not None and "brand-new" in v.readback.content
     await drv.lock()
     await drv.restore(before)
     await drv.unlock()
-    after = await drv.reread(before)
+    after = await drv.read(before.scope)
     assert after.content == before.content, drv.diff(before, after)
     await apply(drv, iface(name, op="delete"))
 

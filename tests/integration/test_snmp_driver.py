@@ -106,27 +106,27 @@ async def test_lifecycle_round_trip(mode: str, rw: SnmpDriver, v3: SnmpDriver) -
     contact, location = token(), f'rack "9": {token()}'
     ch = change((SYS_CONTACT, "OctetString", contact), (SYS_LOCATION, "OctetString", location))
 
-    before = await driver.read(ch)
+    before = await driver.read(driver.scope_of(ch))
     assert before.scope == f"{SYS_CONTACT}\n{SYS_NAME}\n{SYS_LOCATION}"  # the profile's system scope group
     assert before.content.startswith(f"{SYS_CONTACT} = OctetString: ")
 
     preview = await driver.preview(ch, before)
     assert f'+ {SYS_CONTACT} = OctetString: "{contact}"' in preview.splitlines()
-    assert await driver.reread(before) == before, "preview must not change the device"
+    assert await driver.read(before.scope) == before, "preview must not change the device"
 
     await driver.load(ch)
     result = await driver.verify(ch, before)
     assert result.ok and result.checked == 3 and not result.mismatches
     assert result.readback is not None and f'"{contact}"' in result.readback.content
-    after = await driver.reread(before)
+    after = await driver.read(before.scope)
     assert driver.diff(before, after) == preview
 
     # an independent read through the other protocol version sees the change
     other = v3 if driver is rw else rw
-    assert (await other.reread(before)).content == after.content
+    assert (await other.read(before.scope)).content == after.content
 
     await driver.restore(before)
-    assert await driver.reread(before) == before
+    assert await driver.read(before.scope) == before
     assert not (await driver.verify(ch, before)).ok
 
 
@@ -134,7 +134,7 @@ async def test_verify_reports_each_mismatch(rw: SnmpDriver) -> None:
     wanted, other = token(), token()
     await rw.load(change((SYS_CONTACT, "OctetString", other)))
     ch = change((SYS_CONTACT, "OctetString", wanted), (SYS_LOCATION, "OctetString", token()))
-    result = await rw.verify(ch, await rw.read(ch))  # nothing was pushed
+    result = await rw.verify(ch, await rw.read(rw.scope_of(ch)))  # nothing was pushed
     assert not result.ok and result.checked == 3
     assert [m.path for m in result.mismatches] == [SYS_CONTACT, SYS_LOCATION]
     assert not any(m.unexpected for m in result.mismatches)
@@ -147,40 +147,40 @@ async def test_read_only_community_is_refused_and_changes_nothing(snmp1: Any, rw
     await ro.open()
     try:
         ch = change((SYS_CONTACT, "OctetString", token()))
-        before = await ro.read(ch)
+        before = await ro.read(ro.scope_of(ch))
         with pytest.raises(DeviceRejectedError) as err:
             await ro.load(ch)
         assert err.value.info is not None
         assert (err.value.info.tag, err.value.info.path) == ("noAccess", SYS_CONTACT)
         assert "read-only" in str(err.value) and not err.value.retryable
         assert snmp1.credentials["snmp"]["community_ro"] not in str(err.value)
-        assert await rw.reread(before) == before
+        assert await rw.read(before.scope) == before
     finally:
         await ro.close()
 
 
 async def test_wrong_type_is_refused(rw: SnmpDriver) -> None:
     ch = change((SYS_CONTACT, "Integer", 42))
-    before = await rw.read(ch)
+    before = await rw.read(rw.scope_of(ch))
     with pytest.raises(DeviceRejectedError) as err:
         await rw.load(ch)
     assert err.value.info is not None and (err.value.info.tag, err.value.info.path) == ("wrongType", SYS_CONTACT)
-    assert await rw.reread(before) == before
+    assert await rw.read(before.scope) == before
 
 
 async def test_not_writable_fails_the_whole_set(rw: SnmpDriver) -> None:
     """sysDescr is read-only: the SET is refused and the writable varbind in it is not applied."""
     ch = change((SYS_CONTACT, "OctetString", token()), (SYS_DESCR, "OctetString", "hacked"))
-    before = await rw.read(ch)
+    before = await rw.read(rw.scope_of(ch))
     with pytest.raises(DeviceRejectedError) as err:
         await rw.load(ch)
     assert err.value.info is not None and (err.value.info.tag, err.value.info.path) == ("notWritable", SYS_DESCR)
-    assert await rw.reread(before) == before
+    assert await rw.read(before.scope) == before
 
 
 async def test_restore_refuses_an_object_that_did_not_exist(rw: SnmpDriver) -> None:
     ch = change((SYS_CONTACT, "OctetString", token()), ("1.3.6.1.2.1.1.77.0", "OctetString", "x"))
-    before = await rw.read(ch)
+    before = await rw.read(rw.scope_of(ch))
     assert "1.3.6.1.2.1.1.77.0 = noSuchObject" in before.content
     with pytest.raises(DeviceRejectedError) as err:
         await rw.restore(before)
@@ -194,7 +194,7 @@ async def test_stopped_agent_times_out_within_the_timeout_then_recovers(lab: Any
     await driver.open()
     try:
         ch = change((SYS_CONTACT, "OctetString", token()))
-        before = await driver.read(ch)
+        before = await driver.read(driver.scope_of(ch))
         with lab.faulted("snmp1", "stop", daemon="snmpd"):
             started = time.monotonic()
             with pytest.raises(DeviceTimeoutError) as err:
@@ -205,7 +205,7 @@ async def test_stopped_agent_times_out_within_the_timeout_then_recovers(lab: Any
         # after SIGCONT the agent answers again; the SET may or may not have been applied (it was
         # queued in the stopped agent's socket): restore and prove the device is as before
         await driver.restore(before)
-        assert await driver.reread(before) == before
+        assert await driver.read(before.scope) == before
     finally:
         await driver.close()
 
@@ -231,18 +231,18 @@ async def test_system_service_template_end_to_end(snmp1: Any, rw: SnmpDriver) ->
     params = {"contact": f"noc: {token()} # 'q'", "location": token()}
     ch = store.render(service="system", platform="net-snmp", action=Action.CREATE, parameters=params,
                       device=snmp1.name, payload_format="varbinds")
-    before = await rw.read(ch)
+    before = await rw.read(rw.scope_of(ch))
     await rw.load(ch)
     assert (await rw.verify(ch, before)).ok
-    got = (await rw.reread(before)).content
+    got = (await rw.read(before.scope)).content
     assert params["contact"] in got.replace('\\"', '"')
     delete = store.render(service="system", platform="net-snmp", action=Action.DELETE, parameters=params,
                           device=snmp1.name, payload_format="varbinds")
-    created = await rw.read(delete)
+    created = await rw.read(rw.scope_of(delete))
     await rw.load(delete)
     assert (await rw.verify(delete, created)).ok
-    lines = (await rw.reread(before)).content.splitlines()
+    lines = (await rw.read(before.scope)).content.splitlines()
     assert f'{SYS_CONTACT} = OctetString: ""' in lines and f'{SYS_LOCATION} = OctetString: ""' in lines
     await rw.restore(before)
-    assert await rw.reread(before) == before
+    assert await rw.read(before.scope) == before
 

@@ -31,11 +31,11 @@ class MemoryDriver(Driver):
     def is_open(self) -> bool:
         return getattr(self, "_open", False)
 
-    async def read(self, change: ChangeSet) -> Snapshot:
-        return Snapshot(content="", scope="")
+    def scope_of(self, change: ChangeSet) -> str:
+        return ""
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        return snapshot
+    async def read(self, scope: str) -> Snapshot:
+        return Snapshot(content="", scope=scope)
 
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
         return ""
@@ -49,7 +49,7 @@ class MemoryDriver(Driver):
     async def verify(self, change: ChangeSet) -> Verification:
         return Verification(ok=True, checked=0)
 
-    async def restore(self, snapshot: Snapshot) -> None:
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
         return None
 
 

@@ -78,12 +78,11 @@ class ScriptedDriver(Driver):
     def _snapshot(self) -> Snapshot:
         return Snapshot(content="\n".join(self.script.state.get(self.device, [])), scope="all")
 
-    async def read(self, change: ChangeSet) -> Snapshot:
-        await self.script.step(self.device, "read")
-        return self._snapshot()
+    def scope_of(self, change: ChangeSet) -> str:
+        return "all"
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        await self.script.step(self.device, "reread")
+    async def read(self, scope: str) -> Snapshot:
+        await self.script.step(self.device, "read")
         return self._snapshot()
 
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
@@ -100,7 +99,7 @@ class ScriptedDriver(Driver):
     async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
         return Verification(ok=True, checked=1, readback=self._snapshot())
 
-    async def restore(self, snapshot: Snapshot) -> None:
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
         await self.script.step(self.device, "restore")
         self.script.state[self.device] = snapshot.content.split("\n") if snapshot.content else []
 

@@ -62,13 +62,14 @@ class FakeDriver(Driver):
         self._maybe_fail("lock")
 
     async def unlock(self) -> None:
-        return None
+        self._loaded = False
 
-    async def read(self, change: ChangeSet) -> Snapshot:
-        return Snapshot(content="before", scope="s")
+    def scope_of(self, change: ChangeSet) -> str:
+        return "s"
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        self._maybe_fail("reread")
+    async def read(self, scope: str) -> Snapshot:
+        # a read after a load (until the transaction unlocks) is a rollback's re-read
+        self._maybe_fail("reread" if getattr(self, "_loaded", False) else "read")
         return Snapshot(content="before", scope="s")
 
     async def preview(self, change: ChangeSet, snapshot: Snapshot) -> str:
@@ -78,6 +79,7 @@ class FakeDriver(Driver):
         return ""
 
     async def load(self, change: ChangeSet) -> None:
+        self._loaded = True
         self._maybe_fail("load")
 
     async def discard(self) -> None:
@@ -96,7 +98,7 @@ class FakeDriver(Driver):
     async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
         return Verification(ok=type(self).verify_ok, checked=1, readback=Snapshot(content="after", scope="s"))
 
-    async def restore(self, snapshot: Snapshot) -> None:
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
         self._maybe_fail("restore")
 
 

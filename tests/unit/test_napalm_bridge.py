@@ -109,7 +109,7 @@ async def test_preview_confirmed_commit_verify_confirm() -> None:
     assert dev.path == str(FIXTURES / "confirmed-commit")
     assert (dev.hostname, dev.username, dev.password) == ("127.0.0.1", "admin", PASSWORD)
 
-    before = await drv.read(CHANGE)
+    before = await drv.read(drv.scope_of(CHANGE))
     assert before.scope == "running" and "interface Ethernet2" in before.content
     assert not any(line in before.content for line in NEW_LINES)
 
@@ -141,7 +141,7 @@ async def test_preview_confirmed_commit_verify_confirm() -> None:
 async def test_verify_catches_dropped_line_then_pending_commit_rolled_back() -> None:
     drv = await opened(mock_profile("rollback-pending"))
     dev = mock_of(drv)
-    before = await drv.read(CHANGE)
+    before = await drv.read(drv.scope_of(CHANGE))
     await drv.load(CHANGE)
     await drv.commit(confirm_timeout_s=60)
     result = await drv.verify(CHANGE, before)
@@ -149,21 +149,21 @@ async def test_verify_catches_dropped_line_then_pending_commit_rolled_back() -> 
     assert [m.path for m in result.mismatches] == ["ip route 203.0.113.0/24 198.51.100.2"]
     assert await drv.cancel_commit() is True  # has_pending_commit() → rollback()
     assert not dev.has_pending_commit()
-    assert await drv.reread(before) == before
+    assert await drv.read(before.scope) == before
     await drv.close()
 
 
 async def test_plain_commit_then_restore_by_replace() -> None:
     drv = await opened(mock_profile("restore"))
     dev = mock_of(drv)
-    before = await drv.read(CHANGE)
+    before = await drv.read(drv.scope_of(CHANGE))
     await drv.load(CHANGE)
     await drv.commit()
     assert not dev.has_pending_commit()
     assert (await drv.verify(CHANGE, before)).ok
     await drv.restore(before)
     assert dev.calls["load_replace_candidate"] == 1 and dev.calls["commit_config"] == 2
-    assert await drv.reread(before) == before
+    assert await drv.read(before.scope) == before
     with pytest.raises(StateError):
         await drv.restore(Snapshot(content="x", scope="1.3.6.1.2.1.1.4.0"))
     await drv.close()
@@ -171,7 +171,7 @@ async def test_plain_commit_then_restore_by_replace() -> None:
 
 async def test_load_mode_replace_uses_load_replace_candidate() -> None:
     drv = await opened(mock_profile("restore", settings={"load_mode": "replace"}))
-    await drv.read(CHANGE)
+    await drv.read(drv.scope_of(CHANGE))
     await drv.load(CHANGE)
     dev = mock_of(drv)
     assert dev.merge is False and dev.calls["load_replace_candidate"] == 1 and "load_merge_candidate" not in dev.calls
@@ -191,7 +191,7 @@ async def test_delete_verifies_absence() -> None:
 # -- errors on recorded data -------------------------------------------------------------------
 async def test_rejected_merge_becomes_device_rejected_and_device_unchanged() -> None:
     drv = await opened(mock_profile("merge-rejected"))
-    before = await drv.read(CHANGE)
+    before = await drv.read(drv.scope_of(CHANGE))
     with pytest.raises(DeviceRejectedError) as caught:
         await drv.load(CHANGE)
     err = caught.value
@@ -200,13 +200,13 @@ async def test_rejected_merge_becomes_device_rejected_and_device_unchanged() -> 
     assert "% Invalid input" in err.info.message and "198.51.100.1/33" in err.message
     assert isinstance(err.__cause__, nx.MergeConfigException)
     await drv.discard()
-    assert await drv.reread(before) == before
+    assert await drv.read(before.scope) == before
     await drv.close()
 
 
 async def test_commit_error_and_lock_error() -> None:
     drv = await opened(mock_profile("commit-error"))
-    await drv.read(CHANGE)
+    await drv.read(drv.scope_of(CHANGE))
     await drv.load(CHANGE)
     with pytest.raises(DeviceRejectedError) as caught:
         await drv.commit()
@@ -215,7 +215,7 @@ async def test_commit_error_and_lock_error() -> None:
     await drv.close()
 
     drv = await opened(mock_profile("locked"))
-    await drv.read(CHANGE)
+    await drv.read(drv.scope_of(CHANGE))
     with pytest.raises(LockDeniedError) as locked:
         await drv.load(CHANGE)
     assert locked.value.retryable and "vty3" in locked.value.message
@@ -224,7 +224,7 @@ async def test_commit_error_and_lock_error() -> None:
 
 async def test_preview_failure_still_discards() -> None:
     drv = await opened(mock_profile("merge-rejected"))
-    before = await drv.read(CHANGE)
+    before = await drv.read(drv.scope_of(CHANGE))
     with pytest.raises(DeviceRejectedError):
         await drv.preview(CHANGE, before)
     assert mock_of(drv).calls["discard_config"] == 1
@@ -238,7 +238,7 @@ async def test_connect_failure_and_missing_napalm_driver() -> None:
         await drv.open()
     assert caught.value.phase is Phase.CONNECT and caught.value.retryable and not drv.is_open
     with pytest.raises(StateError):
-        await drv.read(CHANGE)
+        await drv.read(drv.scope_of(CHANGE))
 
     drv = NapalmDriver(endpoint=endpoint(), profile=mock_profile(settings={"napalm_driver": "agwnosuchos"}))
     with pytest.raises(DriverUnavailableError) as missing:
@@ -248,7 +248,7 @@ async def test_connect_failure_and_missing_napalm_driver() -> None:
 
 async def test_confirmed_commit_refused_when_not_declared() -> None:
     drv = await opened(mock_profile("confirmed-commit", caps={"confirmed_commit": False}))
-    await drv.read(CHANGE)
+    await drv.read(drv.scope_of(CHANGE))
     await drv.load(CHANGE)
     with pytest.raises(UnsupportedOperationError):
         await drv.commit(confirm_timeout_s=120)
@@ -262,7 +262,7 @@ async def test_confirmed_commit_refused_when_not_declared() -> None:
 
 async def test_preview_without_diff_capability_is_local() -> None:
     drv = await opened(mock_profile("confirmed-commit", caps={"diff": False}))
-    before = await drv.read(CHANGE)
+    before = await drv.read(drv.scope_of(CHANGE))
     diff = await drv.preview(CHANGE, before)
     assert diff.splitlines() == ["+" + line for line in NEW_LINES]
     assert "load_merge_candidate" not in mock_of(drv).calls
@@ -422,12 +422,12 @@ async def test_blocked_call_is_cut_by_operation_timeout(slowmock: Any) -> None:
     drv = await opened(profile)
     try:
         with pytest.raises(DeviceTimeoutError) as caught:
-            await drv.read(CHANGE)
+            await drv.read(drv.scope_of(CHANGE))
         assert caught.value.phase is Phase.SNAPSHOT and caught.value.retryable
         assert slowmock.ENTERED.is_set() and not slowmock.RELEASE.is_set()  # cut while NAPALM still blocks
         assert not drv.is_open  # the device object is never reused
         with pytest.raises(StateError):
-            await drv.read(CHANGE)
+            await drv.read(drv.scope_of(CHANGE))
     finally:
         slowmock.RELEASE.set()
     assert await _wait(slowmock.CLOSED)  # closed in the background once the call returned
@@ -453,6 +453,6 @@ async def test_calls_share_one_bounded_pool() -> None:
     pool = executor()
     assert executor() is pool and pool._max_workers == 8
     drv = await opened(mock_profile("confirmed-commit"))
-    await drv.read(CHANGE)
+    await drv.read(drv.scope_of(CHANGE))
     await drv.close()
     assert any(t.name.startswith("agw-napalm") for t in pool._threads)

@@ -147,7 +147,7 @@ def test_rendered_garbage_is_a_render_error() -> None:
         analyse("<config><x></config>", make_driver().settings.list_keys)
 
 
-async def test_load_of_garbage_translates_to_render_error() -> None:
+async def test_scope_of_garbage_translates_to_render_error() -> None:
     d = make_driver()
     with pytest.raises(e.RenderError):
-        await d.read(ChangeSet(service="s", action=Action.CREATE, content="not xml"))
+        d.scope_of(ChangeSet(service="s", action=Action.CREATE, content="not xml"))

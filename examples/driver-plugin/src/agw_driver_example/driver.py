@@ -280,16 +280,17 @@ class ExampleSystemDriver(Driver):
     def _scope(snapshot: Snapshot) -> list[str]:
         return [f for f in snapshot.scope.split(",") if f]
 
-    async def read(self, change: ChangeSet) -> Snapshot:
+    def scope_of(self, change: ChangeSet) -> str:
         """Every field this driver manages: the scope a change is verified in (see ``verify``)."""
         parse_change(change)
-        fields = list(FIELDS)
-        values = await self._get(fields, Phase.SNAPSHOT)
-        return Snapshot(content=render_state(values), scope=",".join(fields))
+        return ",".join(FIELDS)
 
-    async def reread(self, snapshot: Snapshot) -> Snapshot:
-        fields = self._scope(snapshot)
-        return Snapshot(content=render_state(await self._get(fields, Phase.ROLLBACK_VERIFY)), scope=snapshot.scope)
+    async def read(self, scope: str) -> Snapshot:
+        fields = [f for f in scope.split(",") if f]
+        unknown = [f for f in fields if f not in FIELDS]
+        if unknown or not fields:
+            raise InputError([FieldViolation("scope", f"unknown field(s) {unknown!r} (contact, location)")])
+        return Snapshot(content=render_state(await self._get(fields, Phase.SNAPSHOT)), scope=scope)
 
     def diff(self, before: Snapshot, after: Snapshot) -> str:
         return "".join(difflib.unified_diff((before.content + "\n").splitlines(keepends=True),
@@ -317,5 +318,5 @@ class ExampleSystemDriver(Driver):
         return Verification(ok=not mismatches, checked=len(fields), mismatches=mismatches,
                             readback=Snapshot(content=render_state(got), scope=",".join(fields)))
 
-    async def restore(self, snapshot: Snapshot) -> None:
+    async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
         await self._set(parse_state(snapshot.content), Phase.ROLLBACK)
