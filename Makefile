@@ -6,7 +6,7 @@ AGW := $(VENV)/bin/agw
 APT_PACKAGES := netconfd libyuma-base openssh-server frr snmpd snmp iproute2 nftables iptables \
 	iputils-ping procps psmisc libnetfilter-queue-dev gcc python3-venv python3-dev postgresql
 
-.PHONY: setup apt venv run test fuzz bench lab-up lab-down proto pki clean
+.PHONY: setup apt venv run test typecheck fuzz bench lab-up lab-down proto pki clean
 
 setup: apt venv
 
@@ -43,9 +43,15 @@ lab-up: setup
 lab-down:
 	$(AGW) lab down basic
 
-# The whole suite: unit tests, integration tests against the lab (the pytest plugin brings its
-# own lab up and down) and against a real PostgreSQL.
+# mypy --strict on gateway/, drivers/ and the example driver plugin ([tool.mypy] in pyproject.toml;
+# mypy and the stub packages are pinned in the dev extra).
+typecheck: setup
+	$(VENV)/bin/mypy
+
+# The whole suite: the type check, then unit tests, integration tests against the lab (the pytest
+# plugin brings its own lab up and down) and against a real PostgreSQL.
 test: setup
+	$(VENV)/bin/mypy
 	bash scripts/start-postgres.sh
 	AGW_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -q -p no:cacheprovider
 

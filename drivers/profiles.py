@@ -131,6 +131,7 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
 
     if problems:
         raise ConfigurationError(f"{source}: " + "; ".join(problems))
+    assert isinstance(platform, str) and isinstance(driver, str)  # checked above (a problem otherwise)
     return DeviceProfile(
         platform=platform,
         driver=driver,

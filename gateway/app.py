@@ -89,7 +89,7 @@ def build_engine(config: GatewayConfig) -> Engine:
 def warn_unchecked_host_keys(inventory: Any) -> list[str]:
     """Log a WARNING naming every device whose SSH host key is not checked (the inventory says
     ``host_key_check: false``): anyone in the middle can answer for it. Returns their names."""
-    unchecked = inventory.unchecked_host_keys()
+    unchecked: list[str] = inventory.unchecked_host_keys()
     if unchecked:
         log.warning("SSH host key check is OFF for %d device(s) (host_key_check: false in %s): %s; their SSH "
                     "connections are not authenticated and credentials can be taken by whoever answers for them",

@@ -184,6 +184,8 @@ def _details(a: Any) -> None:
                         click.echo(f"    device {label}: {shown(value)}")
         if t.note:
             click.echo(f"  note: {shown(t.note)}")
+        if t.emulated:
+            click.echo(f"  emulated: {'; '.join(shown(x) for x in t.emulated)}")
     if a.audit:
         click.echo("\naudit trail:")
         _table([[e.time.astimezone().isoformat(timespec="seconds"), e.actor or "anonymous", e.action,

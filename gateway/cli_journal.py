@@ -19,7 +19,7 @@ import click
 from gateway.terminal import shown
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[timedelta, Any]):
     """A duration: a whole number and a unit, s, m, h, d or w (``12h``, ``30d``, ``2w``); ``0``."""
 
     name = "duration"

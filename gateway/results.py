@@ -106,6 +106,9 @@ class TaskResult:
     error: ErrorView | None = None
     timings: tuple[PhaseTiming, ...] = ()
     note: str = ""  # fallout resolution note, cancellation reason...
+    emulated: tuple[str, ...] = ()
+    """What the gateway did in place of a capability the device lacks, one short note each
+    (e.g. "snapshot-and-restore instead of native rollback"); empty when all was native."""
 
 
 @dataclass(frozen=True, kw_only=True)

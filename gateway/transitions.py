@@ -107,6 +107,13 @@ def _timings(value: Any, what: str) -> tuple[PhaseTiming, ...]:
     return tuple(value)
 
 
+def _texts(value: Any, what: str) -> tuple[str, ...]:
+    """A tuple (or list) of text fields, each through :func:`as_text`; stored as a tuple."""
+    if not isinstance(value, (tuple, list)):
+        raise refused(f"{what} must be a tuple of str, got {type(value).__name__}")
+    return tuple(as_text(v, f"{what} item") for v in value)
+
+
 def _count(value: Any, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise refused(f"{what} must be an int, got {type(value).__name__}")
@@ -132,6 +139,7 @@ class TaskChanges:
     error: ErrorView | None | Unchanged = UNCHANGED
     timings: tuple[PhaseTiming, ...] | Unchanged = UNCHANGED
     note: str | Unchanged = UNCHANGED
+    emulated: tuple[str, ...] | Unchanged = UNCHANGED
 
     def __init__(
         self,
@@ -146,6 +154,7 @@ class TaskChanges:
         error: ErrorView | None | Unchanged = UNCHANGED,
         timings: tuple[PhaseTiming, ...] | Unchanged = UNCHANGED,
         note: str | Unchanged = UNCHANGED,
+        emulated: tuple[str, ...] | Unchanged = UNCHANGED,
     ) -> None:
         # Only the fields given go into the instance (written once, here, under the frozen
         # dataclass); a field left out reads as its class default, UNCHANGED. So ``__dict__`` is
@@ -171,6 +180,8 @@ class TaskChanges:
             given["timings"] = _timings(timings, "timings")
         if note is not UNCHANGED:
             given["note"] = as_text(note, "task field note")
+        if emulated is not UNCHANGED:
+            given["emulated"] = _texts(emulated, "task field emulated")
 
     def changed(self) -> dict[str, Any]:
         """The fields this changes, by name (TaskResult field names), in field order."""

@@ -91,7 +91,8 @@ def link_exists(name: str) -> bool:
 
 def routes() -> list[dict[str, Any]]:
     out = run(["ip", "-j", "-4", "route", "show", "table", "main"]).stdout
-    return json.loads(out or "[]")
+    parsed: list[dict[str, Any]] = json.loads(out or "[]")
+    return parsed
 
 
 def unreachable_route_present(cidr: str) -> bool:

@@ -173,7 +173,8 @@ def create(st: dict[str, Any]) -> None:
 
 
 def _node_name(st: dict[str, Any], n: dict[str, Any]) -> str:
-    return next(k for k, v in st["nodes"].items() if v is n)
+    name: str = next(k for k, v in st["nodes"].items() if v is n)
+    return name
 
 
 def _write_files(st: dict[str, Any], n: dict[str, Any]) -> None:

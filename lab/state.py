@@ -44,7 +44,8 @@ def locked() -> Iterator[None]:
 
 def load(name: str) -> dict[str, Any] | None:
     try:
-        return json.loads((lab_dir(name) / STATE_FILE).read_text())
+        st: dict[str, Any] = json.loads((lab_dir(name) / STATE_FILE).read_text())
+        return st
     except FileNotFoundError:
         return None
     except json.JSONDecodeError:
@@ -62,7 +63,7 @@ def save(st: dict[str, Any]) -> None:
 
 
 def all_labs() -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     base = base_dir()
     if not base.is_dir():
         return out

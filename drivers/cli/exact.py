@@ -138,10 +138,10 @@ def expected(before: str, rendered: str, *, rules: tuple[re.Pattern[str], ...], 
         if full not in headers:
             named.add(full)
     if not keep_empty_sections:
-        for p in sorted(sections, key=len, reverse=True):  # innermost first: emptiness cascades up
-            node = _node(tree, p[:-1])
-            if node is not None and node.get(p[-1]) == {}:
-                del node[p[-1]]
+        for section in sorted(sections, key=len, reverse=True):  # innermost first: emptiness cascades up
+            node = _node(tree, section[:-1])
+            if node is not None and node.get(section[-1]) == {}:
+                del node[section[-1]]
     return Expected(paths=frozenset(paths_of(tree)),
                     named=Named(lines=frozenset(named), negated=frozenset(negated), replaced=frozenset(replaced)))
 

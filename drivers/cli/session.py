@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, AsyncIterator, Sequence
 
 from drivers import hostkeys
 from drivers.errors import (
@@ -35,6 +35,11 @@ from drivers.errors import (
     SessionLostError,
 )
 from drivers.secrets import Secret
+
+if TYPE_CHECKING:  # scrapli (a native library) is imported when a session opens, not with this module
+    from scrapli import Cli
+    from scrapli.ffi_types import Cancel
+    from scrapli.transport import Options as TransportOptions
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +114,11 @@ class CliSession:
 
     def __init__(self, options: SessionOptions) -> None:
         self.options = options
-        self._cli: object | None = None
+        self._cli: Cli | None = None
         self._broken = False
         self._received = 0  # bytes the current operation has received (from libscrapli's thread)
         self._overflow = False
-        self._cancel: object | None = None  # the current operation's scrapli Cancel
+        self._cancel: Cancel | None = None  # the current operation's scrapli Cancel
 
     @property
     def is_open(self) -> bool:
@@ -133,7 +138,7 @@ class CliSession:
         # ("not found") or another one ("mismatch") ends the connection (measured against the lab's sshd:
         # closed [preauth], no password sent). bin: OpenSSH's StrictHostKeyChecking=yes + UserKnownHostsFile.
         if o.transport == "ssh2":
-            transport: object = TransportSsh2Options(known_hosts_path=known_hosts)
+            transport: TransportOptions = TransportSsh2Options(known_hosts_path=known_hosts)
         else:
             transport = TransportBinOptions(enable_strict_key=known_hosts is not None, known_hosts_path=known_hosts)
         cli = Cli(
@@ -171,10 +176,10 @@ class CliSession:
             await self._force_close(cli, graceful=not self._broken)
 
     @staticmethod
-    async def _force_close(cli: object, *, graceful: bool = False) -> None:
+    async def _force_close(cli: Cli, *, graceful: bool = False) -> None:
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                await cli.close_async(force=not graceful)  # type: ignore[attr-defined]
+                await cli.close_async(force=not graceful)
         except Exception as exc:  # closing never raises (cancellation still passes through)
             log.debug("CLI session close: %s", exc)
 
@@ -186,7 +191,7 @@ class CliSession:
             self._overflow = True
             cancel = self._cancel
             if cancel is not None:
-                cancel.cancel()  # type: ignore[attr-defined]
+                cancel.cancel()
 
     def _too_much(self, *, phase: Phase, what: str) -> DeviceReplyError:
         limit = self.options.max_output_bytes
@@ -197,8 +202,9 @@ class CliSession:
         )
 
     @contextlib.asynccontextmanager
-    async def _operation(self, *, phase: Phase, what: str, timeout_s: float) -> AsyncIterator[object]:
-        if not self.is_open:
+    async def _operation(self, *, phase: Phase, what: str, timeout_s: float) -> AsyncIterator[Cli]:
+        cli = self._cli
+        if cli is None or self._broken:  # not is_open
             raise SessionLostError(f"{what}: the session is not open", device=self.options.device, phase=phase)
         from scrapli.ffi_types import Cancel
 
@@ -207,7 +213,7 @@ class CliSession:
         self._cancel = Cancel()
         try:
             async with asyncio.timeout(timeout_s):
-                yield self._cli
+                yield cli
                 if self._overflow:  # complete, but over the limit all the same
                     raise self._too_much(phase=phase, what=what)
         except DeviceReplyError as err:
@@ -223,17 +229,17 @@ class CliSession:
         except Exception as exc:
             self._broken = True
             if self._overflow:  # the operation was cancelled by _on_output
-                err: DeviceError = self._too_much(phase=phase, what=what)
+                error: DeviceError = self._too_much(phase=phase, what=what)
             else:
-                err = _translate(exc, device=self.options.device, phase=phase, what=what, timeout_s=timeout_s)
-            log.warning("%s: %s; closing the session", self.options.device, err.message)
+                error = _translate(exc, device=self.options.device, phase=phase, what=what, timeout_s=timeout_s)
+            log.warning("%s: %s; closing the session", self.options.device, error.message)
             await self.close()
-            raise err from exc
+            raise error from exc
 
     async def send(self, command: str, *, timeout_s: float, phase: Phase) -> str:
         """Run one exec-mode command; its output (the device's text, prompt removed)."""
         async with self._operation(phase=phase, what=f"command {command!r}", timeout_s=timeout_s) as cli:
-            result = await cli.send_input_async(  # type: ignore[attr-defined]
+            result = await cli.send_input_async(
                 input_=command, requested_mode="privileged_exec", operation_timeout_ns=int(timeout_s * _NS),
                 cancel=self._cancel,
             )
@@ -250,12 +256,12 @@ class CliSession:
         async with self._operation(phase=phase, what=f"configuration push ({len(lines)} lines)", timeout_s=timeout_s) as cli:
             # A timeout or transport error here breaks the session and _operation closes it,
             # which also ends configuration mode; a rejected line returns normally.
-            result = await cli.send_inputs_async(  # type: ignore[attr-defined]
+            result = await cli.send_inputs_async(
                 inputs=list(lines), requested_mode="configuration", stop_on_indicated_failure=True,
                 operation_timeout_ns=int(timeout_s * _NS), cancel=self._cancel,
             )
             # always leave configuration mode (profile's config_exit), also after a rejected line
-            await cli.enter_mode_async(  # type: ignore[attr-defined]
+            await cli.enter_mode_async(
                 requested_mode="privileged_exec", operation_timeout_ns=int(timeout_s * _NS), cancel=self._cancel
             )
             outputs = [str(r) for r in result.results]

@@ -249,7 +249,7 @@ class NapalmDriver(Driver):
         dev = self._require(Phase.DIFF)
         try:
             await self._load(dev, change.content, Phase.DIFF)
-            diff = await self._call(Phase.DIFF, self._op_s, dev.compare_config)
+            diff: str = await self._call(Phase.DIFF, self._op_s, dev.compare_config)  # NAPALM: a str
         except BaseException:
             if self.is_open:
                 try:
@@ -340,10 +340,11 @@ class NapalmDriver(Driver):
     async def _running(self, phase: Phase) -> str:
         dev = self._require(phase)
         got = await self._call(phase, self._op_s, functools.partial(dev.get_config, retrieve="running"))
-        if not isinstance(got, Mapping) or not isinstance(got.get("running"), str):
+        running = got.get("running") if isinstance(got, Mapping) else None
+        if not isinstance(running, str):
             raise StateError(f"NAPALM {self.napalm_driver!r} get_config returned no running configuration",
                              device=self.device, phase=phase)
-        return got["running"]
+        return running
 
     async def _load(self, dev: NetworkDriver, content: str, phase: Phase) -> None:
         method = dev.load_replace_candidate if self.settings.load_mode == "replace" else dev.load_merge_candidate

@@ -21,6 +21,7 @@ from drivers.netconf.xmlconfig import (
     _ns,
     _step,
     _sub,
+    _tag,
     _text,
     parse,
 )
@@ -43,7 +44,7 @@ def restore_config(content: str, scope: str, lk: ListKeys, *, current: str | Non
 
 
 def _select(f: etree._Element, parents: list[etree._Element], lk: ListKeys) -> list[etree._Element]:
-    candidates = [s for parent in parents for s in parent.iterchildren(f.tag)]
+    candidates = [s for parent in parents for s in parent.iterchildren(_tag(f))]
     if _filter_kind(f, lk) == "entry":
         kv = _filter_entry_keys(f, lk)
         return [s for s in candidates if _key_values(s, lk.keys_of(s)) == kv]
@@ -67,7 +68,7 @@ def _restore_into(
                     node.set(OPERATION, "replace")
                     out.append(node)
                 continue
-            _restore_into(f, _select(f, snaps, lk), _sub(out, f.tag), lk, present_now)
+            _restore_into(f, _select(f, snaps, lk), _sub(out, _tag(f)), lk, present_now)
             continue
         found = _select(f, snaps, lk)
         if found:
@@ -76,9 +77,9 @@ def _restore_into(
                 node.set(OPERATION, "replace")
                 out.append(node)
         elif present_now != []:
-            node = _sub(out, f.tag)
+            node = _sub(out, _tag(f))
             for k in _elements(f):  # an entry's keys
-                _sub(node, k.tag).text = _text(k)
+                _sub(node, _tag(k)).text = _text(k)
             node.set(OPERATION, "remove")
 
 

@@ -50,14 +50,14 @@ class SshOptions:
     def connection_options(self) -> asyncssh.SSHClientConnectionOptions:
         """asyncssh options, built once per device (building them costs CPU)."""
         if self.host_key_check:
-            known_hosts: object = self.known_hosts or ()
+            known_hosts: str | tuple[()] | None = self.known_hosts or ()  # (): ~/.ssh/known_hosts
         else:
             known_hosts = None
         return asyncssh.SSHClientConnectionOptions(
             username=self.username,
             password=self.password.reveal() if self.password else None,
             client_keys=[self.private_key_path] if self.private_key_path else None,
-            known_hosts=known_hosts,  # type: ignore[arg-type]
+            known_hosts=known_hosts,
             agent_path=None,
             config=[],
             connect_timeout=self.connect_timeout_s,

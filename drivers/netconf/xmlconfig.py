@@ -24,6 +24,7 @@ import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from lxml import etree
 
@@ -65,7 +66,7 @@ class ListKeys:
         """Clark tag of a list → (key names, ((key, Clark tag of the key), ...)): the hot walks' lookup."""
 
     def keys_of(self, el: etree._Element) -> tuple[str, ...]:
-        return self._map.get(_split(el.tag), ()) if self._map else ()
+        return self._map.get(_split(_tag(el)), ()) if self._map else ()
 
     def __hash__(self) -> int:
         return self._hash
@@ -88,7 +89,7 @@ def parse_config(text: str | bytes) -> etree._Element:
     """The rendered ``<config>`` element (any namespace; NETCONF's is used on the wire)."""
     root = parse(text)
     if not isinstance(root.tag, str) or etree.QName(root).localname != "config":
-        raise ConfigXmlError(f"the rendered configuration must be a <config> element, not <{root.tag}>")
+        raise ConfigXmlError(f"the rendered configuration must be a <config> element, not <{root.tag!s}>")
     if not _elements(root):
         raise ConfigXmlError("the rendered <config> is empty")
     return root
@@ -108,6 +109,16 @@ def _elements(el: etree._Element) -> list[etree._Element]:
     return [c for c in el if isinstance(c.tag, str)]
 
 
+def _tag(el: etree._Element) -> str:
+    """An element's Clark tag. lxml types ``tag`` as ``str | bytes | bytearray | QName`` (a tag set
+    by hand is kept as given; a comment's or processing instruction's is a function): the elements
+    of a parsed tree, the ones this module builds and those :func:`_elements` selects have a str tag."""
+    tag = el.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"not an element with a str tag: {tag!r}")
+    return tag
+
+
 def _copy(el: etree._Element) -> etree._Element:
     return etree.fromstring(etree.tostring(el), _parser())
 
@@ -122,7 +133,7 @@ def _split(tag: str) -> tuple[str, str]:
 
 
 def _ns(el: etree._Element) -> str:
-    return _split(el.tag)[0]
+    return _split(_tag(el))[0]
 
 
 def _sub(parent: etree._Element, tag: str) -> etree._Element:
@@ -176,7 +187,7 @@ def _module(ns: str) -> str:
 
 
 def _step(el: etree._Element, parent_ns: str, lk: ListKeys) -> str:
-    ns, name = _split(el.tag)
+    ns, name = _split(_tag(el))
     step = f"{_module(ns)}:{name}" if ns != parent_ns else name
     keys = lk.keys_of(el)
     if keys:
@@ -199,20 +210,21 @@ def scope_element(root: etree._Element, lk: ListKeys) -> etree._Element:
 
 def _scope_into(el: etree._Element, fp: etree._Element, lk: ListKeys) -> None:
     for child in _elements(el):
+        tag = _tag(child)
         keys = lk.keys_of(child)
         if keys:
             kv = _key_values(child, keys)
-            if not any(_filter_entry_keys(f, lk) == kv for f in fp.iterchildren(child.tag)):
-                entry = _sub(fp, child.tag)
+            if not any(_filter_entry_keys(f, lk) == kv for f in fp.iterchildren(tag)):
+                entry = _sub(fp, tag)
                 for k, v in kv:
                     _sub(entry, f"{{{_ns(child)}}}{k}").text = v
         elif _elements(child):
-            container = next((f for f in fp.iterchildren(child.tag) if _filter_kind(f, lk) == "container"), None)
+            container = next((f for f in fp.iterchildren(tag) if _filter_kind(f, lk) == "container"), None)
             if container is None:
-                container = _sub(fp, child.tag)
+                container = _sub(fp, tag)
             _scope_into(child, container, lk)
-        elif not any(True for _ in fp.iterchildren(child.tag)):
-            _sub(fp, child.tag)
+        elif not any(True for _ in fp.iterchildren(tag)):
+            _sub(fp, tag)
 
 
 def _filter_kind(f: etree._Element, lk: ListKeys) -> str:
@@ -250,11 +262,17 @@ def _escape_text(text: str) -> str:
     return text
 
 
+_ScopeDone = tuple[Literal["entry", "leaf"], str, None, str]
+"""An entry or a leaf of :func:`_scope_parts`: (kind, tag, None, serialized)."""
+_ScopeContainer = tuple[Literal["container"], str, list[etree._Element], tuple[str, str, str]]
+"""A container of :func:`_scope_parts`: (kind, tag, its elements, (local name, xmlns declaration, namespace))."""
+
+
 def _scope_parts(el: etree._Element, parent_ns: str, lk: ListKeys) -> list[str]:
     """Serialized scope children of ``el`` (the same selection and order as :func:`_scope_into`)."""
-    order: list[list] = []  # [kind, tag, key values or children, serialized (entries, leaves)]
+    order: list[_ScopeDone | _ScopeContainer] = []
     entries: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-    containers: dict[str, list] = {}
+    containers: dict[str, _ScopeContainer] = {}
     seen: set[str] = set()
     for child in el:
         tag = child.tag
@@ -271,26 +289,26 @@ def _scope_parts(el: etree._Element, parent_ns: str, lk: ListKeys) -> list[str]:
                 entries.add((tag, kv))
                 seen.add(tag)
                 inner = "".join(f"<{k}>{_escape_text(v)}</{k}>" for k, v in kv)
-                order.append(["entry", tag, None, f"<{local}{decl}>{inner}</{local}>"])
+                order.append(("entry", tag, None, f"<{local}{decl}>{inner}</{local}>"))
         elif len(child) and any(isinstance(c.tag, str) for c in child):
             item = containers.get(tag)
             if item is None:
-                item = ["container", tag, [], (local, decl, ns)]
+                item = ("container", tag, [], (local, decl, ns))
                 containers[tag] = item
                 seen.add(tag)
                 order.append(item)
             item[2].append(child)
         elif tag not in seen:
             seen.add(tag)
-            order.append(["leaf", tag, None, f"<{local}{decl}/>"])
+            order.append(("leaf", tag, None, f"<{local}{decl}/>"))
     out = []
-    for kind, _tag, kids, text in order:
-        if kind == "container":
-            local, decl, ns = text
+    for part in order:
+        if part[0] == "container":
+            _, _, kids, (local, decl, ns) = part
             merged = _scope_parts_of(kids, ns, lk)
             out.append(f"<{local}{decl}>{''.join(merged)}</{local}>")
         else:
-            out.append(text)
+            out.append(part[3])
     return out
 
 
@@ -316,7 +334,7 @@ _NO_KEYS: tuple[tuple[str, ...], tuple[tuple[str, str], ...]] = ((), ())
 
 
 def _fast_step(el: etree._Element, lk: ListKeys) -> Step:
-    tag = el.tag
+    tag = _tag(el)
     key_tags = lk._by_tag.get(tag, _NO_KEYS)[1]
     return (tag, _entry_key_values(el, key_tags) if key_tags else ())
 
@@ -404,6 +422,9 @@ def _xmlns(prefix: str | None, ns: str) -> str:
 
 _first = operator.itemgetter(0)
 
+_CanonItem = tuple[tuple[int, str, tuple[str, ...]], str, str]
+"""A sibling in :func:`_canon_text`: (sort key: rank, tag, signature), its serialized fragment, its text."""
+
 
 def _canon_text(
     data: etree._Element,
@@ -414,10 +435,12 @@ def _canon_text(
     """The text :func:`_canonical_tree` serializes, built directly; with ``nodes``/``leaves`` it
     also fills the :func:`index` of the read-back (same walk)."""
     indexing = nodes is not None
+    node_set: set[Path] = nodes if nodes is not None else set()
+    leaf_map: dict[Path, list[tuple[str, str]]] = leaves if leaves is not None else {}
     by_tag = lk._by_tag
 
-    def walk(el: etree._Element, parent_ns: str, keys: tuple[str, ...], depth: int, path: Path) -> list:
-        items = []
+    def walk(el: etree._Element, parent_ns: str, keys: tuple[str, ...], depth: int, path: Path) -> list[_CanonItem]:
+        items: list[_CanonItem] = []
         indent = "  " * depth
         for child in el:
             tag = child.tag
@@ -429,7 +452,7 @@ def _canon_text(
                 child_keys, key_tags = by_tag.get(tag, _NO_KEYS) if by_tag else _NO_KEYS
                 p = path + ((tag, _entry_key_values(child, key_tags) if key_tags else ()),) if indexing else path
                 if indexing:
-                    nodes.add(p)  # type: ignore[union-attr]
+                    node_set.add(p)
                 kids = walk(child, ns, child_keys, depth + 1, p)
                 sig = tuple([k[2] for k in kids[: len(child_keys)]])
                 frag = f"{indent}<{local}{decl}>\n{''.join([k[1] for k in kids])}{indent}</{local}>\n"
@@ -449,8 +472,8 @@ def _canon_text(
                 if indexing:
                     key_tags = by_tag.get(tag, _NO_KEYS)[1] if by_tag else ()
                     p = path + ((tag, _entry_key_values(child, key_tags) if key_tags else ()),)
-                    nodes.add(p)  # type: ignore[union-attr]
-                    leaves.setdefault(p, []).append((norm, raw))  # type: ignore[union-attr]
+                    node_set.add(p)
+                    leaf_map.setdefault(p, []).append((norm, raw))
                 frag = f"{indent}<{local}{decl}>{_escape_text(text)}</{local}>\n"
                 sig = (text,)
             rank = keys.index(local) if local in keys else len(keys)
@@ -490,7 +513,7 @@ def _canon_children(el: etree._Element, parent_ns: str, keys: tuple[str, ...], l
         nsmap: dict[str | None, str] = {None: ns} if ns and ns != parent_ns else {}
         if len(child):
             child_keys = lk.keys_of(child)
-            new = etree.Element(tag, nsmap=nsmap or None)  # type: ignore[arg-type]
+            new = etree.Element(tag, nsmap=nsmap or None)
             kids = _canon_children(child, ns, child_keys, lk)
             new.extend(kids)
             sig = tuple(_text(k) for k in kids[: len(child_keys)])
@@ -501,7 +524,7 @@ def _canon_children(el: etree._Element, parent_ns: str, keys: tuple[str, ...], l
                 prefix = _module(ident_ns)
                 nsmap[prefix] = ident_ns
                 text = f"{prefix}:{local}"
-            new = etree.Element(tag, nsmap=nsmap or None)  # type: ignore[arg-type]
+            new = etree.Element(tag, nsmap=nsmap or None)
             new.text = text
             sig = (text,)
         rank = keys.index(local) if local in keys else len(keys)

@@ -99,7 +99,9 @@ def _doctype_in_prolog(data: bytes) -> bool:
     comments and processing instructions)? Only called when ``<!DOCTYPE`` occurs at all."""
     i = len(_BOM) if data.startswith(_BOM) else 0
     while True:
-        i = _SPACE.match(data, i).end()  # type: ignore[union-attr] - matches the empty string
+        space = _SPACE.match(data, i)  # always a match (the empty string at least)
+        if space is not None:
+            i = space.end()
         if data.startswith(b"<?", i):
             end, skip = data.find(b"?>", i + 2), 2
         elif data.startswith(b"<!--", i):

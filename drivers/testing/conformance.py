@@ -183,9 +183,11 @@ class DriverConformance:
         params = getattr(type(settings), "__dataclass_params__", None)
         assert params is not None and params.frozen, f"{type(settings).__name__} is not frozen"
         source = profile.source or "kit-profile.yaml"
-        for section in ("settings", "quirks"):
-            typo = dataclasses.replace(profile, source=source,
-                                       **{section: {**getattr(profile, section), "agw_kit_typo": 1}})
+        typos = {
+            "settings": dataclasses.replace(profile, source=source, settings={**profile.settings, "agw_kit_typo": 1}),
+            "quirks": dataclasses.replace(profile, source=source, quirks={**profile.quirks, "agw_kit_typo": 1}),
+        }
+        for section, typo in typos.items():
             with pytest.raises(ConfigurationError) as err:
                 cls.settings_from(typo)
             assert source in err.value.message and f"{section}.agw_kit_typo" in err.value.message, err.value.message

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, cast
 
 import grpc
 import grpc.aio
@@ -34,6 +34,9 @@ from gateway.model import ANONYMOUS, ActivationRequest, Caller
 from gateway.results import ActivationResult, TaskResult
 
 log = logging.getLogger(__name__)
+
+_Context = grpc.aio.ServicerContext[Any, Any]
+"""The server side of a call, whatever its messages."""
 
 SERVICE = "/agw.activation.v1.ActivationService/"
 METHOD_ROLES: dict[str, Role] = {
@@ -67,7 +70,7 @@ def current_access() -> Access:
     return _access.get()
 
 
-def identity_of(auth_context: dict[str, list[bytes]]) -> str:
+def identity_of(auth_context: Mapping[str, Iterable[bytes]]) -> str:
     """The identity of a TLS peer: its first SAN URI, else its subject CN; "" without a certificate."""
     for key in ("peer_uri", "x509_common_name"):
         values = auth_context.get(key) or []
@@ -124,16 +127,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or required_role(method) is None:
             return handler
         mode = self.mode
 
-        async def admit(context: grpc.aio.ServicerContext) -> tuple[contextvars.Token[Caller], contextvars.Token[Access]]:
+        async def admit(context: _Context) -> tuple[contextvars.Token[Caller], contextvars.Token[Access]]:
             try:
                 caller, access = mode.decide(identity_of(context.auth_context()), method)
             except UnauthenticatedError as exc:
@@ -153,10 +156,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 except ValueError:  # a stream finished in another context: nothing to reset
                     pass
 
+        # grpc.aio serves coroutines and async generators, given an aio context: the stubs type the
+        # behaviours of an RpcMethodHandler after the synchronous server's.
         if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
+            inner_uu: Callable[..., Awaitable[Any]] = handler.unary_unary
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_unary(request: Any, context: _Context) -> Any:
                 tokens = await admit(context)
                 try:
                     return await inner_uu(request, context)
@@ -166,9 +171,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(unary_unary, request_deserializer=handler.request_deserializer,
                                                        response_serializer=handler.response_serializer)
         if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
+            inner_us = cast("Callable[..., AsyncIterator[Any]]", handler.unary_stream)
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def unary_stream(request: Any, context: _Context) -> AsyncIterator[Any]:
                 tokens = await admit(context)
                 try:
                     async for item in inner_us(request, context):
@@ -179,9 +184,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(unary_stream, request_deserializer=handler.request_deserializer,
                                                         response_serializer=handler.response_serializer)
         if handler.stream_stream is not None:
-            inner_ss = handler.stream_stream
+            inner_ss = cast("Callable[..., AsyncIterator[Any]]", handler.stream_stream)
 
-            async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def stream_stream(requests: Any, context: _Context) -> AsyncIterator[Any]:
                 tokens = await admit(context)
                 try:
                     async for item in inner_ss(requests, context):

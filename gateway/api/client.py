@@ -5,8 +5,9 @@ Errors stay ``grpc.RpcError``; :func:`describe_rpc_error` formats one as ``CODE:
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 import grpc
 
@@ -31,7 +32,8 @@ def describe_rpc_error(exc: grpc.RpcError) -> str:
 def violations_of(exc: grpc.RpcError) -> list[str]:
     """The field violations of an INVALID_ARGUMENT, one "field: reason" each (rich details)."""
     md = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    return [str(v) for v in status.bad_request_details(md)]
+    # grpc's metadata items are (key, value) named tuples (types-grpcio types them as a plain class)
+    return [str(v) for v in status.bad_request_details(cast("Iterable[tuple[str, str | bytes]] | None", md))]
 
 
 class Client:
@@ -115,7 +117,7 @@ class Client:
         until: datetime | None = None,
         page_size: int = 0,
         page_token: str = "",
-    ) -> tuple[list[ActivationResult], str]:
+    ) -> tuple[builtins.list[ActivationResult], str]:
         """One page (newest first) and the token of the next ("" on the last page); page_size 0:
         the server's default."""
         req = pb.ListRequest(states=[convert.ACTIVATION_STATE_TO_PB[s] for s in states], device=device,
@@ -127,13 +129,15 @@ class Client:
         resp = self._stub.List(req, timeout=self.timeout_s)
         return [convert.activation_from_proto(a) for a in resp.activations], resp.next_page_token
 
-    def fallout_page(self, *, page_size: int = 0, page_token: str = "") -> tuple[list[tuple[str, TaskResult]], str]:
+    def fallout_page(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> tuple[builtins.list[tuple[str, TaskResult]], str]:
         """One page of the tasks in fallout and the token of the next ("" on the last page)."""
         req = pb.ListFalloutRequest(page_size=page_size, page_token=page_token)
         resp = self._stub.ListFallout(req, timeout=self.timeout_s)
         return [(i.activation_id, convert.task_from_proto(i.task)) for i in resp.items], resp.next_page_token
 
-    def fallout(self) -> list[tuple[str, TaskResult]]:
+    def fallout(self) -> builtins.list[tuple[str, TaskResult]]:
         """Every task in fallout (all pages)."""
         out: list[tuple[str, TaskResult]] = []
         token = ""

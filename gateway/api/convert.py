@@ -32,14 +32,14 @@ from gateway.results import (
 )
 
 # -- enums ------------------------------------------------------------------------------------
-ACTION_TO_PB: dict[Action, int] = {
+ACTION_TO_PB: dict[Action, pb.Action] = {
     Action.CREATE: pb.ACTION_CREATE,
     Action.MODIFY: pb.ACTION_MODIFY,
     Action.DELETE: pb.ACTION_DELETE,
 }
 ACTION_FROM_PB: dict[int, Action] = {v: k for k, v in ACTION_TO_PB.items()}
 
-TASK_STATE_TO_PB: dict[TaskState, int] = {
+TASK_STATE_TO_PB: dict[TaskState, pb.TaskState] = {
     TaskState.ACKNOWLEDGED: pb.TASK_STATE_ACKNOWLEDGED,
     TaskState.PENDING: pb.TASK_STATE_PENDING,
     TaskState.IN_PROGRESS: pb.TASK_STATE_IN_PROGRESS,
@@ -51,7 +51,7 @@ TASK_STATE_TO_PB: dict[TaskState, int] = {
 }
 TASK_STATE_FROM_PB: dict[int, TaskState] = {v: k for k, v in TASK_STATE_TO_PB.items()}
 
-ACTIVATION_STATE_TO_PB: dict[ActivationState, int] = {
+ACTIVATION_STATE_TO_PB: dict[ActivationState, pb.ActivationState] = {
     ActivationState.ACKNOWLEDGED: pb.ACTIVATION_STATE_ACKNOWLEDGED,
     ActivationState.IN_PROGRESS: pb.ACTIVATION_STATE_IN_PROGRESS,
     ActivationState.COMPLETED: pb.ACTIVATION_STATE_COMPLETED,
@@ -193,6 +193,7 @@ def task_to_proto(t: TaskResult) -> pb.TaskResult:
             for x in t.timings
         ],
         note=t.note,
+        emulated=list(t.emulated),
     )
     if t.verification is not None:
         v = t.verification
@@ -296,6 +297,7 @@ def task_from_proto(msg: pb.TaskResult) -> TaskResult:
             for x in msg.timings
         ),
         note=msg.note,
+        emulated=tuple(msg.emulated),
     )
 
 

@@ -31,6 +31,9 @@ from gateway.api import status
 
 log = logging.getLogger(__name__)
 
+_Context = grpc.aio.ServicerContext[Any, Any]
+"""The server side of a call, whatever its messages."""
+
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("agw_correlation_id", default="")
 """The correlation id of the call being served (for log records further down)."""
 
@@ -93,7 +96,7 @@ def _safe_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[
     return deserialize
 
 
-async def _refuse(call: "_Call", request: Malformed, context: grpc.aio.ServicerContext) -> None:
+async def _refuse(call: "_Call", request: Malformed, context: _Context) -> None:
     MALFORMED.labels(call.method).inc()
     call.key = f"malformed {request.type_name}"
     await status.abort_malformed(context, request.type_name, request.reason)
@@ -120,8 +123,8 @@ def _key(request: Any) -> str:
     return ""
 
 
-def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
-    code = context.code()
+def _code(context: _Context, exc: BaseException | None) -> grpc.StatusCode:
+    code: object = context.code()  # not always a grpc.StatusCode at run time, whatever the stubs say
     if isinstance(code, grpc.StatusCode):
         return code
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) or context.cancelled():
@@ -134,7 +137,7 @@ def _code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.
 class _Call:
     __slots__ = ("method", "cid", "key", "start", "token")
 
-    def __init__(self, method: str, context: grpc.aio.ServicerContext, request: Any) -> None:
+    def __init__(self, method: str, context: _Context, request: Any) -> None:
         self.method = method
         md = dict(context.invocation_metadata() or ())
         self.cid = str(md.get("x-request-id", ""))[:64] or uuid.uuid4().hex[:12]
@@ -142,7 +145,7 @@ class _Call:
         self.start = time.perf_counter()
         self.token = correlation_id.set(self.cid)
 
-    def done(self, context: grpc.aio.ServicerContext, exc: BaseException | None) -> None:
+    def done(self, context: _Context, exc: BaseException | None) -> None:
         elapsed_s = time.perf_counter() - self.start
         code = _code(context, exc)
         CALLS.labels(self.method, code.name).inc()
@@ -169,7 +172,7 @@ class _Call:
 
 
 def _wrap_unary(method: str, inner: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def behaviour(request: Any, context: _Context) -> Any:
         call = _Call(method, context, request)
         exc: BaseException | None = None
         try:
@@ -186,7 +189,7 @@ def _wrap_unary(method: str, inner: Callable[..., Awaitable[Any]]) -> Callable[.
 
 
 def _wrap_stream_gen(method: str, inner: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def behaviour(request: Any, context: _Context) -> AsyncIterator[Any]:
         call = _Call(method, context, request)
         exc: BaseException | None = None
         try:
@@ -203,7 +206,7 @@ def _wrap_stream_gen(method: str, inner: Callable[..., AsyncIterator[Any]]) -> C
     return behaviour
 
 
-def _checked_stream(method: str, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+def _checked_stream(method: str, requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
     async def checked() -> AsyncIterator[Any]:
         async for request in requests:
             if isinstance(request, Malformed):
@@ -218,13 +221,13 @@ def _checked_stream(method: str, requests: AsyncIterator[Any], context: grpc.aio
 def _wrap_request_stream(method: str, inner: Callable[..., Any]) -> Callable[..., Any]:
     """A request-streaming behaviour whose malformed requests are refused (not logged per call)."""
     if inspect.isasyncgenfunction(inner):
-        async def gen_behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def gen_behaviour(requests: AsyncIterator[Any], context: _Context) -> AsyncIterator[Any]:
             async for item in inner(_checked_stream(method, requests, context), context):
                 yield item
 
         return gen_behaviour
 
-    async def behaviour(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+    async def behaviour(requests: AsyncIterator[Any], context: _Context) -> Any:
         return await inner(_checked_stream(method, requests, context), context)
 
     return behaviour
@@ -237,9 +240,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -252,7 +255,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
-            inner = handler.unary_stream
+            # an async generator, or a coroutine that writes through the context (grpc.aio; the
+            # stubs type the behaviours after the synchronous server's)
+            inner: Callable[..., Any] = handler.unary_stream
             wrapped = (
                 _wrap_stream_gen(method, inner) if inspect.isasyncgenfunction(inner) else _wrap_unary(method, inner)
             )

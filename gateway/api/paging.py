@@ -83,7 +83,8 @@ def _slots(msg: Message) -> Iterator[tuple[Any, Any]]:
 
 
 def _read(obj: Any, key: Any) -> str:
-    return obj[key] if isinstance(key, int) else getattr(obj, key)
+    value: str = obj[key] if isinstance(key, int) else getattr(obj, key)  # a string field, or an item of a repeated one
+    return value
 
 
 def _write(obj: Any, key: Any, value: str) -> None:

@@ -60,7 +60,7 @@ class EngineFacade(Protocol):
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Ctx = grpc.aio.ServicerContext
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 def _unary(fn: Callable[[Any, Req, Ctx], Awaitable[Resp]]) -> Callable[[Any, Req, Ctx], Awaitable[Resp]]:

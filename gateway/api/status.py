@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Iterable, NoReturn
+from typing import Any, Iterable, NoReturn
 
 import grpc
 import grpc.aio
@@ -69,8 +69,9 @@ from gateway.incidents import public_text
 try:  # optional: rich error details (google.rpc.BadRequest)
     from google.rpc import code_pb2, error_details_pb2, status_pb2
     from grpc_status import rpc_status
+    _RICH_DETAILS = True
 except ImportError:  # pragma: no cover - depends on the installed extras
-    rpc_status = None
+    _RICH_DETAILS = False
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def _violations_message(shown: tuple[FieldViolation, ...], total: int) -> str:
 def _fit_violations(violations: tuple[FieldViolation, ...]) -> tuple[str, tuple[FieldViolation, ...]]:
     """The message and the violations to show: as many as fit both trailer budgets."""
     candidates = tuple(_shown(v) for v in violations[:MAX_VIOLATIONS_SHOWN])
-    best = (_violations_message((), len(violations)), ())
+    best: tuple[str, tuple[FieldViolation, ...]] = (_violations_message((), len(violations)), ())
     for k in range(1, len(candidates) + 1):
         shown = candidates[:k]
         message = _violations_message(shown, len(violations))
@@ -167,7 +168,7 @@ def _fit_violations(violations: tuple[FieldViolation, ...]) -> tuple[str, tuple[
 
 
 def _details_bytes(message: str, shown: tuple[FieldViolation, ...]) -> int:
-    if rpc_status is None:
+    if not _RICH_DETAILS:
         return 0
     return _status_proto(grpc.StatusCode.INVALID_ARGUMENT, message, shown, None).ByteSize()
 
@@ -228,7 +229,7 @@ def _status_proto(code: grpc.StatusCode, message: str, violations: tuple[FieldVi
 
 def _trailing_metadata(mapped: Mapped, message: str) -> tuple[tuple[str, str | bytes], ...]:
     """grpc-status-details-bin for ``mapped`` (``message``: the status message as sent)."""
-    if rpc_status is None or not (mapped.violations or mapped.retry_after_s is not None):
+    if not _RICH_DETAILS or not (mapped.violations or mapped.retry_after_s is not None):
         return ()
     violations = tuple(_shown(v) for v in mapped.violations[:MAX_VIOLATIONS_SHOWN])
     st = _status_proto(mapped.code, message, violations, mapped.retry_after_s)
@@ -240,7 +241,7 @@ def _trailing_metadata(mapped: Mapped, message: str) -> tuple[tuple[str, str | b
 
 def retry_after_s(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -> float | None:
     """Client side: the retry delay carried as google.rpc.RetryInfo, if any."""
-    if rpc_status is None or not trailing_metadata:
+    if not _RICH_DETAILS or not trailing_metadata:
         return None
     for key, value in trailing_metadata:
         if key != _DETAILS_KEY or not isinstance(value, bytes):
@@ -251,14 +252,13 @@ def retry_after_s(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -
         except Exception:  # noqa: BLE001 - malformed details: no hint
             return None
         for detail in st.details:
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                info = error_details_pb2.RetryInfo()
-                detail.Unpack(info)
+            info = error_details_pb2.RetryInfo()
+            if detail.Unpack(info):  # False: a detail of another type
                 return info.retry_delay.ToNanoseconds() / 1e9
     return None
 
 
-async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> NoReturn:
     """End the call with the status for ``exc``."""
     mapped = map_error(exc)
     message = clip_message(mapped.message)
@@ -266,7 +266,7 @@ async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoRetu
     raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
-async def abort_malformed(context: grpc.aio.ServicerContext, type_name: str, reason: str) -> NoReturn:
+async def abort_malformed(context: grpc.aio.ServicerContext[Any, Any], type_name: str, reason: str) -> NoReturn:
     """End a call whose request did not deserialize: INVALID_ARGUMENT, "the request is not a
     valid <type>: <reason>" (+ a BadRequest violation on the field ``request``)."""
     mapped = Mapped(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {type_name}: {reason}",
@@ -278,7 +278,7 @@ async def abort_malformed(context: grpc.aio.ServicerContext, type_name: str, rea
 
 def bad_request_details(trailing_metadata: Iterable[tuple[str, str | bytes]] | None) -> list[FieldViolation]:
     """Client side: the field violations carried as google.rpc.BadRequest details, if any."""
-    if rpc_status is None or not trailing_metadata:
+    if not _RICH_DETAILS or not trailing_metadata:
         return []
     out: list[FieldViolation] = []
     for key, value in trailing_metadata:
@@ -290,9 +290,8 @@ def bad_request_details(trailing_metadata: Iterable[tuple[str, str | bytes]] | N
         except Exception:  # noqa: BLE001 - malformed details: show none rather than fail
             return []
         for detail in st.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad):  # False: a detail of another type
                 out.extend(FieldViolation(v.field, v.description) for v in bad.field_violations)
     return out
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from drivers.base import Verification
 from gateway.engine.devices import DeviceLocks, SessionPool
+from gateway.journal.base import Journal
 from gateway.engine.events import EventBus
 from gateway.errors import AgwError, DeviceError, Phase
 from gateway.incidents import public_kind, public_message
@@ -26,7 +27,7 @@ def utcnow() -> datetime:
 
 @dataclass
 class EngineContext:
-    journal: Any  # gateway.journal.Journal
+    journal: Journal
     pool: SessionPool
     locks: DeviceLocks
     bus: EventBus
@@ -94,14 +95,14 @@ def error_view(exc: BaseException, *, phase: Phase | None = None) -> ErrorView:
         return ErrorView(
             kind=public_kind(exc),
             message=public_message(exc),
-            phase=(exc.phase or phase).value if (exc.phase or phase) else "",
+            phase=_phase_name(exc.phase or phase),
             retryable=exc.retryable,
             device_error=exc.info if isinstance(exc, DeviceError) else None,
         )
     return ErrorView(
         kind=public_kind(exc),
         message=public_message(exc),
-        phase=phase.value if phase else "",
+        phase=_phase_name(phase),
         retryable=False,
     )
 
@@ -113,3 +114,7 @@ def verification_view(v: Verification) -> VerificationView:
 
 
 __all__ = ["EngineContext", "PhaseClock", "error_view", "utcnow", "verification_view"]
+
+
+def _phase_name(phase: Phase | None) -> str:
+    return phase.value if phase is not None else ""

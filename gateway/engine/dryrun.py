@@ -16,9 +16,11 @@ A DryRun must never stall the gateway or hold up real work:
   so an activation waiting for the device goes first: a DryRun delays a real activation by no
   more than one task's own reads.
 
-What a task does on its device is the driver's preview: read the scope (``read``), then
-``preview`` (NETCONF stages the change in the candidate under a datastore lock, reads it and
-discards it; CLI and SNMP compute the diff locally).
+What a task does on its device is :meth:`DeviceTransaction.preview
+<gateway.engine.transaction.DeviceTransaction.preview>`: under the datastore lock where the device
+has one, read the scope, then the driver's ``preview`` (NETCONF stages the change in the candidate,
+reads it and discards it; CLI and SNMP compute the diff locally); the same session, timeout guard
+and lock rules as an activation.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
-from drivers.base import Driver
 from gateway.engine.context import EngineContext, error_view, utcnow
+from gateway.engine.lifecycle import Work
 from gateway.engine.plan import Plan, PlannedTask
-from gateway.errors import AgwError, DeviceBusyError, DeviceTimeoutError, Phase
+from gateway.engine.transaction import DeviceTransaction, planned_connect
+from gateway.errors import DeviceBusyError, DeviceTimeoutError, Phase
 from gateway.model import TaskState
 from gateway.results import ActivationResult, ActivationState, TaskResult
 
@@ -47,7 +50,7 @@ class _Group:
     device: str
     tasks: list[PlannedTask]
     current: PlannedTask | None = None
-    driver: Driver | None = None
+    txn: DeviceTransaction | None = None
 
 
 def _result(p: PlannedTask, *, diff: str = "", exc: BaseException | None = None, note: str = "") -> TaskResult:
@@ -115,7 +118,7 @@ class DryRun:
             exc = DeviceTimeoutError(why, device=group.device, phase=Phase.DIFF)
             self.results[p.spec.id] = _result(p, exc=exc)
 
-    async def _clean_up(self, late: set[asyncio.Future[None]]) -> None:
+    async def _clean_up(self, late: Collection[asyncio.Future[None]]) -> None:
         await asyncio.gather(*late, return_exceptions=True)
 
     async def _device(self, group: _Group) -> None:
@@ -132,36 +135,23 @@ class DryRun:
             try:
                 self.results[p.spec.id] = await self._task(group, p)
             except asyncio.CancelledError:  # the deadline: the session may be mid-RPC, drop it
-                if group.driver is not None:
-                    await self.ctx.pool.discard(group.driver)
-                    group.driver = None
+                if group.txn is not None and group.txn.driver is not None:
+                    await self.ctx.pool.discard(group.txn.driver)
+                    group.txn.driver = None
                 raise
             finally:
                 lease.release()
 
     async def _task(self, group: _Group, p: PlannedTask) -> TaskResult:
-        drv = None
+        txn = group.txn = DeviceTransaction(self.ctx, activation_id="", device=p.spec.device, caps=p.capabilities,
+                                            profile=p.profile, connect=planned_connect(self.ctx, p))
         try:
-            drv = group.driver = await self.ctx.pool.get(
-                device=p.spec.device, platform=p.platform, address=p.address, port=p.port,
-                credentials_ref=p.credentials_ref, profile=p.profile, known_hosts=p.known_hosts,
-                host_key_check=p.host_key_check)
-            locked = False
-            if drv.capabilities.lock:
-                await drv.lock()
-                locked = True
-            try:
-                snapshot = await drv.read(drv.scope_of(p.change))
-                diff = await drv.preview(p.change, snapshot)
-            finally:
-                if locked:
-                    await drv.unlock()
-            return _result(p, diff=diff)
-        except AgwError as exc:
-            if drv is not None:
-                await self.ctx.pool.discard(drv)
-                group.driver = None
+            diff = await txn.preview(Work(change=p.change, profile=p.profile))
+        except Exception as exc:  # noqa: BLE001 - the task's result says what failed
             return _result(p, exc=exc)
+        finally:
+            await txn.release()  # a failed session is dropped, not given back
+        return _result(p, diff=diff)
 
 
 __all__ = ["DryRun"]

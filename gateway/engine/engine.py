@@ -8,6 +8,7 @@ was in flight when the gateway last stopped.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -23,9 +24,11 @@ from gateway.engine.dryrun import DryRun
 from gateway.engine.events import EventBus
 from gateway.engine.limits import CallerSlots, EngineSettings
 from gateway.engine.plan import Plan, make_plan
-from gateway.engine.repair import Mode, Repairer
+from gateway.engine.lifecycle import Mode
+from gateway.engine.repair import Repairer
 from gateway.engine.runner import ActivationRun
 from gateway.errors import AgwError, StateError
+from gateway.journal.base import Journal
 from gateway.incidents import incident, public_text
 from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
 from gateway.results import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
@@ -48,7 +51,7 @@ class Engine:
     def __init__(
         self,
         *,
-        journal: Any,
+        journal: Journal,
         inventory: Any,
         profiles: Any,
         templates: Any,
@@ -81,7 +84,8 @@ class Engine:
         self.dry_run_slots = CallerSlots(what="DryRuns", limit=s.max_dry_runs_per_caller,
                                          retry_after_s=s.dry_run_retry_after_s)
         self._slot_of: dict[str, Caller] = {}  # activation id -> the caller whose slot it holds
-        self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles)
+        self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles,
+                                 capabilities_for=self.capabilities_for)
         self._runs: dict[str, ActivationRun | None] = {}  # None: a rollback is running
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, asyncio.Task[Any]] = {}  # activation id -> its run or rollback
@@ -321,46 +325,67 @@ class Engine:
         return await self.journal.get(activation_id)
 
     async def rollback(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
+        """Undo a completed (or partial) activation. The rollback runs as an engine task (a
+        caller's deadline does not cut it short): the activation is returned at once, in
+        progress; follow it with ``watch`` or ``get``."""
         result = await self.journal.get(activation_id)
-        if result.state not in (ActivationState.COMPLETED, ActivationState.PARTIAL) or activation_id in self._runs:
+        if result.state not in (ActivationState.COMPLETED, ActivationState.PARTIAL):
             raise StateError(f"activation {activation_id} is {result.state.value}; only a completed (or partial) "
                              "activation can be rolled back")
-        self._runs[activation_id] = None  # type: ignore[assignment] # busy: no second rollback meanwhile
+        return await self._start_repair(result, Mode.UNDO, action="rollback", caller=caller)
+
+    def _busy(self, activation_id: str) -> None:
+        if activation_id in self._runs:
+            raise StateError(f"activation {activation_id} is running (or being rolled back or repaired); "
+                             "wait for it to end (Watch or Get)")
+
+    async def _start_repair(self, result: ActivationResult, mode: Mode, *, action: str, caller: Caller,
+                            task_id: str = "") -> ActivationResult:
+        """Record who asked for ``action``, start the repair in the background, return the
+        activation as it is now (its state moves to inProgress as the repair starts)."""
+        self._busy(result.id)
+        self._runs[result.id] = None  # busy: no second action meanwhile
         try:
-            await self.ctx.record(Transition(activation_id=activation_id, phase="rollback", state=result.state.value,
-                                             message="rollback requested", actor=caller.identity))
+            await self.ctx.record(Transition(activation_id=result.id, task_id=task_id, phase=action,
+                                             state=result.state.value, message=f"{action} requested",
+                                             actor=caller.identity))
         except BaseException:
-            self._runs.pop(activation_id, None)
+            self._runs.pop(result.id, None)
             raise
-        self._spawn(self._repair(result, Mode.UNDO), name=f"rollback-{activation_id}", activation_id=activation_id)
-        await asyncio.sleep(0)
-        return await self.journal.get(activation_id)
+        self._spawn(self._repair(result, mode, task_id), name=f"{action}-{result.id}", activation_id=result.id)
+        await asyncio.sleep(0)  # the repair records its start before the answer is read
+        return await self.journal.get(result.id)
 
     async def _repair(self, result: ActivationResult, mode: Mode, task_id: str = "") -> None:
         try:
             await self.repairer.repair(result, mode=mode, task_id=task_id)
-        except Exception:  # noqa: BLE001
-            log.exception("%s of activation %s failed", mode.value, result.id)
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the activation looking busy
+            log.error("%s of activation %s stopped on an error (incident %s)", mode.value, result.id, incident(exc))
+            try:
+                await self.ctx.record(Transition(
+                    activation_id=result.id, phase=mode.value, state=ActivationState.FALLOUT.value,
+                    message=f"{mode.value} stopped on an error: {public_text(exc)}",
+                    activation_state=ActivationState.FALLOUT))
+            except AgwError:
+                log.exception("could not record the failure of %s of %s", mode.value, result.id)
         finally:
             self._runs.pop(result.id, None)
 
     # -- fallout -----------------------------------------------------------------------------------------
-    async def fallout(self) -> list[tuple[str, TaskResult]]:
+    async def fallout(self) -> builtins.list[tuple[str, TaskResult]]:
         return await self.journal.fallout()
 
     async def fallout_page(self, *, page_size: int = 50, page_token: str = "") -> Page[tuple[str, TaskResult]]:
         return await self.journal.fallout_page(page_size=page_size, page_token=page_token)
 
     async def _fallout_action(self, activation_id: str, task_id: str, mode: Mode, caller: Caller) -> ActivationResult:
+        """Retry or force the rollback of an activation's fallout tasks (``task_id``: one of them),
+        as an engine task: returned at once, followed with ``watch`` or ``get``."""
         result = await self.journal.get(activation_id)
+        self._busy(activation_id)
         if not any(t.state == TaskState.FALLOUT and (not task_id or t.id == task_id) for t in result.tasks):
             raise StateError(f"activation {activation_id} has no task in fallout" + (f" named {task_id!r}" if task_id else ""))
-        action = AUDIT_ACTIONS[mode]
-        await self.ctx.record(Transition(activation_id=activation_id, task_id=task_id, phase=action,
-                                         state=result.state.value, message=f"{action} requested",
-                                         actor=caller.identity))
-        await self.repairer.repair(result, mode=mode, task_id=task_id)
-        return await self.journal.get(activation_id)
+        return await self._start_repair(result, mode, action=AUDIT_ACTIONS[mode], caller=caller, task_id=task_id)
 
     async def retry(self, activation_id: str, task_id: str = "", *, caller: Caller = ANONYMOUS) -> ActivationResult:
         return await self._fallout_action(activation_id, task_id, Mode.RETRY, caller)
@@ -376,6 +401,7 @@ class Engine:
 
             raise InputError([FieldViolation("note", "a resolution note is required")])
         result = await self.journal.get(activation_id)
+        self._busy(activation_id)
         await self.repairer.resolve(result, task_id=task_id, note=note, actor=caller.identity)
         return await self.journal.get(activation_id)
 

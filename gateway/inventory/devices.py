@@ -255,6 +255,7 @@ def _parse_endpoint(where: str, raw: Any, problems: list[str]) -> EndpointSpec |
         )
     if len(problems) > before:
         return None
+    assert isinstance(platform, str) and isinstance(port, int) and isinstance(cred, str)  # checked above
     return EndpointSpec(platform=platform, port=port, credentials=cred)
 
 

@@ -48,7 +48,7 @@ ACTIVATION_COLUMNS = (
 )
 TASK_COLUMNS = (
     "task_id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff",
-    "verification", "rollback", "error", "timings", "note",
+    "verification", "rollback", "error", "timings", "note", "emulated",
 )
 AUDIT_COLUMNS = ("time", "actor", "phase", "task_id", "message")
 EVENT_COLUMNS = ("activation_id", "seq", "time", "task_id", "phase", "state", "message", "actor")
@@ -127,6 +127,16 @@ def encode_timings(value: Any) -> str:
     return dumps(list(value))
 
 
+def encode_texts(value: tuple[str, ...]) -> str:
+    """A tuple of text (checked by :class:`~gateway.transitions.TaskChanges`) as a JSON list."""
+    return dumps(list(value))
+
+
+def decode_texts(raw: str | None) -> tuple[str, ...]:
+    """A JSON list of text back as a tuple; NULL or "" (never written) reads as ()."""
+    return tuple(json.loads(raw or "[]"))
+
+
 def decode_verification(raw: str | None) -> VerificationView | None:
     if raw is None:
         return None
@@ -189,6 +199,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "rollback": encode_rollback,
     "error": encode_error,
     "timings": encode_timings,
+    "emulated": encode_texts,
 }
 
 
@@ -235,7 +246,7 @@ def utc_time(value: Any) -> datetime:
 def decode_task(row: Sequence[Any]) -> TaskResult:
     """A task from its :data:`TASK_COLUMNS`."""
     (task_id, device, service, action, state, depends_on, platform, driver, rendered, diff, verification, rollback,
-     error, timings, note) = row
+     error, timings, note, emulated) = row
     return TaskResult(
         id=task_id,
         device=device,
@@ -252,6 +263,7 @@ def decode_task(row: Sequence[Any]) -> TaskResult:
         error=decode_error(error),
         timings=decode_timings(timings),
         note=note,
+        emulated=decode_texts(emulated),
     )
 
 
@@ -329,11 +341,13 @@ __all__ = [
     "decode_recovery",
     "decode_rollback",
     "decode_task",
+    "decode_texts",
     "decode_timings",
     "decode_verification",
     "dumps",
     "encode_error",
     "encode_rollback",
+    "encode_texts",
     "encode_timings",
     "encode_verification",
     "recovery_values",

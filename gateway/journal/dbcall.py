@@ -29,7 +29,7 @@ T = TypeVar("T")
 def sqlalchemy_error(exc: BaseException, dialect: Dialect, *, invalidated: bool = False) -> sa_exc.DBAPIError:
     """The SQLAlchemy error a DB-API error ``exc`` would have been raised as (parameters hidden)."""
     error = sa_exc.DBAPIError.instance(
-        None, None, exc,  # type: ignore[arg-type]  # a DB-API error, checked by the callers
+        None, None, exc,  # a DB-API error, checked by the callers
         dialect.loaded_dbapi.Error, hide_parameters=True, connection_invalidated=invalidated, dialect=dialect,
     )
     assert isinstance(error, sa_exc.DBAPIError)

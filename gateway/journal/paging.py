@@ -131,9 +131,9 @@ def decode_token(token: str, kind: str, filter_digest: str, shape: tuple[type, .
     for value, want in zip(cursor, shape):
         if type(value) is not want:  # bool is not an int here
             raise _refused(GARBLED)
-        if want is int and not _MIN_US <= value <= _MAX_US:
+        if type(value) is int and not _MIN_US <= value <= _MAX_US:
             raise _refused(GARBLED)
-        if want is str and not 0 < len(value) <= MAX_CURSOR_ID_CHARS:
+        if type(value) is str and not 0 < len(value) <= MAX_CURSOR_ID_CHARS:
             raise _refused(GARBLED)
     return cursor
 

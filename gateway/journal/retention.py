@@ -61,7 +61,7 @@ def prune_step(engine: Engine, op: Prune) -> list[str]:
             ids = [r.id for r in conn.execute(q)]
             if not ids:
                 return []
-            sizes = dict(conn.execute(sa.select(tasks.c.activation_id, sa.func.count())
+            sizes: dict[str, int] = dict(conn.execute(sa.select(tasks.c.activation_id, sa.func.count())
                                       .where(tasks.c.activation_id.in_(ids)).group_by(tasks.c.activation_id)).all())
             chosen: list[str] = []
             budget = op.max_tasks

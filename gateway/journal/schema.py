@@ -7,14 +7,15 @@
                  last_seq, submitted_by
     tasks        (activation_id, task_id) PK, position, device, service, action, state, depends_on,
                  platform, driver, rendered, diff, verification, rollback, error, timings, note,
-                 recovery                                          nested values are JSON text
+                 recovery, emulated                                nested values are JSON text
     events       (activation_id, seq) PK, time, task_id, phase, state, message, actor
     schema_version  version PK, applied_at
 
 Times are stored in UTC; :class:`UtcDateTime` hands back timezone-aware datetimes on both backends.
 
 Versions: 1 (first); 2 adds ``activations.submitted_by`` and ``events.actor`` (the caller
-identities of the audit trail; :data:`MIGRATIONS` upgrades a version-1 journal in place).
+identities of the audit trail); 3 adds ``tasks.emulated`` (JSON list of what the gateway emulated
+for a task, ``'[]'`` on older rows). :data:`MIGRATIONS` upgrades an older journal in place.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import NullType, TypeDecorator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE agw_activations ADD COLUMN submitted_by VARCHAR NOT NULL DEFAULT ''",
         "ALTER TABLE agw_events ADD COLUMN actor VARCHAR NOT NULL DEFAULT ''",
     ),
+    3: ("ALTER TABLE agw_tasks ADD COLUMN emulated TEXT NOT NULL DEFAULT '[]'",),
 }
 """Statements that take a journal from version N-1 to N (the same on SQLite and PostgreSQL)."""
 
@@ -139,6 +141,7 @@ tasks = Table(
     Column("timings", Text, nullable=False),
     Column("note", Text, nullable=False),
     Column("recovery", Text, nullable=False),
+    Column("emulated", Text, nullable=False, server_default="[]"),
     Index("ix_agw_tasks_device", "device"),
     Index("ix_agw_tasks_state", "state"),
 )

@@ -195,9 +195,9 @@ def _check_xml(marked: str) -> None:
         raise PayloadViolation("the rendered XML has a DOCTYPE", template_fault=True)
     if root.tag != CONFIG_TAG:
         raise PayloadViolation(f"the rendered XML must be one <config> element in the NETCONF namespace, not "
-                               f"<{root.tag}>", template_fault=True)
+                               f"<{root.tag!s}>", template_fault=True)
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
-        if sibling.tag is etree.PI:
+        if isinstance(sibling, etree._ProcessingInstruction):
             raise PayloadViolation("the rendered XML has a processing instruction", template_fault=True)
     # Every value must be found, balanced, in a text node or an attribute value. Counting the
     # values found against the values rendered catches one anywhere else (a comment, a namespace
@@ -205,12 +205,12 @@ def _check_xml(marked: str) -> None:
     rendered = marked.count(MARK_OPEN)
     found = 0
     for node in root.iter():
-        tag = node.tag
-        if tag is etree.PI:
+        # (the same test as ``node.tag is etree.PI`` etc.: lxml's stubs type ``tag`` as a name only)
+        if isinstance(node, etree._ProcessingInstruction):
             raise PayloadViolation("the rendered XML has a processing instruction", template_fault=True)
-        if tag is etree.Entity:
+        if isinstance(node, etree._Entity):
             raise PayloadViolation(f"the rendered XML has an entity reference {node.text!r}", template_fault=True)
-        if tag is not etree.Comment:
+        if not isinstance(node, etree._Comment):
             text = node.text
             if text and (MARK_OPEN in text or MARK_CLOSE in text):
                 _balanced(text, "text node")

@@ -101,6 +101,7 @@ def load_service(path: Path, *, name: str) -> ServiceSpec:
     examples = _parse_examples(data.get("examples"), problems)
     if problems:
         raise ConfigurationError(f"{src}: " + "; ".join(problems))
+    assert isinstance(params, dict)  # checked above
     return ServiceSpec(
         name=name, description=description, parameters=params, keys=tuple(keys), checks=checks,
         examples=examples, source=src,

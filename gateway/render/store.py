@@ -25,7 +25,8 @@ from types import TracebackType
 from typing import Any, Mapping
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jsonschema import Draft202012Validator
 
 from drivers.base import ChangeSet, PayloadFormat
@@ -173,10 +174,11 @@ class TemplateStore:
         *,
         service: str,
         action: Action | str,
-        parameters: Mapping[str, Any],
+        parameters: object,
         payload_format: PayloadFormat | str,
     ) -> list[FieldViolation]:
-        """Every problem of a task's service, action and parameters (empty list: valid)."""
+        """Every problem of a task's service, action and parameters (empty list: valid); the
+        parameters must be a mapping, and anything else is reported as such."""
         if not self._known(service):
             known = ", ".join(self.services()) or "none"
             return [FieldViolation("service", f"unknown service {service!r} (known: {known})")]

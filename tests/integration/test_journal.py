@@ -86,6 +86,7 @@ def full_task() -> TaskResult:
             PhaseTiming(phase="verify", started_at=T0 + timedelta(seconds=1), duration_ms=0.5),
         ),
         note="needs a person",
+        emulated=("snapshot-and-restore instead of native rollback", "gateway-computed diff"),
     )
 
 
@@ -272,6 +273,7 @@ async def test_every_task_field_round_trips_through_record(journal: SqlJournal) 
             "error",
             "timings",
             "note",
+            "emulated",
         )
     }
     await journal.record(Transition(activation_id="a1", task_id="t-full", task=TaskChanges(**changes)))
@@ -281,10 +283,10 @@ async def test_every_task_field_round_trips_through_record(journal: SqlJournal) 
     await journal.record(Transition(
         activation_id="a1",
         task_id="t-full",
-        task=TaskChanges(verification=None, rollback=None, error=None, timings=()),
+        task=TaskChanges(verification=None, rollback=None, error=None, timings=(), emulated=()),
     ))
     got = (await journal.get("a1")).tasks[0]
-    assert (got.verification, got.rollback, got.error, got.timings) == (None, None, None, ())
+    assert (got.verification, got.rollback, got.error, got.timings, got.emulated) == (None, None, None, (), ())
 
 
 async def test_failed_record_changes_nothing(journal: SqlJournal, journal_url: str) -> None:
@@ -773,6 +775,7 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
     with engine.begin() as conn:  # back to what version 1 had
         conn.execute(sa.text("ALTER TABLE agw_activations DROP COLUMN submitted_by"))
         conn.execute(sa.text("ALTER TABLE agw_events DROP COLUMN actor"))
+        conn.execute(sa.text("ALTER TABLE agw_tasks DROP COLUMN emulated"))
         conn.execute(sa.text("DELETE FROM agw_schema_version"))
         conn.execute(sa.text("INSERT INTO agw_schema_version (version, applied_at) VALUES (1, CURRENT_TIMESTAMP)"))
     engine.dispose()
@@ -780,12 +783,72 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
     await again.start()
     try:
         old = await again.get("old1")
-        assert old.submitted_by == "" and old.audit == ()
+        assert old.submitted_by == "" and old.audit == () and old.tasks[0].emulated == ()
         await again.record(Transition(activation_id="old1", phase="cancel", state="inProgress", actor="spiffe://x/op"))
         assert [e.actor for e in (await again.get("old1")).audit] == ["spiffe://x/op"]
     finally:
         await again.close()
     engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == 2
+        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION == 3
     engine.dispose()
+
+
+async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> None:
+    first = SqlJournal(journal_url)
+    await first.start()
+    await create(first, "old2", tasks_=(task("t1"), full_task()))
+    await first.close()
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:  # back to what version 2 had
+        conn.execute(sa.text("ALTER TABLE agw_tasks DROP COLUMN emulated"))
+        conn.execute(sa.text("DELETE FROM agw_schema_version"))
+        conn.execute(sa.text("INSERT INTO agw_schema_version (version, applied_at) VALUES (2, CURRENT_TIMESTAMP)"))
+    engine.dispose()
+    again = SqlJournal(journal_url)
+    await again.start()
+    try:
+        old = await again.get("old2")
+        assert [t.emulated for t in old.tasks] == [(), ()]  # rows from before the column: nothing emulated
+        assert old.tasks[1] == dataclasses.replace(full_task(), emulated=())  # everything else as it was
+        assert [t.emulated for _, t in await again.fallout()] == [()]  # the fallout listing reads it too
+        notes = ("no confirmed-commit timer on the device",)
+        await again.record(Transition(activation_id="old2", task_id="t1", task=TaskChanges(emulated=notes)))
+        assert [t.emulated for t in (await again.get("old2")).tasks] == [notes, ()]
+        await create(again, "new3", tasks_=(full_task(),))
+        assert (await again.get("new3")).tasks == (full_task(),)
+    finally:
+        await again.close()
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version FROM agw_schema_version ORDER BY version")).scalars()
+            assert list(versions) == [2, 3]
+        column = next(c for c in sa.inspect(engine).get_columns("agw_tasks") if c["name"] == "emulated")
+        assert column["nullable"] is False and "[]" in str(column["default"])
+    finally:
+        engine.dispose()
+
+
+async def test_a_fresh_journal_has_the_same_emulated_column_as_an_upgraded_one(journal: SqlJournal,
+                                                                              journal_url: str) -> None:
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    try:
+        column = next(c for c in sa.inspect(engine).get_columns("agw_tasks") if c["name"] == "emulated")
+        assert column["nullable"] is False and "[]" in str(column["default"])
+    finally:
+        engine.dispose()
+
+
+async def test_emulated_round_trips_in_an_in_memory_sqlite_journal() -> None:
+    async with open_journal("sqlite://") as j:
+        await create(j, "a1", tasks_=(full_task(), task("t2")))
+        got = await j.get("a1")
+        assert got.tasks[0].emulated == full_task().emulated and got.tasks[1].emulated == ()
+        notes = ["gateway-computed diff"]  # a list is taken; read back as a tuple
+        await j.record(Transition(activation_id="a1", task_id="t2", task=TaskChanges(emulated=notes)))  # type: ignore[arg-type]
+        again = await j.get("a1")
+        assert again.tasks[1].emulated == ("gateway-computed diff",) and again.tasks[0] == got.tasks[0]
+        assert (await j.list(limit=1))[0] == again  # the SQLAlchemy read path decodes the same
+        with pytest.raises(JournalError):
+            TaskChanges(emulated=("ok", 1))  # type: ignore[arg-type]

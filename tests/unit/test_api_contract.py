@@ -85,6 +85,7 @@ def test_results_round_trip_through_the_contract() -> None:
                                                      extra=(("a", "1"), ("b", "2")))),
         timings=(PhaseTiming(phase="push", started_at=T, duration_ms=2.25),),
         note="n",
+        emulated=("snapshot-and-restore instead of native rollback", "gateway-computed diff"),
     )
     bare = TaskResult(id="t0", device="r1", service="system", action=Action.MODIFY, state=TaskState.COMPLETED)
     for state in ActivationState:
@@ -97,6 +98,19 @@ def test_results_round_trip_through_the_contract() -> None:
     ev = Event(activation_id="a1", seq=3, time=T, task_id="t1", phase="verify", state=TaskState.FAILED, message="m")
     back = convert.event_from_proto(convert.event_to_proto(ev))
     assert back.state == "failed" and back.time == T and back.seq == 3
+
+
+def test_emulated_notes_are_translated_in_order() -> None:
+    assert pb.TaskResult.DESCRIPTOR.fields_by_name["emulated"].number == 16
+    notes = ("snapshot-and-restore instead of native rollback", "no confirmed-commit timer on the device")
+    t = TaskResult(id="x", device="d", service="s", action=Action.MODIFY, state=TaskState.COMPLETED, emulated=notes)
+    msg = convert.task_to_proto(t)
+    assert list(msg.emulated) == list(notes)
+    back = convert.task_from_proto(pb.TaskResult.FromString(msg.SerializeToString()))
+    assert back.emulated == notes and type(back.emulated) is tuple
+    # a message from a gateway that predates the field: nothing emulated
+    assert convert.task_from_proto(pb.TaskResult(id="x", device="d", service="s")).emulated == ()
+    assert convert.to_plain(t)["emulated"] == list(notes)  # --json
 
 
 def test_request_round_trip_and_struct_numbers() -> None:

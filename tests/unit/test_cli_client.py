@@ -165,6 +165,22 @@ def test_get_list_watch_cancel_rollback(gw: Gateway) -> None:
     assert gw.agw("watch", "act-1").exit_code == 1  # rolled back: not completed
 
 
+def test_get_shows_what_the_gateway_emulated(gw: Gateway) -> None:
+    assert gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml"), "--watch").exit_code == 0
+    assert "emulated:" not in gw.agw("get", "act-1").stdout  # nothing emulated: no line
+    tid = json.loads(gw.agw("get", "act-1", "--json").stdout)["tasks"][0]["id"]
+    notes = ("snapshot-and-restore instead of native rollback", "gateway-computed diff", "no timer\x1b[2J")
+
+    async def emulate() -> None:
+        gw.engine._update_task("act-1", tid, emulated=notes)
+
+    gw.call(emulate())
+    human = gw.agw("get", "act-1").stdout.splitlines()
+    assert ("  emulated: snapshot-and-restore instead of native rollback; gateway-computed diff; "
+            "no timer\\x1b[2J") in human  # one line, control characters escaped
+    assert json.loads(gw.agw("get", "act-1", "--json").stdout)["tasks"][0]["emulated"] == list(notes)
+
+
 def test_fallout_commands(gw: Gateway) -> None:
     gw.engine.fallout_devices = {"r1"}
     r = gw.agw("activate", str(EXAMPLES / "multi-device-netconf.yaml"), "--watch")

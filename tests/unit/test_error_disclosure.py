@@ -189,7 +189,7 @@ async def test_a_failed_confirm_shows_no_journal_text(engine: Engine, caplog: py
     FakeDriver.fail = {"confirm": JournalError(f"journal write failed: OperationalError: disk I/O error ({SECRET}/journal.db)")}
     aid = await run(engine, request())
     text = await seen_by_callers(engine, aid)
-    assert "confirm failed: the journal is unavailable (incident" in text
+    assert "confirm failed: [device nc1] the journal is unavailable (incident" in text
     assert_clean(text, caplog)
 
 
@@ -209,17 +209,20 @@ async def test_failed_rollback_reread_and_fallout_retry_show_no_internal_text(
     FakeDriver.fail = {"reread": ConfigurationError(f"known_hosts {SECRET}/known_hosts unreadable")}
     aid = await run(engine, request(rid="r2"))
     reason = (await engine.get(aid)).tasks[0].rollback.reason  # type: ignore[union-attr]
-    assert reason.startswith("could not re-read the device: gateway configuration error (incident ")
+    assert reason.startswith("could not re-read the device: [device nc1] gateway configuration error (incident ")
     # a fallout retry whose session cannot be opened
     await engine.ctx.pool.close_all()
     FakeDriver.fail = {"open": HostKeyError.refused(device="nc1", host="127.0.0.1", port=1, changed=False,
                                                     fingerprint="ssh-ed25519 SHA256:k",
                                                     known_hosts=f"{SECRET}/known_hosts")}
-    retried = await engine.retry(aid)
-    task = retried.tasks[0]
-    assert task.state == TaskState.FALLOUT and task.error is not None and task.error.kind == "HostKeyError"
-    assert "unknown host key" in task.error.message and "the gateway's known_hosts file" in task.error.message
-    assert task.rollback is not None and task.rollback.reason.startswith("retry failed: [device nc1, phase connect] unknown host key")
+    await engine.retry(aid)  # runs as an engine task: the call returns at once
+    await engine.wait_idle()
+    task = (await engine.get(aid)).tasks[0]
+    # the task keeps the error that put it in fallout; the retry's failure is the rollback's reason
+    assert task.state == TaskState.FALLOUT and task.error is not None and task.error.kind == "VerificationError"
+    assert task.rollback is not None
+    assert task.rollback.reason.startswith("retry (none) failed: [device nc1, phase connect] unknown host key")
+    assert "the gateway's known_hosts file" in task.rollback.reason
     assert_clean(await seen_by_callers(engine, aid), caplog)
 
 

@@ -105,10 +105,22 @@ def test_task_row_round_trip() -> None:
         error=ErrorView(kind="K", message="M"),
         timings=(PhaseTiming(phase="p", started_at=T0, duration_ms=1.0),),
         note="n",
+        emulated=("snapshot-and-restore instead of native rollback", "no confirmed-commit timer on the device"),
     )
     row = codec.task_row("a", 0, t)
     assert codec.decode_task([row[c] for c in codec.TASK_COLUMNS]) == t
     assert row["recovery"] == "{}" and row["position"] == 0
+    assert json.loads(row["emulated"]) == list(t.emulated)
+    bare = TaskResult(id="t", device="d", service="s", action=Action.CREATE, state=TaskState.ACKNOWLEDGED)
+    assert codec.task_row("a", 1, bare)["emulated"] == "[]"
+
+
+def test_a_task_row_from_before_emulated_reads_back_empty() -> None:
+    """Rows of a version-2 journal get the column's default '[]' when it is upgraded."""
+    row = ["t", "d", "s", "create", "completed", "[]", "", "", "", "", None, None, None, "[]", "", "[]"]
+    assert len(row) == len(codec.TASK_COLUMNS) and codec.TASK_COLUMNS[-1] == "emulated"
+    assert codec.decode_task(row).emulated == ()
+    assert codec.decode_texts(None) == () and codec.decode_texts("") == ()
 
 
 def test_secrets_are_masked_everywhere() -> None:
@@ -130,6 +142,8 @@ def test_task_changes_refuse_what_cannot_be_stored() -> None:
         {"note": 3},
         {"rollback": VerificationView(ok=True, checked=1)},
         {"timings": (1,)},
+        {"emulated": ("gateway-computed diff", 1)},
+        {"emulated": "gateway-computed diff"},
     ):
         with pytest.raises(JournalError) as err:
             TaskChanges(**changes)  # type: ignore[arg-type]

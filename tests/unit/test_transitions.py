@@ -71,6 +71,19 @@ def test_values_are_normalized_when_a_transition_is_made() -> None:
                                 "pending=<Pending.CONFIRMED_COMMIT: 'confirmed-commit'>, phase='commit')")
 
 
+def test_emulated_notes_are_stored_as_a_tuple_of_text() -> None:
+    notes = ["snapshot-and-restore instead of native rollback", "gateway-computed diff"]
+    changes = TaskChanges(emulated=notes)  # type: ignore[arg-type]  # a list is taken, kept as a tuple
+    assert changes.emulated == tuple(notes) and type(changes.emulated) is tuple
+    assert changes.changed() == {"emulated": tuple(notes)}
+    assert TaskChanges(emulated=(Phase.PUSH, Secret("pw"))).emulated == ("push", MASK)  # type: ignore[arg-type]
+    assert TaskChanges(emulated=()).changed() == {"emulated": ()}  # cleared, not unchanged
+    assert TaskChanges().emulated is UNCHANGED
+    with pytest.raises(JournalError, match=r"emulated item must be a str, got int") as err:
+        TaskChanges(emulated=("ok", 1))  # type: ignore[arg-type]
+    assert err.value.retryable is False and err.value.phase is Phase.JOURNAL
+
+
 def test_unchanged_is_not_none() -> None:
     clear = TaskChanges(verification=None, rollback=None, error=None)
     assert clear.changed() == {"verification": None, "rollback": None, "error": None}
@@ -105,6 +118,10 @@ BAD: list[tuple[str, Callable[[], Any]]] = [
     ("rollback", lambda: TaskChanges(rollback=VerificationView(ok=True, checked=1))),  # type: ignore[arg-type]
     ("error", lambda: TaskChanges(error="boom")),  # type: ignore[arg-type]
     ("timings", lambda: TaskChanges(timings=("1ms",))),  # type: ignore[arg-type]
+    ("emulated", lambda: TaskChanges(emulated=("snapshot-and-restore", 3))),  # type: ignore[arg-type]
+    ("emulated", lambda: TaskChanges(emulated=(None,))),  # type: ignore[arg-type]
+    ("emulated", lambda: TaskChanges(emulated="one note, not a tuple")),  # type: ignore[arg-type]
+    ("emulated", lambda: TaskChanges(emulated=None)),  # type: ignore[arg-type]
     ("snapshot", lambda: RecoveryChanges(snapshot="<a/>")),  # type: ignore[arg-type]
     ("after", lambda: RecoveryChanges(after={"content": ""})),  # type: ignore[arg-type]
     ("attempt", lambda: RecoveryChanges(attempt=True)),
@@ -159,9 +176,11 @@ def test_every_typed_field_becomes_the_column_it_was() -> None:
         verification=VerificationView(ok=False, checked=2, mismatches=("x",)),
         rollback=RollbackView(method="restore", ok=False),
         error=view, timings=(PhaseTiming(phase="push", started_at=T0, duration_ms=2.5),), note="n",
+        emulated=("gateway-computed diff",),
     )
     cols = codec.task_columns(changes)
     assert set(cols) == TASK_FIELDS and cols["state"] == "fallout"
+    assert cols["emulated"] == '["gateway-computed diff"]' and codec.decode_texts(cols["emulated"]) == changes.emulated
     assert codec.decode_error(cols["error"]) == view and codec.decode_timings(cols["timings"]) == changes.timings
     snap = Snapshot(content="<a/>", scope="<f/>")
     rec = RecoveryChanges(snapshot=snap, after=snap, persist_id="p", pending=Pending.STAGED, phase="push", attempt=3)

@@ -232,7 +232,7 @@ class TaskError(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., phase: _Optional[str] = ..., retryable: _Optional[bool] = ..., device_error: _Optional[_Union[DeviceError, _Mapping]] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff", "verification", "rollback", "error", "timings", "note")
+    __slots__ = ("id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff", "verification", "rollback", "error", "timings", "note", "emulated")
     ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +248,7 @@ class TaskResult(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    EMULATED_FIELD_NUMBER: _ClassVar[int]
     id: str
     device: str
     service: str
@@ -263,7 +264,8 @@ class TaskResult(_message.Message):
     error: TaskError
     timings: _containers.RepeatedCompositeFieldContainer[PhaseTiming]
     note: str
-    def __init__(self, id: _Optional[str] = ..., device: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., state: _Optional[_Union[TaskState, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., driver: _Optional[str] = ..., rendered: _Optional[str] = ..., diff: _Optional[str] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., rollback: _Optional[_Union[RollbackResult, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[PhaseTiming, _Mapping]]] = ..., note: _Optional[str] = ...) -> None: ...
+    emulated: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., device: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., state: _Optional[_Union[TaskState, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., driver: _Optional[str] = ..., rendered: _Optional[str] = ..., diff: _Optional[str] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., rollback: _Optional[_Union[RollbackResult, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[PhaseTiming, _Mapping]]] = ..., note: _Optional[str] = ..., emulated: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Activation(_message.Message):
     __slots__ = ("id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "tasks", "submitted_by", "audit")
