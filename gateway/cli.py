@@ -491,21 +491,24 @@ def fallout_list(client: Any, page_size: int, page_token: str, all_pages: bool, 
 @fallout.command()
 @click.argument("activation_id")
 @click.argument("task_id", default="")
+@click.option("--watch", is_flag=True, help="Follow the retry (it runs in the gateway); exit 0 only if it ended rolledBack.")
 @click.option("--json", "as_json", is_flag=True)
 @client_command
-def retry(client: Any, activation_id: str, task_id: str, as_json: bool) -> None:
+def retry(client: Any, activation_id: str, task_id: str, watch: bool, as_json: bool) -> None:
     """Retry the rollback of a task in fallout (all of the activation's, without TASK)."""
-    _after_action(client, client.retry(activation_id, task_id), as_json=as_json, watch=False, wanted="")
+    _after_action(client, client.retry(activation_id, task_id), as_json=as_json, watch=watch, wanted="rolledBack")
 
 
 @fallout.command(name="force-rollback")
 @click.argument("activation_id")
 @click.argument("task_id", default="")
+@click.option("--watch", is_flag=True, help="Follow the rollback (it runs in the gateway); exit 0 only if it ended rolledBack.")
 @click.option("--json", "as_json", is_flag=True)
 @client_command
-def force_rollback(client: Any, activation_id: str, task_id: str, as_json: bool) -> None:
+def force_rollback(client: Any, activation_id: str, task_id: str, watch: bool, as_json: bool) -> None:
     """Restore the pre-change snapshot whatever the device holds now, then verify."""
-    _after_action(client, client.force_rollback(activation_id, task_id), as_json=as_json, watch=False, wanted="")
+    _after_action(client, client.force_rollback(activation_id, task_id), as_json=as_json, watch=watch,
+                  wanted="rolledBack")
 
 
 @fallout.command()

@@ -199,6 +199,8 @@ class RecoveryChanges:
     """The device state before the change."""
     after: Snapshot | None | Unchanged = UNCHANGED
     """The state read back after the change (a repair can tell whether someone changed it since)."""
+    undo: str | None | Unchanged = UNCHANGED
+    """The change's explicitly rendered undo (the service's ``<platform>.undo.j2``), if it has one."""
     persist_id: str | Unchanged = UNCHANGED
     pending: Pending | Unchanged = UNCHANGED
     phase: str | Unchanged = UNCHANGED
@@ -209,6 +211,7 @@ class RecoveryChanges:
         *,
         snapshot: Snapshot | None | Unchanged = UNCHANGED,
         after: Snapshot | None | Unchanged = UNCHANGED,
+        undo: str | None | Unchanged = UNCHANGED,
         persist_id: str | Unchanged = UNCHANGED,
         pending: Pending | Unchanged = UNCHANGED,
         phase: str | Unchanged = UNCHANGED,
@@ -219,6 +222,8 @@ class RecoveryChanges:
             given["snapshot"] = _optional(snapshot, Snapshot, "recovery snapshot")
         if after is not UNCHANGED:
             given["after"] = _optional(after, Snapshot, "recovery after")
+        if undo is not UNCHANGED:
+            given["undo"] = None if undo is None else as_text(undo, "recovery undo")
         if persist_id is not UNCHANGED:
             given["persist_id"] = as_text(persist_id, "recovery persist_id")
         if pending is not UNCHANGED:
@@ -241,11 +246,13 @@ class TaskRecovery:
     """What a restarted gateway needs to undo or finish one task; never shown to API callers.
 
     ``pending`` names what is outstanding on the device; ``snapshot`` is the device state before
-    the change, ``after`` the state read back after it.
+    the change, ``after`` the state read back after it, ``undo`` the change's explicit undo (a
+    rollback rebuilt from the journal passes it to the driver's restore, as a running one does).
     """
 
     snapshot: Snapshot | None = None
     after: Snapshot | None = None
+    undo: str | None = None
     persist_id: str = ""
     pending: Pending = Pending.NONE
     phase: str = ""

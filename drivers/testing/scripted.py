@@ -16,7 +16,8 @@ writes from another are ``LockDeniedError``; a confirmed commit arms a revert ti
 the test calls :meth:`ScriptedNetwork.expire_timers`, that ``confirm`` disarms and ``cancel_commit``
 reverts at once (by persist-id from any session, else only from its own). When a session ends
 (``close`` or :meth:`ScriptedNetwork.kill_sessions`) its lock is released, a candidate it staged
-under that lock is discarded, and its confirmed commit without persist-id reverts (RFC 6241).
+under that lock is discarded, and its confirmed commit without persist-id reverts (RFC 6241). As
+netconfd does, ``lock`` is refused while another session's confirmed commit is pending.
 
 Use it::
 
@@ -357,6 +358,10 @@ class ScriptedDriver(Driver):
             if dev.lock_owner is not None:
                 raise LockDeniedError(f"lock held by session {dev.lock_owner}", device=self.device, phase=Phase.LOCK,
                                       info=DeviceErrorInfo("lock denied", tag="lock-denied"))
+            if dev.pending is not None and dev.pending.session != self.sid:  # as netconfd does
+                raise LockDeniedError("cannot perform the operation with confirmed-commit pending",
+                                      device=self.device, phase=Phase.LOCK,
+                                      info=DeviceErrorInfo("in-use", tag="in-use"))
             dev.lock_owner = self.sid
 
     async def unlock(self) -> None:

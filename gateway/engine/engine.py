@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import socket
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -93,6 +94,11 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.journal.start()
+        try:  # this engine recovers what the journal says is in flight: no other may run it meanwhile
+            await self.journal.claim(holder=f"agw engine on {socket.gethostname()}")
+        except BaseException:
+            await self.journal.close()
+            raise
         await self.recover()
         self._spawn_reaper()
         if self.retention > timedelta(0):
@@ -346,9 +352,11 @@ class Engine:
         self._busy(result.id)
         self._runs[result.id] = None  # busy: no second action meanwhile
         try:
+            # the activation is in progress from here on (a Watch opened now follows the repair to
+            # its end; a restart meanwhile recovers it like any unfinished activation)
             await self.ctx.record(Transition(activation_id=result.id, task_id=task_id, phase=action,
-                                             state=result.state.value, message=f"{action} requested",
-                                             actor=caller.identity))
+                                             state=ActivationState.IN_PROGRESS.value, message=f"{action} requested",
+                                             actor=caller.identity, activation_state=ActivationState.IN_PROGRESS))
         except BaseException:
             self._runs.pop(result.id, None)
             raise

@@ -99,7 +99,7 @@ class Repairer:
         states: dict[str, TaskState] = {}
         legs: list[Leg] = []
         for task, rec in members:
-            leg = Leg(id=task.id, state=task.state, snapshot=rec.snapshot, after=rec.after,
+            leg = Leg(id=task.id, state=task.state, snapshot=rec.snapshot, after=rec.after, undo=rec.undo,
                       touched=rec.snapshot is not None, staged=rec.pending == Pending.STAGED)
             if rec.snapshot is None:  # nothing was ever sent to the device for this task
                 if mode == Mode.RECOVER:

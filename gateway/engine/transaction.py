@@ -22,7 +22,9 @@ what a restart needs (snapshot, persist-id, what is pending) is durable first.
 **The one rollback** (:meth:`DeviceTransaction.rollback`) serves a failed or cancelled activation,
 crash recovery, the Rollback RPC and the fallout actions (:class:`Mode`), with one set of rules:
 
-1. take the device's datastore lock first (when it has one and the transaction does not hold it);
+1. take the device's datastore lock first (when it has one and the transaction does not hold it)
+   — after cancelling, by its persist-id, a confirmed commit a dead session left pending, which a
+   device may hold against the lock (netconfd refuses ``<lock>`` while one is pending);
 2. discard what is staged in a candidate; cancel a pending confirmed commit (by persist-id when
    the device keeps it across sessions, else only on the session that armed it);
 3. for each scope the tasks touched: read the device; equal to the *earliest* snapshot of that
@@ -202,8 +204,8 @@ class DeviceTransaction:
         elif phase == Phase.PUSH:
             pending = Pending.STAGED if self.caps.candidate else Pending.APPLIED
             await self.record(leg, phase, recovery=RecoveryChanges(
-                snapshot=leg.snapshot, pending=pending, phase=phase.value, persist_id=self.persist_id,
-                attempt=self.attempt))
+                snapshot=leg.snapshot, undo=leg.undo, pending=pending, phase=phase.value,
+                persist_id=self.persist_id, attempt=self.attempt))
             leg.touched = True
             leg.staged = self.caps.candidate
             await self.call(phase, (await self.session()).load(change))
@@ -325,6 +327,10 @@ class DeviceTransaction:
         methods: list[str] = []
         try:
             drv = await self.session()
+            if self.armed and not self.locked:
+                # rebuilt after a restart: a device with another session's confirmed commit pending
+                # refuses the lock (netconfd: in-use) until the commit is cancelled by its persist-id
+                await self._cancel_timer(drv, legs[0], methods)
             if self.caps.lock and not self.locked:
                 await self.call(Phase.LOCK, drv.lock())
                 self.locked = True
@@ -334,10 +340,7 @@ class DeviceTransaction:
                     leg.staged = False
                 methods.append("discard")
             if self.armed:
-                await self.record(legs[0], Phase.ROLLBACK, message=f"cancelling confirmed commit {self.persist_id}")
-                reverted = await self.call(Phase.ROLLBACK, drv.cancel_commit(persist_id=self._pid()))
-                methods.append("cancel-commit" if reverted else "device-timer")
-                self.armed = False
+                await self._cancel_timer(drv, legs[0], methods)
         except Exception as exc:  # noqa: BLE001 - recorded as every leg's reason
             self._failed(exc)
             reason = f"{label} ({'+'.join(methods) or 'none'}) failed: {public_text(exc)}"
@@ -349,6 +352,12 @@ class DeviceTransaction:
         for group in _by_scope(legs).values():
             views.update(await self._restore_scope(group, mode, label, list(methods)))
         return views
+
+    async def _cancel_timer(self, drv: Driver, leg: Leg, methods: list[str]) -> None:
+        await self.record(leg, Phase.ROLLBACK, message=f"cancelling confirmed commit {self.persist_id}")
+        reverted = await self.call(Phase.ROLLBACK, drv.cancel_commit(persist_id=self._pid()))
+        methods.append("cancel-commit" if reverted else "device-timer")
+        self.armed = False
 
     async def _restore_scope(self, group: list[Leg], mode: Mode, label: str, methods: list[str]) -> dict[str, RollbackView]:
         """Rules 3 and 4 for the legs of one scope (in activation order)."""

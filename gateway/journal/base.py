@@ -37,6 +37,12 @@ class Journal(abc.ABC):
     async def close(self) -> None:
         """Write everything already queued, then release the store. Idempotent."""
 
+    @abc.abstractmethod
+    async def claim(self, *, holder: str) -> None:
+        """Make this process the one gateway that runs (and recovers) the journal's activations,
+        until :meth:`close`; :class:`~gateway.errors.JournalError` naming who holds it if another
+        process does. ``holder`` says who claims (shown to the one refused)."""
+
     async def __aenter__(self) -> Journal:
         await self.start()
         return self

@@ -322,6 +322,7 @@ def decode_recovery(raw: str | None) -> TaskRecovery:
     return TaskRecovery(
         snapshot=_snapshot(d.get("snapshot")),
         after=_snapshot(d.get("after")),
+        undo=d.get("undo"),
         persist_id=d.get("persist_id", ""),
         pending=Pending(d.get("pending", "")),
         phase=d.get("phase", ""),

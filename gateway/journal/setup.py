@@ -9,7 +9,9 @@ file is 0600 before SQLite opens it, in a 0700 directory if the journal creates 
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +81,42 @@ def open_engine(url: URL, options: JournalOptions) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite journal in a file (None: in memory, or not SQLite)."""
+    database = url.database or ""
+    if not is_sqlite_file(url) or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def claim_sqlite_file(path: Path, *, holder: str) -> int:
+    """Hold an exclusive lock on ``<journal>.lock`` beside the journal (an open file descriptor,
+    returned: closing it, or the process ending, lets go). A SQLite journal serves one gateway
+    process: a second one would recover (roll back) the first one's live work. The lock file says
+    who holds it, for the message the second one gets."""
+    lock = path.with_name(path.name + ".lock")
+    if not lock.parent.exists():
+        lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            held_by = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+        finally:
+            os.close(fd)
+        raise JournalError(
+            f"the SQLite journal {path} is in use by another gateway ({held_by}); a SQLite journal serves one "
+            f"gateway process: stop that one first, or share a PostgreSQL journal between replicas",
+            phase=Phase.JOURNAL, retryable=False) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{holder}, pid {os.getpid()}, since {now().isoformat(timespec='seconds')}\n".encode(), 0)
+    return fd
 
 
 def _private_sqlite_file(path: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ from gateway.journal.batch import Create
 from gateway.journal.dbcall import call
 from gateway.journal.reads import Reader
 from gateway.journal.schema import idem_key
-from gateway.journal.setup import JournalOptions, is_sqlite_file, open_engine
+from gateway.journal.setup import JournalOptions, claim_sqlite_file, is_sqlite_file, open_engine, sqlite_path
 from gateway.journal.writer import Writer, record_op
 from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
 from gateway.transitions import TaskRecovery, Transition
@@ -64,6 +65,7 @@ class SqlJournal(Journal):
         self._writer = Writer(max_batch=self.options.max_batch)
         self._reader: Reader | None = None
         self._closing = False
+        self._claim_fd: int | None = None
 
     @property
     def backend(self) -> str:
@@ -102,8 +104,23 @@ class SqlJournal(Journal):
         self._engine = engine
         log.info("journal open: %s", self.url.render_as_string(hide_password=True))
 
+    async def claim(self, *, holder: str) -> None:
+        """SQLite file: an exclusive lock beside the database (:func:`~gateway.journal.setup.claim_sqlite_file`).
+        In memory: nothing to share. PostgreSQL: not claimed here; gateways that share one coordinate
+        per activation and device."""
+        path = sqlite_path(self.url)
+        if path is None or self._claim_fd is not None:
+            return
+        self._claim_fd = claim_sqlite_file(path, holder=holder)
+
+    def _let_go(self) -> None:
+        if self._claim_fd is not None:
+            os.close(self._claim_fd)
+            self._claim_fd = None
+
     async def close(self) -> None:
         if self._engine is None or self._closing:
+            self._let_go()
             return
         self._closing = True  # nothing new is queued from here on; what is queued is written
         await self._writer.idle()
@@ -113,6 +130,7 @@ class SqlJournal(Journal):
             await call(self._executor, "close", self._reader.release)
         await call(self._executor, "close", engine.dispose)
         self._shutdown_executors(wait=True)
+        self._let_go()
         log.info("journal closed after %d write transactions", self._writer.batches)
 
     def _shutdown_executors(self, *, wait: bool) -> None:

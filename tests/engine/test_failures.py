@@ -13,7 +13,7 @@ from drivers.testing.scripted import Operation
 from gateway.engine import Engine
 from gateway.model import TaskState
 from gateway.results import ActivationState
-from tests.engine.conftest import NC, PROFILES, INITIAL, Gateway, initial_text, kv, states, task
+from tests.scripted_gateway import NC, PROFILES, INITIAL, Gateway, initial_text, kv, states, task
 
 # phase -> the driver operation it runs, per kind of device (a CLI-like device has no lock,
 # validate, commit or confirm); "touched": a change may have reached the device by then

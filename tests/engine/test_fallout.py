@@ -12,7 +12,7 @@ from gateway.engine import Engine
 from gateway.errors import InputError, StateError
 from gateway.model import Caller, TaskState
 from gateway.results import ActivationResult, ActivationState
-from tests.engine.conftest import INITIAL, Gateway, initial_text, kv, request, states, task
+from tests.scripted_gateway import INITIAL, Gateway, initial_text, kv, request, states, task
 
 OPERATOR = Caller(identity="spiffe://test/operator")
 
@@ -171,9 +171,6 @@ async def test_two_failed_tasks_of_one_scope_are_restored_newest_first_with_thei
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="repair.Repairer._repair_device rebuilds each Leg without its undo (the "
-                   "journal's TaskRecovery has no field for it), so the Rollback RPC/recovery/retry/force "
-                   "call restore(snapshot, None) though the service ships an undo template")
 async def test_rollback_rpc_of_two_tasks_of_one_scope_passes_each_tasks_undo(gw: Gateway, engine: Engine) -> None:
     result = await gw.run(engine, kv("a", "c1", "if.ge1", "up", service="kvu"),
                           kv("b", "c1", "if.ge2", "up", service="kvu", deps=("a",)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.engine import Engine
 from gateway.model import TaskState
 from gateway.results import ActivationState
-from tests.engine.conftest import INITIAL, Gateway, kv, states, task
+from tests.scripted_gateway import INITIAL, Gateway, kv, states, task
 
 
 async def test_one_task_on_a_netconf_like_device_is_committed_confirmed_and_verified(gw: Gateway,

@@ -10,7 +10,7 @@ from drivers.testing.scripted import Operation
 from gateway.engine import Engine
 from gateway.model import TaskState
 from gateway.results import ActivationResult, ActivationState
-from tests.engine.conftest import INITIAL, Gateway, kv, request, task
+from tests.scripted_gateway import INITIAL, Gateway, kv, request, task
 from tests.engine.test_failures import MATRIX
 
 

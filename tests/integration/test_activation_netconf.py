@@ -224,8 +224,8 @@ async def test_device_cut_mid_activation_falls_out_then_heals_by_retry(gw: Clien
             assert any(i.activation_id == aid for i in fallout.items)
     await asyncio.sleep(CONFIRM_TIMEOUT_S + 2)  # the device's own timer reverts the change
     assert await asyncio.to_thread(interface_xml, nc1, name) == before
-    await gw.stub.RetryFallout(pb.FalloutActionRequest(activation_id=aid, task_id="a"))
-    result = await gw.get(aid)
+    await gw.stub.RetryFallout(pb.FalloutActionRequest(activation_id=aid, task_id="a"))  # runs in the background
+    result = await gw.get(aid, wait_ms=30_000)
     assert result.state == ActivationState.ROLLED_BACK, result
     assert next(t for t in result.tasks if t.id == "a").state == TaskState.ROLLED_BACK
 
@@ -394,7 +394,7 @@ async def test_rollback_after_out_of_band_change_falls_out_then_force_rollback_a
         assert "theirs" in await asyncio.to_thread(interface_xml, nc1, name)  # not overwritten
         if action == "force":
             await gw.stub.ForceRollbackFallout(pb.FalloutActionRequest(activation_id=aid, task_id="t"))
-            result = await gw.get(aid)
+            result = await gw.wait(aid)  # the action runs in the background: follow it to its end
             assert result.state == ActivationState.ROLLED_BACK and result.tasks[0].rollback.ok, result
             assert await asyncio.to_thread(interface_xml, nc1, name) == before
         else:

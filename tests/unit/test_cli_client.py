@@ -1,5 +1,6 @@
 """The ``agw`` client commands against a real grpc.aio server (port 0, own thread) backed by the
-in-memory engine double; ``agw drivers`` against real entry points; ``agw serve`` as a process."""
+real engine over the scripted device network (tests/scripted_gateway.py); ``agw drivers`` against
+real entry points; ``agw serve`` as a process."""
 
 from __future__ import annotations
 
@@ -18,93 +19,136 @@ from click.testing import CliRunner
 
 from drivers import registry as reg
 from drivers.base import Capabilities, Driver, PayloadFormat
+from drivers.errors import DeviceErrorInfo, DeviceRejectedError
 from gateway.api.server import start_server, stop_server
 from gateway.cli import main
-from tests.unit.test_api_support import MemoryEngine
+from gateway.engine import Engine
+from tests import scripted_gateway as scripted
+from tests.scripted_gateway import EDGE_DEVICES, INITIAL, FacadeCalls, cut_overrun_grace
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "activations"
 
 
 class Gateway:
-    def __init__(self) -> None:
+    """The real engine (its own event loop, in a thread of its own) served by the real grpc.aio
+    server; the test drives it with the ``agw`` commands, as another process would."""
+
+    def __init__(self, directory: Path) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.engine: MemoryEngine = self.call(self._engine())
+        self.scripted = scripted.Gateway.create(directory, devices=EDGE_DEVICES)
+        self.net = self.scripted.net
+        self.engine: Engine = self.call(self.scripted.engine())  # its asyncio objects belong to this loop
+        self.calls = FacadeCalls(self.engine)
         self.server, self.port = self.call(start_server(self.engine, listen="127.0.0.1:0"))
-
-    async def _engine(self) -> MemoryEngine:  # the engine's asyncio objects belong to this loop
-        return MemoryEngine(auto_run=True)
 
     def call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
     def close(self) -> None:
-        self.call(stop_server(self.server, grace_s=0.2))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        try:
+            self.call(stop_server(self.server, grace_s=0.2))
+            self.call(self.scripted.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
 
     def agw(self, *args: str) -> Any:
         result = CliRunner().invoke(main, [*args, "--server", f"127.0.0.1:{self.port}"], catch_exceptions=False)
         return result
 
+    def activate(self, example: str = "interface-netconf.yaml", *args: str) -> str:
+        """Submit an example activation file; its activation id."""
+        r = self.agw("activate", str(EXAMPLES / example), *args, "--json")
+        assert r.exit_code == 0, r.output
+        return str(json.loads(r.stdout)["activation_id"])
+
+    def outcome(self, activation_id: str) -> dict[str, Any]:
+        """``agw get --wait``: the activation once it ended (final, or fallout)."""
+        r = self.agw("get", activation_id, "--wait", "10", "--json")
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)  # type: ignore[no-any-return]
+
 
 @pytest.fixture
-def gw() -> Iterator[Gateway]:
-    g = Gateway()
+def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    cut_overrun_grace(monkeypatch)
+    g = Gateway(tmp_path)
     try:
         yield g
     finally:
         g.close()
 
 
+def rejected(message: str = "bad value") -> DeviceRejectedError:
+    return DeviceRejectedError(message, info=DeviceErrorInfo(message, tag="invalid-value", path="/if:interfaces"))
+
+
 def test_activate_watch_shows_progress_and_exits_0_when_completed(gw: Gateway) -> None:
     r = gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml"), "--watch")
     assert r.exit_code == 0, r.output
-    assert "activation act-1" in r.stdout
     lines = r.stdout.splitlines()
-    assert any(l.split()[1:5] == ["if-eth10", "nc1", "push", "inProgress"] and l.endswith("pushing") for l in lines)
-    assert "activation act-1: completed (atomic; request example-interface-netconf-1, order ORD-1001)" in r.stdout
-    assert any(l.split()[:5] == ["if-eth10", "nc1", "interface", "create", "completed"] for l in lines)
-    sent = gw.engine.submitted[0]
+    assert lines[0].startswith("activation ")
+    aid = lines[0].removeprefix("activation ")
+    progress = [line.split()[1:5] for line in lines if len(line.split()) >= 5]
+    for phase in ("connect", "push", "commit", "verify"):
+        assert ["if-eth10", "nc1", phase, "inProgress"] in progress, phase
+    assert any(line.split()[1:5] == ["if-eth10", "nc1", "verify", "inProgress"] and line.endswith("  verified")
+               for line in lines)
+    assert f"activation {aid}: completed (atomic; request example-interface-netconf-1, order ORD-1001)" in r.stdout
+    assert any(line.split()[:5] == ["if-eth10", "nc1", "interface", "create", "completed"] for line in lines)
+    sent = gw.calls.last("submit").args[0]
     assert sent.tasks[0].parameters["ipv4"] == {"address": "192.0.2.1", "prefix_length": 24}
+    assert gw.net.config("nc1")["if.eth10.ipv4"] == "192.0.2.1/24"  # the file's parameters, on the device
 
 
 def test_activate_is_idempotent_and_request_id_overrides(gw: Gateway) -> None:
     f = str(EXAMPLES / "interface-netconf.yaml")
-    assert gw.agw("activate", f).stdout.strip() == "act-1 (accepted)"
+    aid, how = gw.agw("activate", f).stdout.strip().split(" ", 1)
+    assert how == "(accepted)"
     again = gw.agw("activate", f, "--json")
-    assert again.exit_code == 0 and json.loads(again.stdout) == {"activation_id": "act-1", "created": False}
-    other = gw.agw("activate", f, "--request-id", "second", "--json")
-    assert json.loads(other.stdout) == {"activation_id": "act-2", "created": True}
-    assert [r.request_id for r in gw.engine.submitted] == ["example-interface-netconf-1", "second"]
+    assert again.exit_code == 0 and json.loads(again.stdout) == {"activation_id": aid, "created": False}
+    other = json.loads(gw.agw("activate", f, "--request-id", "second", "--json").stdout)
+    assert other["created"] is True and other["activation_id"] != aid
+    listed = json.loads(gw.agw("list", "--json").stdout)
+    assert sorted((a["id"], a["request_id"]) for a in listed) == sorted(
+        [(aid, "example-interface-netconf-1"), (other["activation_id"], "second")])
 
 
 def test_a_failed_atomic_activation_exits_1_and_shows_the_device_error(gw: Gateway) -> None:
-    gw.engine.failing_devices = {"r1"}
+    gw.net.fail("r1", "load", rejected())
     r = gw.agw("activate", str(EXAMPLES / "multi-device-netconf.yaml"), "--watch")
     assert r.exit_code == 1, r.output
     assert ": rolledBack (atomic;" in r.stdout
     assert "DeviceRejectedError: invalid-value: /if:interfaces: bad value" in r.stdout
-    assert gw.engine.submitted[0].tasks[2].depends_on == ("nc1-if",)
+    aid = r.stdout.splitlines()[0].removeprefix("activation ")
+    got = json.loads(gw.agw("get", aid, "--json").stdout)
+    assert got["tasks"][2]["depends_on"] == ["nc1-if"]
+    assert gw.net.config("nc1") == gw.net.config("r1") == INITIAL
 
 
 def test_activate_watch_json_is_one_object_per_line(gw: Gateway) -> None:
     r = gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml"), "--watch", "--json")
-    objs = [json.loads(l) for l in r.stdout.splitlines()]
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
     assert all("event" in o for o in objs[:-1]) and objs[-1]["activation"]["state"] == "completed"
     assert [o["event"]["seq"] for o in objs[:-1]] == list(range(1, len(objs)))
 
 
 def test_dry_run(gw: Gateway) -> None:
     r = gw.agw("activate", str(EXAMPLES / "multi-device-netconf.yaml"), "--dry-run", "--json")
-    assert r.exit_code == 0
+    assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert data["dry_run"] is True and [t["diff"] for t in data["tasks"]] == ["+ nc1-if", "+ r1-if", "+ nc1-system"]
-    assert not gw.engine.submitted
+    assert data["dry_run"] is True and data["state"] == "completed"
+    diffs = {t["id"]: t["diff"] for t in data["tasks"]}
+    assert "+if.eth20.description = site B link to r1 (ORD-1002)" in diffs["nc1-if"]
+    assert "+if.eth20.ipv4 = 192.0.2.10/30" in diffs["r1-if"]
+    assert "+sys.contact = noc@example.net" in diffs["nc1-system"]
+    assert "submit" not in gw.calls.names() and json.loads(gw.agw("list", "--json").stdout) == []
+    assert gw.net.config("nc1") == gw.net.config("r1") == INITIAL  # read, never changed
     human = gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml"), "--dry-run")
-    assert "diff:" in human.stdout and "+ if-eth10" in human.stdout
+    assert "diff:" in human.stdout and "+if.eth10.description = customer A uplink (ORD-1001)" in human.stdout
 
 
 def test_bad_files_are_refused_before_any_call(gw: Gateway, tmp_path: Path) -> None:
@@ -127,7 +171,7 @@ def test_bad_files_are_refused_before_any_call(gw: Gateway, tmp_path: Path) -> N
         assert f"error: {bad}: {text}" in r.stderr, text
     missing = gw.agw("activate", str(tmp_path / "nope.yaml"))
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
-    assert gw.engine.calls == []
+    assert gw.calls.names() == []
 
 
 def test_server_side_errors_are_shown_with_their_code(gw: Gateway, tmp_path: Path) -> None:
@@ -137,66 +181,84 @@ def test_server_side_errors_are_shown_with_their_code(gw: Gateway, tmp_path: Pat
     r = gw.agw("activate", str(f))
     assert r.exit_code == 2
     assert r.stderr.startswith("error: INVALID_ARGUMENT: invalid request: ")
-    assert "tasks[1].id: duplicate of tasks[0].id 'a'" in r.stderr
+    assert "tasks[1].id: duplicate of tasks[0].id 'a'" in r.stderr  # the edge's answer
+    f.write_text("request_id: u\ntasks:\n  - {id: a, device: zz, service: interface, action: create,"
+                 " parameters: {name: eth1}}\n")
+    r = gw.agw("activate", str(f))
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        "error: INVALID_ARGUMENT: invalid request: tasks[0].device: unknown device 'zz'")  # the engine's
     r = gw.agw("get", "act-404")
-    assert r.exit_code == 2 and r.stderr.strip() == "error: NOT_FOUND: no activation 'act-404'"
+    assert r.exit_code == 2 and r.stderr.strip() == "error: NOT_FOUND: [phase journal] activation act-404 not found"
     down = CliRunner().invoke(main, ["list", "--server", "127.0.0.1:1", "--timeout", "2"])
     assert down.exit_code == 2 and down.stderr.startswith("error: UNAVAILABLE: ")
 
 
 def test_get_list_watch_cancel_rollback(gw: Gateway) -> None:
-    assert gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml"), "--watch").exit_code == 0
-    got = json.loads(gw.agw("get", "act-1", "--json").stdout)
+    r = gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml"), "--watch")
+    assert r.exit_code == 0, r.output
+    aid = r.stdout.splitlines()[0].removeprefix("activation ")
+    got = json.loads(gw.agw("get", aid, "--json").stdout)
     assert got["state"] == "completed" and got["tasks"][0]["verification"] == {
-        "ok": True, "checked": 3, "mismatches": [], "detail": ""}
-    human = gw.agw("get", "act-1").stdout
-    assert "verification: ok (3 checked)" in human and "timings: push 1.5ms" in human and "rendered:" in human
+        "ok": True, "checked": 4, "mismatches": [], "detail": ""}  # description, enabled, type, ipv4
+    human = gw.agw("get", aid).stdout
+    assert "verification: ok (4 checked)" in human and "rendered:" in human
+    assert "      if.eth10.ipv4 = 192.0.2.1/24" in human.splitlines()  # rendered, one line each
+    timings = next(line for line in human.splitlines() if line.startswith("  timings: "))
+    assert [part.split()[0] for part in timings.removeprefix("  timings: ").split(", ")] == [
+        "connect", "lock", "snapshot", "push", "validate", "commit", "verify", "confirm"]
     listed = json.loads(gw.agw("list", "--state", "completed", "--device", "nc1", "--json").stdout)
-    assert [a["id"] for a in listed] == ["act-1"]
+    assert [a["id"] for a in listed] == [aid]
     assert json.loads(gw.agw("list", "--state", "fallout", "--json").stdout) == []
     table = gw.agw("list").stdout.splitlines()
-    assert table[0].split()[:3] == ["ID", "STATE", "CREATED"] and table[1].split()[:2] == ["act-1", "completed"]
-    replay = gw.agw("watch", "act-1")
-    assert replay.exit_code == 0 and "activation act-1" in replay.stdout
-    cancel = gw.agw("cancel", "act-1")
+    assert table[0].split()[:3] == ["ID", "STATE", "CREATED"] and table[1].split()[:2] == [aid, "completed"]
+    replay = gw.agw("watch", aid)
+    assert replay.exit_code == 0 and f"activation {aid}: completed" in replay.stdout
+    cancel = gw.agw("cancel", aid)
     assert cancel.exit_code == 2 and "FAILED_PRECONDITION" in cancel.stderr
-    rb = gw.agw("rollback", "act-1", "--watch")
-    assert rb.exit_code == 0 and "activation act-1: rolledBack" in rb.stdout
-    assert gw.agw("watch", "act-1").exit_code == 1  # rolled back: not completed
+    rb = gw.agw("rollback", aid)  # runs in the gateway: answered at once
+    assert rb.exit_code == 0 and rb.stdout.startswith(f"activation {aid}: ")
+    assert gw.outcome(aid)["state"] == "rolledBack"
+    assert gw.net.config("nc1") == INITIAL
+    again = gw.agw("watch", aid)
+    assert again.exit_code == 1 and f"activation {aid}: rolledBack" in again.stdout  # rolled back: not completed
 
 
-def test_get_shows_what_the_gateway_emulated(gw: Gateway) -> None:
-    assert gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml"), "--watch").exit_code == 0
-    assert "emulated:" not in gw.agw("get", "act-1").stdout  # nothing emulated: no line
-    tid = json.loads(gw.agw("get", "act-1", "--json").stdout)["tasks"][0]["id"]
-    notes = ("snapshot-and-restore instead of native rollback", "gateway-computed diff", "no timer\x1b[2J")
-
-    async def emulate() -> None:
-        gw.engine._update_task("act-1", tid, emulated=notes)
-
-    gw.call(emulate())
-    human = gw.agw("get", "act-1").stdout.splitlines()
-    assert ("  emulated: snapshot-and-restore instead of native rollback; gateway-computed diff; "
-            "no timer\\x1b[2J") in human  # one line, control characters escaped
-    assert json.loads(gw.agw("get", "act-1", "--json").stdout)["tasks"][0]["emulated"] == list(notes)
+def test_get_shows_what_the_gateway_emulated(gw: Gateway, tmp_path: Path) -> None:
+    native = gw.activate()  # nc1: NETCONF-like, all native but the diff (the scripted driver computes none)
+    assert gw.outcome(native)["state"] == "completed"
+    assert "  emulated: gateway-computed diff (from the snapshot and the read-back)" in gw.agw(
+        "get", native).stdout.splitlines()
+    on_c1 = tmp_path / "c1.yaml"  # a CLI-like device lacks everything: one line names it all
+    on_c1.write_text("request_id: on-c1\ntasks:\n"
+                     "  - {id: a, device: c1, service: interface, action: create, parameters: {name: eth1}}\n")
+    c1 = json.loads(gw.agw("activate", str(on_c1), "--json").stdout)["activation_id"]
+    emulated = gw.outcome(c1)["tasks"][0]["emulated"]
+    assert len(emulated) == 6 and "snapshot-and-restore instead of native rollback" in emulated
+    shown = [line for line in gw.agw("get", c1).stdout.splitlines() if line.startswith("  emulated: ")]
+    assert shown == ["  emulated: " + "; ".join(emulated)]
 
 
 def test_fallout_commands(gw: Gateway) -> None:
-    gw.engine.fallout_devices = {"r1"}
+    # r1's change fails its verification and its confirmed commit cannot be cancelled: fallout
+    gw.net.mismatch("r1")
+    gw.net.fail("r1", "cancel_commit", DeviceRejectedError("cancel-commit refused"), times=None)
     r = gw.agw("activate", str(EXAMPLES / "multi-device-netconf.yaml"), "--watch")
     assert r.exit_code == 1 and "needs a person: see `agw fallout list`" in r.stdout
+    aid = r.stdout.splitlines()[0].removeprefix("activation ")
     items = json.loads(gw.agw("fallout", "list", "--json").stdout)
-    assert [(i["activation_id"], i["task"]["id"]) for i in items] == [("act-1", "r1-if")]
-    table = gw.agw("fallout", "list").stdout
-    assert "rollback not verified: device unreachable" in table
-    assert gw.agw("fallout", "resolve", "act-1", "r1-if").exit_code == 2  # --note is required
-    nothing = gw.agw("fallout", "force-rollback", "act-1", "nc1-if")
+    assert [(i["activation_id"], i["task"]["id"]) for i in items] == [(aid, "r1-if")]
+    assert "cancel-commit refused" in items[0]["task"]["rollback"]["reason"]
+    table = gw.agw("fallout", "list").stdout.splitlines()
+    assert table[1].split()[:5] == [aid, "r1-if", "r1", "interface", "create"]
+    assert "VerificationError: read-back is not the snapshot with the change applied" in table[1]  # why it fell out
+    assert gw.agw("fallout", "resolve", aid, "r1-if").exit_code == 2  # --note is required
+    nothing = gw.agw("fallout", "force-rollback", aid, "nc1-if")
     assert nothing.exit_code == 2 and nothing.stderr.startswith("error: FAILED_PRECONDITION: ")
-    done = json.loads(gw.agw("fallout", "resolve", "act-1", "r1-if", "--note", "restored by hand", "--json").stdout)
-    assert done["state"] == "rolledBack" and done["tasks"][1]["note"] == "restored by hand"
-    assert gw.engine.calls[-1] == ("resolve", ("act-1", "r1-if", "restored by hand"))
+    done = json.loads(gw.agw("fallout", "resolve", aid, "r1-if", "--note", "restored by hand", "--json").stdout)
+    assert done["state"] == "rolledBack" and done["tasks"][1]["note"] == "resolved: restored by hand"
+    assert gw.calls.last("resolve").args == (aid, "r1-if", "restored by hand")
     assert json.loads(gw.agw("fallout", "list", "--json").stdout) == []
-    assert gw.agw("fallout", "retry", "act-1").stderr.startswith("error: FAILED_PRECONDITION")
+    assert gw.agw("fallout", "retry", aid).stderr.startswith("error: FAILED_PRECONDITION")
 
 
 # -- drivers ---------------------------------------------------------------------------------
@@ -260,10 +322,16 @@ def test_serve_answers_then_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
             proc.wait()
 
 
-def test_get_wait_returns_the_outcome_and_bad_waits_are_refused(gw: Gateway) -> None:
-    assert gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml")).stdout.strip() == "act-1 (accepted)"
-    got = json.loads(gw.agw("get", "act-1", "--wait", "10", "--json").stdout)
+def test_get_wait_returns_the_outcome_and_bad_waits_are_refused(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    cut_overrun_grace(monkeypatch, 10.0)  # the held push stays within its time limit
+    held = scripted.gate(gw.net, "nc1", "load")
+    aid, how = gw.agw("activate", str(EXAMPLES / "interface-netconf.yaml")).stdout.strip().split(" ", 1)
+    assert how == "(accepted)"
+    gw.call(asyncio.wait_for(held.reached.wait(), 5))
+    assert json.loads(gw.agw("get", aid, "--json").stdout)["state"] == "inProgress"  # no wait: as it is now
+    gw.loop.call_soon_threadsafe(gw.loop.call_later, 0.3, held.release.set)
+    got = json.loads(gw.agw("get", aid, "--wait", "10", "--json").stdout)
     assert got["state"] == "completed"
-    assert ("get", ("act-1",)) in gw.engine.calls
-    too_long = gw.agw("get", "act-1", "--wait", "301")
+    assert gw.calls.last("get").kwargs["wait_s"] == 10.0
+    too_long = gw.agw("get", aid, "--wait", "301")
     assert too_long.exit_code == 2 and "--wait" in too_long.output

@@ -154,14 +154,15 @@ def test_task_changes_refuse_what_cannot_be_stored() -> None:
 def test_recovery_changes_and_decode() -> None:
     snap = Snapshot(content="<a/>", scope="<f/>")
     after = Snapshot(content="<b/>", scope="<f/>")
-    plain = codec.recovery_values(RecoveryChanges(snapshot=snap, after=after, attempt=2, pending=Pending.APPLIED))
+    plain = codec.recovery_values(RecoveryChanges(snapshot=snap, after=after, undo="no a\n", attempt=2,
+                                                  pending=Pending.APPLIED))
     assert plain["pending"] == "applied"  # stored as before the enum
     assert codec.decode_recovery(json.dumps(plain)) == TaskRecovery(
-        snapshot=snap, after=after, attempt=2, pending=Pending.APPLIED
+        snapshot=snap, after=after, undo="no a\n", attempt=2, pending=Pending.APPLIED
     )
     assert codec.decode_recovery("{}") == TaskRecovery()
     bad_changes = ({"attempt": True}, {"attempt": "1"}, {"snapshot": "<a/>"}, {"after": "<b/>"}, {"phase": 1},
-                   {"pending": "bogus"})
+                   {"pending": "bogus"}, {"undo": 3})
     for bad in bad_changes:
         with pytest.raises(JournalError):
             RecoveryChanges(**bad)  # type: ignore[arg-type]
