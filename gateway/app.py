@@ -43,6 +43,9 @@ class GatewayConfig:
     """Concurrent activations per caller identity; one more is RESOURCE_EXHAUSTED."""
     max_dry_runs_per_caller: int = EngineSettings.max_dry_runs_per_caller
     """Concurrent DryRuns per caller identity."""
+    journal_lease_s: float = 15.0
+    """PostgreSQL journal: the active gateway's lease; a standby takes over within this time of
+    the active one stopping (killed, frozen, cut off). See gateway/journal/lease.py."""
 
     def resolved_inventory(self) -> Path:
         return self.inventory_path or self.data_dir / "inventory.yaml"
@@ -54,7 +57,7 @@ class GatewayConfig:
 def build_engine(config: GatewayConfig) -> Engine:
     from drivers.registry import drivers
     from gateway.inventory import CredentialResolver, Inventory, ProfileStore, install_redaction, select_endpoint
-    from gateway.journal import open_journal
+    from gateway.journal import JournalOptions, open_journal
     from gateway.render import TemplateStore
 
     from gateway.permissions import private_dir
@@ -73,7 +76,7 @@ def build_engine(config: GatewayConfig) -> Engine:
     templates = TemplateStore(root=config.templates_dir)
     check_catalogue(profiles=profiles, templates=templates, registry=drivers)
     return Engine(
-        journal=open_journal(config.resolved_journal_url()),
+        journal=open_journal(config.resolved_journal_url(), options=JournalOptions(lease_s=config.journal_lease_s)),
         inventory=inventory,
         profiles=profiles,
         templates=templates,

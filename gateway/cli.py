@@ -298,10 +298,14 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
               help="Activations one caller identity may have running at once; one more is RESOURCE_EXHAUSTED.")
 @click.option("--max-dry-runs-per-caller", type=click.IntRange(min=1), default=4, show_default=True,
               envvar="AGW_MAX_DRY_RUNS_PER_CALLER", help="DryRuns one caller identity may have running at once.")
+@click.option("--journal-lease-s", type=click.FloatRange(min=1, max=3600), default=15.0, show_default=True,
+              envvar="AGW_JOURNAL_LEASE_S",
+              help="PostgreSQL journal: one gateway is active, others wait as standbys and take over within this "
+                   "many seconds of it stopping (killed, frozen, cut off).")
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
           profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
           policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
-          max_dry_runs_per_caller: int) -> None:
+          max_dry_runs_per_caller: int, journal_lease_s: float) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -314,6 +318,7 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
     kw["retention"] = retention
     kw["max_activations_per_caller"] = max_activations_per_caller
     kw["max_dry_runs_per_caller"] = max_dry_runs_per_caller
+    kw["journal_lease_s"] = journal_lease_s
     config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url,
                            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, policy_path=policy,
                            insecure=insecure, **kw)
@@ -335,6 +340,13 @@ async def _serve(config: Any, build_engine: Callable[[Any], Any]) -> None:
     from gateway.offload import tune_serving_process
 
     tune_serving_process()  # once started: the event loop answers first (see the function)
+    stop = asyncio.Event()
+
+    async def stop_when_the_claim_is_lost() -> None:
+        await engine.lost_claim.wait()
+        stop.set()
+
+    watcher = asyncio.create_task(stop_when_the_claim_is_lost())
     try:
         await serve_grpc(
             engine,
@@ -344,9 +356,15 @@ async def _serve(config: Any, build_engine: Callable[[Any], Any]) -> None:
             tls=tls,
             auth=auth,
             insecure=config.insecure,
+            stop=stop,
         )
     finally:
-        await engine.stop()
+        watcher.cancel()
+        await engine.stop(grace_s=0 if engine.lost_claim.is_set() else 10.0)
+    if engine.lost_claim.is_set():
+        from gateway.errors import FencedError
+
+        raise FencedError("this gateway lost the journal's lease and stopped; another gateway took its work over")
 
 
 # -- activations -----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ SDK's, so ``from gateway.errors import X`` works for every class of the tree.
     ├── RenderError                  sdk       a change did not render into what its driver sends (names
     │                                          template, line, variable; or the XML the driver cannot scope)
     ├── JournalError                 gateway   the journal cannot be read or written
+    │   └── FencedError              gateway   this gateway lost the journal's lease (another took over):
+    │                                          it writes nothing more and touches no device
     └── DeviceError                  sdk       something went wrong talking to a device: ConnectError,
                                                AuthenticationError, HostKeyError, DeviceTimeoutError,
                                                SessionLostError, LockDeniedError (DeviceBusyError),
@@ -96,11 +98,19 @@ class JournalError(AgwError):
     default_retryable = True
 
 
+class FencedError(JournalError):
+    """This gateway no longer holds the journal's lease (:mod:`gateway.journal.lease`): another
+    gateway may have taken its work over, so it writes nothing and touches no device any more."""
+
+    default_retryable = False
+
+
 __all__ = [
     "AgwError",
     "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
+    "FencedError",
     "ConnectError",
     "DeviceBusyError",
     "DeviceError",

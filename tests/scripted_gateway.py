@@ -35,7 +35,7 @@ from drivers.testing.scripted import Operation, ScriptedNetwork
 from gateway.engine import Engine
 from gateway.engine import transaction
 from gateway.inventory import CredentialResolver, Inventory, ProfileStore, select_endpoint
-from gateway.journal import open_journal
+from gateway.journal import JournalOptions, open_journal
 from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
 from gateway.render import TemplateStore
 from gateway.results import ActivationResult, TaskResult
@@ -203,6 +203,9 @@ class Gateway:
     devices: Mapping[str, str] = field(default_factory=lambda: dict(PLATFORM))
     engines: list[Engine] = field(default_factory=list)
     stopped: set[int] = field(default_factory=set)
+    journal_url: str = ""
+    """Another journal than the SQLite file (a PostgreSQL schema, say)."""
+    journal_options: JournalOptions | None = None
 
     @classmethod
     def create(cls, directory: Path, *, templates_root: Path | None = None,
@@ -222,7 +225,8 @@ class Gateway:
             name: {"address": "192.0.2.1", "host_key_check": False,
                    "endpoints": [{"platform": platform, "port": 830, "credentials": "env:SCRIPTED"}]}
             for name, platform in self.devices.items()}})
-        engine = Engine(journal=open_journal(f"sqlite:///{self.journal_path}"), inventory=inventory,
+        url = self.journal_url or f"sqlite:///{self.journal_path}"
+        engine = Engine(journal=open_journal(url, options=self.journal_options), inventory=inventory,
                         profiles=ProfileStore(dict(PROFILES)), templates=TemplateStore(root=self.templates_root),
                         credentials=CredentialResolver(environ={"SCRIPTED_USERNAME": "u", "SCRIPTED_PASSWORD": "p"}),
                         registry=registry, select_endpoint=select_endpoint)

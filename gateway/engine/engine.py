@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import socket
 import logging
 import uuid
@@ -90,12 +91,15 @@ class Engine:
         self._runs: dict[str, ActivationRun | None] = {}  # None: a rollback is running
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, asyncio.Task[Any]] = {}  # activation id -> its run or rollback
+        self.lost_claim = asyncio.Event()
+        """Set when this engine lost the journal's claim (PostgreSQL lease): it has stopped its work."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.journal.start()
         try:  # this engine recovers what the journal says is in flight: no other may run it meanwhile
-            await self.journal.claim(holder=f"agw engine on {socket.gethostname()}")
+            await self.journal.claim(holder=f"agw on {socket.gethostname()} pid {os.getpid()}",
+                                     on_lost=self._lost_claim)
         except BaseException:
             await self.journal.close()
             raise
@@ -134,6 +138,14 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.ctx.pool.close_all()
         await self.journal.close()
+
+    def _lost_claim(self) -> None:
+        """The journal's lease is gone: another gateway may take this one's work over at any moment.
+        Abandon it at once, as a crash would (no rollback: the device calls and journal writes
+        are refused anyway; the new active gateway recovers it from the journal)."""
+        self.lost_claim.set()
+        for t in list(self._tasks):
+            t.cancel()
 
     async def wait_idle(self) -> None:
         """Wait for every background activation (tests, shutdown)."""

@@ -38,6 +38,7 @@ crash recovery, the Rollback RPC and the fallout actions (:class:`Mode`), with o
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
@@ -45,7 +46,7 @@ from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver
 from gateway.engine.context import EngineContext, error_view, verification_view
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import PlannedTask
-from gateway.errors import AgwError, DeviceTimeoutError, Phase, StateError, VerificationError
+from gateway.errors import AgwError, DeviceTimeoutError, FencedError, Phase, StateError, VerificationError
 from gateway.incidents import public_text
 from gateway.model import TaskState
 from gateway.results import RollbackView
@@ -138,7 +139,13 @@ class DeviceTransaction:
 
     async def call(self, phase: Phase, op: Awaitable[T]) -> T:
         """A driver operation, cancelled when it overruns its own timeout by :data:`OVERRUN_GRACE_S`
-        (the session is dropped: it may be mid-request)."""
+        (the session is dropped: it may be mid-request). Refused, the device untouched, once this
+        gateway has lost the journal's claim (another gateway may be running the work)."""
+        if not self.ctx.journal.holds_claim():
+            if inspect.iscoroutine(op):
+                op.close()
+            raise FencedError(f"{phase.value} not sent: this gateway lost the journal's lease", device=self.device,
+                              phase=phase)
         limit_s = self._limit_s(phase) + OVERRUN_GRACE_S
         try:
             return await asyncio.wait_for(op, timeout=limit_s)

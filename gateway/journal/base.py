@@ -20,7 +20,7 @@ import asyncio
 import builtins
 from datetime import datetime
 from types import TracebackType
-from typing import Sequence
+from typing import Callable, Sequence
 
 from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
 from gateway.transitions import RECOVERY_FIELDS, TASK_FIELDS, TaskRecovery, Transition
@@ -38,10 +38,16 @@ class Journal(abc.ABC):
         """Write everything already queued, then release the store. Idempotent."""
 
     @abc.abstractmethod
-    async def claim(self, *, holder: str) -> None:
+    async def claim(self, *, holder: str, on_lost: Callable[[], None] | None = None) -> None:
         """Make this process the one gateway that runs (and recovers) the journal's activations,
-        until :meth:`close`; :class:`~gateway.errors.JournalError` naming who holds it if another
-        process does. ``holder`` says who claims (shown to the one refused)."""
+        until :meth:`close`. A store that cannot wait refuses at once with a
+        :class:`~gateway.errors.JournalError` naming who holds it; one that can (PostgreSQL) waits
+        as a standby. ``holder`` says who claims; ``on_lost`` is called if the claim is lost
+        later (from then on every write is a :class:`~gateway.errors.FencedError`)."""
+
+    def holds_claim(self) -> bool:
+        """Whether this process may still act for the journal (False once a lease is lost)."""
+        return True
 
     async def __aenter__(self) -> Journal:
         await self.start()

@@ -34,8 +34,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from gateway.errors import ConflictError, JournalError, NotFoundError, Phase
+from gateway.errors import ConflictError, FencedError, JournalError, NotFoundError, Phase
 from gateway.journal.dbcall import invalidate_if_lost, sqlalchemy_error
+from gateway.journal.lease import fence_sql
 from gateway.journal.schema import activations, events, idem_key, tasks
 from gateway.results import ActivationState, Event
 
@@ -204,10 +205,13 @@ def _sql(dialect: Dialect) -> _Sql:
     return found
 
 
-def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | None = None) -> list[Any]:
+def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | None = None,
+                epoch: int | None = None) -> list[Any]:
     """Apply ``batch`` in ONE transaction; per-operation outcomes (a result or an exception), in order.
 
     ``cache`` (kept by the caller between batches) saves the reads; without it everything is read.
+    ``epoch``: the writer's fencing epoch (:mod:`gateway.journal.lease`); the transaction first reads
+    the journal's and raises :class:`~gateway.errors.FencedError`, writing nothing, if they differ.
     Database errors propagate as SQLAlchemy errors (the caller translates them and retries one by one).
     """
     if cache is None:
@@ -215,7 +219,7 @@ def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | Non
     stale = reconnects = 0
     while True:
         try:
-            outcomes, images = _transaction(engine, batch, cache)
+            outcomes, images = _transaction(engine, batch, cache, epoch)
         except _Stale as exc:
             cache.stale += 1
             cache.drop(exc.activation_ids)
@@ -240,7 +244,7 @@ def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | Non
 
 
 def _transaction(
-    engine: Engine, batch: Sequence[Op], cache: WriterCache
+    engine: Engine, batch: Sequence[Op], cache: WriterCache, epoch: int | None = None
 ) -> tuple[list[Any], dict[str, ActivationImage]]:
     """One transaction on the writer's own pooled connection, straight on the DB-API (no
     SQLAlchemy per-statement or per-checkout work): BEGIN IMMEDIATE on SQLite (the write lock up
@@ -259,6 +263,8 @@ def _transaction(
         cur = dbapi_conn.cursor()
         if sql.begin:
             cur.execute(sql.begin)
+        if epoch is not None:
+            _check_epoch(cur, epoch)
         result = _apply(cur, sql, batch, cache)
         committing = True
         dbapi_conn.commit()
@@ -279,6 +285,15 @@ def _transaction(
         if cur is not None:
             with contextlib.suppress(Exception):
                 cur.close()
+
+
+def _check_epoch(cur: Any, epoch: int) -> None:
+    cur.execute(fence_sql())
+    row = cur.fetchone()
+    if row is None or int(row[0]) != epoch:
+        raise FencedError(
+            f"journal write refused: this gateway's lease (epoch {epoch}) was taken over "
+            f"(epoch {row[0] if row else 'none'}); it writes nothing more", phase=Phase.JOURNAL)
 
 
 def _apply(

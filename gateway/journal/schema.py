@@ -9,6 +9,7 @@
                  platform, driver, rendered, diff, verification, rollback, error, timings, note,
                  recovery, emulated                                nested values are JSON text
     events       (activation_id, seq) PK, time, task_id, phase, state, message, actor
+    agw_owner    id PK (one row), epoch, holder, since     the active gateway's fencing epoch (PostgreSQL)
     schema_version  version PK, applied_at
 
 Times are stored in UTC; :class:`UtcDateTime` hands back timezone-aware datetimes on both backends.
@@ -159,6 +160,16 @@ events = Table(
     Column("actor", String, nullable=False, server_default=""),
 )
 
+owner = Table(
+    "agw_owner",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", Integer, nullable=False),
+    Column("holder", String, nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+)
+"""PostgreSQL: the active gateway's fencing epoch (one row; :mod:`gateway.journal.lease`)."""
+
 schema_version = Table(
     "agw_schema_version",
     metadata,
@@ -175,6 +186,7 @@ __all__ = [
     "events",
     "idem_key",
     "metadata",
+    "owner",
     "schema_version",
     "stored_time",
     "tasks",

@@ -46,6 +46,9 @@ class JournalOptions:
     """Most activations one prune step (one write transaction) deletes."""
     prune_max_tasks: int = 5000
     """Most tasks one prune step deletes (unless a single activation has more)."""
+    lease_s: float = 15.0
+    """PostgreSQL: the active gateway's lease (:mod:`gateway.journal.lease`): a gateway that stops
+    renewing it (killed, frozen, cut off) is taken over by a standby within this time."""
 
 
 def now() -> datetime:

@@ -25,7 +25,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -39,6 +39,7 @@ from gateway.journal.batch import Create
 from gateway.journal.dbcall import call
 from gateway.journal.reads import Reader
 from gateway.journal.schema import idem_key
+from gateway.journal.lease import LeaseKeeper
 from gateway.journal.setup import JournalOptions, claim_sqlite_file, is_sqlite_file, open_engine, sqlite_path
 from gateway.journal.writer import Writer, record_op
 from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
@@ -66,6 +67,7 @@ class SqlJournal(Journal):
         self._reader: Reader | None = None
         self._closing = False
         self._claim_fd: int | None = None
+        self._lease: LeaseKeeper | None = None
 
     @property
     def backend(self) -> str:
@@ -104,14 +106,37 @@ class SqlJournal(Journal):
         self._engine = engine
         log.info("journal open: %s", self.url.render_as_string(hide_password=True))
 
-    async def claim(self, *, holder: str) -> None:
-        """SQLite file: an exclusive lock beside the database (:func:`~gateway.journal.setup.claim_sqlite_file`).
-        In memory: nothing to share. PostgreSQL: not claimed here; gateways that share one coordinate
-        per activation and device."""
+    async def claim(self, *, holder: str, on_lost: Callable[[], None] | None = None) -> None:
+        """SQLite file: an exclusive lock beside the database (:func:`~gateway.journal.setup.claim_sqlite_file`);
+        refused at once if another process holds it. In memory: nothing to share. PostgreSQL: the
+        active-gateway lease (:mod:`gateway.journal.lease`): waits, as a standby, while another
+        gateway holds it; once held, every write is fenced by it and ``on_lost`` is called if it is lost."""
+        self._require_open()
+        if self.backend == "postgresql":
+            if self._lease is None:
+                assert self._engine is not None
+                keeper = LeaseKeeper(self._engine, holder=holder, lease_s=self.options.lease_s)
+                try:
+                    await keeper.acquire(on_lost or (lambda: None))
+                except BaseException:
+                    await keeper.release()
+                    raise
+                self._lease = keeper
+                self._writer.lease = keeper.lease
+            return
         path = sqlite_path(self.url)
         if path is None or self._claim_fd is not None:
             return
         self._claim_fd = claim_sqlite_file(path, holder=holder)
+
+    def holds_claim(self) -> bool:
+        return self._lease is None or self._lease.lease.valid()
+
+    async def _let_go_lease(self) -> None:
+        keeper, self._lease = self._lease, None
+        self._writer.lease = None
+        if keeper is not None:
+            await keeper.release()
 
     def _let_go(self) -> None:
         if self._claim_fd is not None:
@@ -130,6 +155,7 @@ class SqlJournal(Journal):
             await call(self._executor, "close", self._reader.release)
         await call(self._executor, "close", engine.dispose)
         self._shutdown_executors(wait=True)
+        await self._let_go_lease()
         self._let_go()
         log.info("journal closed after %d write transactions", self._writer.batches)
 

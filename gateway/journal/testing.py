@@ -71,6 +71,19 @@ def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 
 @pytest.fixture
+def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
+    """The URL of an empty journal store on PostgreSQL only (its own schema, dropped after)."""
+    schema = f"agw_t_{uuid.uuid4().hex[:12]}"
+    with pg_admin.begin() as conn:
+        conn.exec_driver_sql(f'create schema "{schema}"')
+    try:
+        yield pg_schema_url(schema)
+    finally:
+        with pg_admin.begin() as conn:
+            conn.exec_driver_sql(f'drop schema "{schema}" cascade')
+
+
+@pytest.fixture
 async def journal(journal_url: str) -> AsyncIterator[SqlJournal]:
     j = SqlJournal(journal_url, options=JournalOptions(busy_timeout_ms=5_000, connect_timeout_s=3))
     await j.start()
@@ -80,4 +93,5 @@ async def journal(journal_url: str) -> AsyncIterator[SqlJournal]:
         await j.close()
 
 
-__all__ = ["BACKENDS", "DEFAULT_PG_URL", "journal", "journal_url", "pg_admin", "pg_schema_url", "postgres_base_url"]
+__all__ = ["BACKENDS", "DEFAULT_PG_URL", "journal", "journal_url", "pg_admin", "pg_schema_url", "pg_url",
+           "postgres_base_url"]

@@ -28,10 +28,11 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from gateway.errors import JournalError, Phase
+from gateway.errors import FencedError, JournalError, Phase
 from gateway.journal import codec, retention
 from gateway.journal.batch import Create, Op, Record, WriterCache, apply_batch
 from gateway.journal.dbcall import translated
+from gateway.journal.lease import Lease
 from gateway.results import Event
 from gateway.transitions import Transition
 
@@ -73,6 +74,8 @@ class Writer:
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.lease: Lease | None = None
+        """Set while this gateway holds a PostgreSQL journal's lease: every batch is fenced by it."""
 
     def open(self, engine: Engine, executor: Executor, loop: asyncio.AbstractEventLoop) -> None:
         """Write to ``engine`` from ``executor`` (the journal thread), for callers on ``loop``."""
@@ -151,6 +154,8 @@ class Writer:
         engine = self.engine
         assert engine is not None
         try:
+            if self.lease is not None:
+                self.lease.check()
             with translated("prune", engine.dialect):
                 pruned = retention.prune_step(engine, op)
         except JournalError as exc:
@@ -161,7 +166,10 @@ class Writer:
     def _apply(self, batch: list[Op]) -> list[Any]:
         engine = self.engine  # still set while close() drains the queue through here
         assert engine is not None
-        outcomes = apply_batch(engine, batch, cache=self.cache)
+        lease = self.lease
+        if lease is not None:
+            lease.check()  # the local count first: a lapsed lease writes nothing
+        outcomes = apply_batch(engine, batch, cache=self.cache, epoch=None if lease is None else lease.epoch)
         self.batches += 1
         return outcomes
 
@@ -178,6 +186,8 @@ class Writer:
         try:
             with translated("write", dialect):
                 return self._apply(batch)
+        except FencedError as exc:
+            return [exc] * len(batch)  # no write of this gateway may land any more
         except JournalError as exc:
             if len(batch) == 1:
                 return [exc]

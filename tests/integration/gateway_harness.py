@@ -122,22 +122,32 @@ def free_port() -> int:
 
 
 class SubprocessGateway:
-    """``agw serve`` in its own process, so a test can SIGKILL it."""
+    """``agw serve`` in its own process, so a test can SIGKILL (or SIGSTOP) it."""
 
-    def __init__(self, *, data_dir: Path, inventory: Path, profiles: Path) -> None:
+    def __init__(self, *, data_dir: Path, inventory: Path, profiles: Path, journal_url: str = "",
+                 journal_lease_s: float | None = None) -> None:
         self.data_dir, self.inventory, self.profiles = data_dir, inventory, profiles
+        self.journal_url, self.journal_lease_s = journal_url, journal_lease_s
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
+        """Start it; with ``wait``, until it listens (a standby does not listen until it is active)."""
         agw = shutil.which("agw", path=str(Path(sys.executable).parent)) or "agw"
         log = open(self.data_dir / "serve.log", "ab")
-        self.proc = subprocess.Popen(
-            [agw, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
-             "--inventory", str(self.inventory), "--profiles", str(self.profiles)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
-        )
-        deadline = time.monotonic() + 30
+        args = [agw, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
+                "--inventory", str(self.inventory), "--profiles", str(self.profiles)]
+        if self.journal_url:
+            args += ["--journal", self.journal_url]
+        if self.journal_lease_s is not None:
+            args += ["--journal-lease-s", str(self.journal_lease_s)]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        if wait:
+            self.wait_listening(30)
+
+    def wait_listening(self, timeout_s: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
@@ -146,7 +156,21 @@ class SubprocessGateway:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"agw serve exited: see {self.data_dir / 'serve.log'}")
                 time.sleep(0.1)
-        raise RuntimeError("agw serve did not start listening within 30 s")
+        raise RuntimeError(f"agw serve did not start listening within {timeout_s:g} s")
+
+    def listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def log_text(self) -> str:
+        return (self.data_dir / "serve.log").read_text(errors="replace")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
