@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 AGW := $(VENV)/bin/agw
-APT_PACKAGES := netconfd libyuma-base openssh-server frr snmpd snmp iproute2 nftables iptables \
+APT_PACKAGES := netconfd libyuma-base openssh-server frr snmpd snmp iproute2 nftables iptables chromium fonts-dejavu-core \
 	iputils-ping procps psmisc libnetfilter-queue-dev gcc python3-venv python3-dev postgresql
 
 .PHONY: setup apt venv run test typecheck fuzz bench lab-up lab-down proto pki clean

@@ -24,6 +24,7 @@ import click
 
 from gateway.cli_journal import DURATION, journal
 from gateway.cli_pki import pki
+from gateway.cli_report import report
 from gateway.terminal import shown
 from lab.cli import lab
 
@@ -35,15 +36,20 @@ STATES = ("acknowledged", "inProgress", "completed", "partial", "failed", "cance
 
 @click.group()
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="AGW_LOG_FORMAT",
+              show_default=True, help="json: one object per line, with the activation, task, device and "
+                                      "correlation id of the work each record belongs to.")
+def main(verbose: int, log_format: str) -> None:
     """agw: the network activation gateway."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gateway import logs
+
+    logs.configure(level=logging.WARNING - 10 * min(verbose, 2), fmt=log_format)
 
 
 main.add_command(lab)
 main.add_command(journal)
 main.add_command(pki)
+main.add_command(report)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -302,10 +308,13 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
               envvar="AGW_JOURNAL_LEASE_S",
               help="PostgreSQL journal: one gateway is active, others wait as standbys and take over within this "
                    "many seconds of it stopping (killed, frozen, cut off).")
+@click.option("--metrics-listen", default="", envvar="AGW_METRICS_LISTEN", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a "
+                   "monitoring network).")
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
           profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
           policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
-          max_dry_runs_per_caller: int, journal_lease_s: float) -> None:
+          max_dry_runs_per_caller: int, journal_lease_s: float, metrics_listen: str) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -322,16 +331,24 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
     config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url,
                            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, policy_path=policy,
                            insecure=insecure, **kw)
+    if metrics_listen:
+        from gateway.metrics import parse_listen
+
+        try:
+            parse_listen(metrics_listen)
+        except ValueError as exc:
+            _fail(str(exc))
     try:
-        asyncio.run(_serve(config, build_engine))
+        asyncio.run(_serve(config, build_engine, metrics_listen=metrics_listen))
     except AgwError as exc:
         _fail(str(exc))
 
 
-async def _serve(config: Any, build_engine: Callable[[Any], Any]) -> None:
+async def _serve(config: Any, build_engine: Callable[[Any], Any], *, metrics_listen: str = "") -> None:
     from gateway.api.server import serve as serve_grpc
     from gateway.api.tls import check_listen
     from gateway.app import edge_settings
+    from gateway.errors import ConfigurationError
 
     tls, auth = edge_settings(config)  # before anything starts: a bad file or setting stops here
     check_listen(config.listen, tls=tls, insecure=config.insecure, warn=False)  # refuse before starting
@@ -347,6 +364,18 @@ async def _serve(config: Any, build_engine: Callable[[Any], Any]) -> None:
         stop.set()
 
     watcher = asyncio.create_task(stop_when_the_claim_is_lost())
+    endpoint = None
+    if metrics_listen:
+        from gateway.metrics import MetricsEndpoint
+
+        endpoint = MetricsEndpoint(engine, listen=metrics_listen)
+        try:
+            port = endpoint.start()
+        except OSError as exc:
+            watcher.cancel()
+            await engine.stop(grace_s=0)
+            raise ConfigurationError(f"--metrics-listen {metrics_listen}: {exc.strerror or exc}") from None
+        click.echo(f"agw: metrics on http://{endpoint.host}:{port}/metrics", err=True)
     try:
         await serve_grpc(
             engine,
@@ -360,6 +389,8 @@ async def _serve(config: Any, build_engine: Callable[[Any], Any]) -> None:
         )
     finally:
         watcher.cancel()
+        if endpoint is not None:
+            await endpoint.stop()
         await engine.stop(grace_s=0 if engine.lost_claim.is_set() else 10.0)
     if engine.lost_claim.is_set():
         from gateway.errors import FencedError

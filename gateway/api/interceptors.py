@@ -15,7 +15,6 @@ counts it in ``agw_grpc_malformed_requests_total{method}`` and logs the call lik
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
 import logging
 import time
@@ -28,14 +27,14 @@ import grpc.aio
 from prometheus_client import Counter, Histogram
 
 from gateway.api import status
+from gateway.logs import correlation_id
 
 log = logging.getLogger(__name__)
 
 _Context = grpc.aio.ServicerContext[Any, Any]
 """The server side of a call, whatever its messages."""
 
-correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("agw_correlation_id", default="")
-"""The correlation id of the call being served (for log records further down)."""
+# the correlation id of the call being served (for log records further down): gateway.logs
 
 CALLS = Counter(
     "agw_grpc_server_handled_total",

@@ -115,6 +115,12 @@ class DeviceLocks:
             dev = self._devices[name] = _Device()
         return dev
 
+    def gauges(self) -> tuple[int, dict[str, int]]:
+        """Devices held, and the queue length of each device with waiters (for metrics)."""
+        devices = list(self._devices.items())
+        return (sum(1 for _, d in devices if d.holder is not None),
+                {name: len(d.waiters) for name, d in devices if d.waiters})
+
     def busy(self, device: str) -> bool:
         dev = self._devices.get(device)
         return dev is not None and dev.holder is not None

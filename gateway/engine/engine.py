@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from drivers.base import Driver
 from drivers.registry import Registry
-from gateway import offload
+from gateway import logs, metrics, offload
 from gateway.engine import retention as retention_policy
 from gateway.engine.context import EngineContext, utcnow
 from gateway.engine.devices import DeviceLocks, SessionPool
@@ -91,6 +91,7 @@ class Engine:
         self._runs: dict[str, ActivationRun | None] = {}  # None: a rollback is running
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, asyncio.Task[Any]] = {}  # activation id -> its run or rollback
+        self._fallout_open: int | None = None
         self.lost_claim = asyncio.Event()
         """Set when this engine lost the journal's claim (PostgreSQL lease): it has stopped its work."""
 
@@ -139,6 +140,19 @@ class Engine:
         await self.ctx.pool.close_all()
         await self.journal.close()
 
+    # -- metrics (gateway/metrics.py) ---------------------------------------------------------------
+    def gauges(self) -> dict[str, Any]:
+        busy, queues = self.ctx.locks.gauges()
+        return {"running": len(self._runs), "busy": busy, "queues": queues, "sessions": len(self.ctx.pool),
+                "fallout": self._fallout_open}
+
+    async def _count_repair(self, activation_id: str, mode: Mode) -> None:
+        metrics.REPAIRS.labels(mode.value, (await self.journal.get(activation_id)).state.value).inc()
+
+    async def refresh_gauges(self) -> None:
+        """Count what is read from the journal for the gauges (tasks in fallout)."""
+        self._fallout_open = await self.journal.fallout_count()
+
     def _lost_claim(self) -> None:
         """The journal's lease is gone: another gateway may take this one's work over at any moment.
         Abandon it at once, as a crash would (no rollback: the device calls and journal writes
@@ -172,7 +186,9 @@ class Engine:
             result = await self.journal.get(activation_id)
             log.warning("recovering activation %s (state %s)", activation_id, result.state.value)
             try:
-                await self.repairer.repair(result, mode=Mode.RECOVER)
+                with logs.bound(activation=activation_id):
+                    await self.repairer.repair(result, mode=Mode.RECOVER)
+                await self._count_repair(activation_id, Mode.RECOVER)
             except StateError:
                 states = [t.state for t in result.tasks]
                 final = ActivationState.CANCELLED if all(s != TaskState.COMPLETED for s in states) else ActivationState.PARTIAL
@@ -251,6 +267,7 @@ class Engine:
         return SubmitResult(activation_id=activation_id, created=created)
 
     async def _run(self, run: ActivationRun) -> None:
+        logs.bind(activation=run.id)
         try:
             await run.run()
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the activation
@@ -377,8 +394,10 @@ class Engine:
         return await self.journal.get(result.id)
 
     async def _repair(self, result: ActivationResult, mode: Mode, task_id: str = "") -> None:
+        logs.bind(activation=result.id, task=task_id)
         try:
             await self.repairer.repair(result, mode=mode, task_id=task_id)
+            await self._count_repair(result.id, mode)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the activation looking busy
             log.error("%s of activation %s stopped on an error (incident %s)", mode.value, result.id, incident(exc))
             try:

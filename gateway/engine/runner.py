@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Coroutine, Iterable
 
+from gateway import logs, metrics
 from gateway.engine.context import EngineContext, error_view
 from gateway.engine.plan import Plan, PlannedTask
 from gateway.engine.lifecycle import Leg, Work, task_transition
@@ -86,6 +88,29 @@ def final_activation_state(states: list[TaskState], *, cancelled: bool) -> Activ
     return ActivationState.FAILED
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """A finished task as :func:`gateway.metrics.observe_activation` reads it."""
+
+    run: TaskRun
+
+    @property
+    def service(self) -> str:
+        return self.run.planned.spec.service
+
+    @property
+    def platform(self) -> str:
+        return self.run.planned.platform
+
+    @property
+    def outcome(self) -> str:
+        return self.run.state.value
+
+    @property
+    def phases(self) -> Iterable[tuple[str, float]]:
+        return ((t.phase, t.duration_ms / 1000.0) for t in self.run.clock.timings)
+
+
 class ActivationRun:
     def __init__(self, ctx: EngineContext, *, activation_id: str, plan: Plan, attempt: int = 1) -> None:
         self.ctx = ctx
@@ -94,6 +119,7 @@ class ActivationRun:
         self.atomic = plan.request.atomic
         self.attempt = attempt
         self.cancel_event = asyncio.Event()
+        self.started = time.monotonic()
         self.tasks = {p.spec.id: TaskRun(id=p.spec.id, planned=p) for p in plan.tasks}
         self.failed = asyncio.Event()  # atomic: some task failed, stop and roll back all
         self._txns: list[DeviceTransaction] = []
@@ -142,6 +168,8 @@ class ActivationRun:
         final = final_activation_state(states, cancelled=self.cancel_event.is_set())
         await self.ctx.record(Transition(activation_id=self.id, state=final.value, phase="end",
                                          message=f"activation {final.value}", activation_state=final))
+        metrics.observe_activation(final.value, time.monotonic() - self.started,
+                                   (_Outcome(tr) for tr in self.tasks.values()))
         return final
 
     # -- atomic: every device transaction confirmed together or rolled back together -------------
@@ -176,6 +204,7 @@ class ActivationRun:
                     txn.completed()
 
     async def _prepare_when_ready(self, tr: TaskRun, txn: DeviceTransaction) -> None:
+        logs.bind(task=tr.id, on_device=tr.device)  # this asyncio task's log records (gateway.logs)
         try:
             for dep in tr.planned.spec.depends_on:
                 await self.tasks[dep].done.wait()
@@ -194,6 +223,7 @@ class ActivationRun:
 
     # -- independent tasks: each task is its own transaction ----------------------------------------
     async def _run_one(self, tr: TaskRun) -> None:
+        logs.bind(task=tr.id, on_device=tr.device)  # this asyncio task's log records (gateway.logs)
         try:
             for dep in tr.planned.spec.depends_on:
                 await self.tasks[dep].done.wait()

@@ -46,6 +46,7 @@ from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver
 from gateway.engine.context import EngineContext, error_view, verification_view
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import PlannedTask
+from gateway import metrics
 from gateway.errors import AgwError, DeviceTimeoutError, FencedError, Phase, StateError, VerificationError
 from gateway.incidents import public_text
 from gateway.model import TaskState
@@ -156,6 +157,8 @@ class DeviceTransaction:
 
     def _failed(self, exc: BaseException) -> None:
         """A step raised: drop the session unless the error says it is still sound."""
+        metrics.DEVICE_ERRORS.labels(type(exc).__name__ if isinstance(exc, AgwError) else "internal",
+                                     self.profile.platform).inc()
         if isinstance(exc, AgwError):
             if exc.device is None:
                 exc.device = self.device

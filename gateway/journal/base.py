@@ -22,6 +22,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Callable, Sequence
 
+from gateway.journal.kpi import KpiRows
 from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
 from gateway.transitions import RECOVERY_FIELDS, TASK_FIELDS, TaskRecovery, Transition
 
@@ -139,6 +140,14 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def recovery(self, activation_id: str, task_id: str) -> TaskRecovery:
         """The task's recovery record; :class:`~gateway.errors.NotFoundError` if unknown."""
+
+    @abc.abstractmethod
+    async def kpi_rows(self, since: datetime, until: datetime) -> KpiRows:
+        """What `agw report` reads: activations created in [since, until), their tasks, the telling events."""
+
+    @abc.abstractmethod
+    async def fallout_count(self) -> int:
+        """How many tasks are in fallout now (for the open-fallout gauge)."""
 
     @abc.abstractmethod
     async def unfinished(self) -> builtins.list[str]:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.journal import codec, dbcall, paging, retention
+from gateway.journal.kpi import KpiRows, read_kpi_rows
 from gateway.journal.schema import activations, events, tasks
 from gateway.results import ActivationResult, ActivationState, AuditEntry, Event, Page, TaskResult
 
@@ -237,6 +238,17 @@ class Reader:
             return conn.execute(q).scalar()
 
         return await self.core(query, "read recovery")
+
+    async def kpi_rows(self, since: datetime, until: datetime) -> KpiRows:
+        return await self.core(read_kpi_rows, "read report", since, until)
+
+    async def count_tasks_in(self, state: str) -> int:
+        q = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.state == state)
+
+        def query(conn: Connection) -> int:
+            return int(conn.execute(q).scalar() or 0)
+
+        return await self.core(query, "read")
 
     async def unfinished(self) -> builtins.list[str]:
         q = (

@@ -37,11 +37,13 @@ from gateway.journal import codec, paging, retention
 from gateway.journal.base import Journal
 from gateway.journal.batch import Create
 from gateway.journal.dbcall import call
+from gateway.journal.kpi import KpiRows
+from gateway.journal.lease import LeaseKeeper
 from gateway.journal.reads import Reader
 from gateway.journal.schema import idem_key
-from gateway.journal.lease import LeaseKeeper
 from gateway.journal.setup import JournalOptions, claim_sqlite_file, is_sqlite_file, open_engine, sqlite_path
 from gateway.journal.writer import Writer, record_op
+from gateway.model import TaskState
 from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
 from gateway.transitions import TaskRecovery, Transition
 
@@ -271,6 +273,12 @@ class SqlJournal(Journal):
 
     async def unfinished(self) -> builtins.list[str]:
         return await self._reads.unfinished()
+
+    async def kpi_rows(self, since: datetime, until: datetime) -> KpiRows:
+        return await self._reads.kpi_rows(since, until)
+
+    async def fallout_count(self) -> int:
+        return await self._reads.count_tasks_in(TaskState.FALLOUT.value)
 
     async def fallout_page(self, *, page_size: int = 50, page_token: str = "") -> Page[tuple[str, TaskResult]]:
         q = paging.fallout_query(page_token, paging.check_page_size(page_size))  # a bad token raises here

@@ -53,13 +53,8 @@ def pg_schema_url(schema: str) -> str:
     return base.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=BACKENDS)
-def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty journal store on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'journal.db'}"
-        return
-    admin: sa.Engine = request.getfixturevalue("pg_admin")
+def _fresh_schema(admin: sa.Engine) -> Iterator[str]:
+    """The URL of a new, empty schema of the test database, dropped after."""
     schema = f"agw_t_{uuid.uuid4().hex[:12]}"
     with admin.begin() as conn:
         conn.exec_driver_sql(f'create schema "{schema}"')
@@ -70,17 +65,19 @@ def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
             conn.exec_driver_sql(f'drop schema "{schema}" cascade')
 
 
+@pytest.fixture(params=BACKENDS)
+def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty journal store on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'journal.db'}"
+        return
+    yield from _fresh_schema(request.getfixturevalue("pg_admin"))
+
+
 @pytest.fixture
 def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
     """The URL of an empty journal store on PostgreSQL only (its own schema, dropped after)."""
-    schema = f"agw_t_{uuid.uuid4().hex[:12]}"
-    with pg_admin.begin() as conn:
-        conn.exec_driver_sql(f'create schema "{schema}"')
-    try:
-        yield pg_schema_url(schema)
-    finally:
-        with pg_admin.begin() as conn:
-            conn.exec_driver_sql(f'drop schema "{schema}" cascade')
+    yield from _fresh_schema(pg_admin)
 
 
 @pytest.fixture

@@ -766,19 +766,25 @@ async def test_request_ids_are_scoped_to_the_caller_and_calls_are_audited(journa
     assert (await journal.get("a4")).submitted_by == "" and (await journal.get("a4")).audit == ()
 
 
+def downgrade(journal_url: str, version: int, *statements: str) -> None:
+    """Take a journal back to what ``version`` had (``statements`` undo the later migrations)."""
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+        conn.execute(sa.text("DELETE FROM agw_schema_version"))
+        conn.execute(sa.text("INSERT INTO agw_schema_version (version, applied_at) VALUES (:v, CURRENT_TIMESTAMP)"),
+                     {"v": version})
+    engine.dispose()
+
+
 async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> None:
     first = SqlJournal(journal_url)
     await first.start()
     await create(first, "old1")
     await first.close()
-    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:  # back to what version 1 had
-        conn.execute(sa.text("ALTER TABLE agw_activations DROP COLUMN submitted_by"))
-        conn.execute(sa.text("ALTER TABLE agw_events DROP COLUMN actor"))
-        conn.execute(sa.text("ALTER TABLE agw_tasks DROP COLUMN emulated"))
-        conn.execute(sa.text("DELETE FROM agw_schema_version"))
-        conn.execute(sa.text("INSERT INTO agw_schema_version (version, applied_at) VALUES (1, CURRENT_TIMESTAMP)"))
-    engine.dispose()
+    downgrade(journal_url, 1, "ALTER TABLE agw_activations DROP COLUMN submitted_by",
+              "ALTER TABLE agw_events DROP COLUMN actor", "ALTER TABLE agw_tasks DROP COLUMN emulated")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -799,12 +805,7 @@ async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.start()
     await create(first, "old2", tasks_=(task("t1"), full_task()))
     await first.close()
-    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:  # back to what version 2 had
-        conn.execute(sa.text("ALTER TABLE agw_tasks DROP COLUMN emulated"))
-        conn.execute(sa.text("DELETE FROM agw_schema_version"))
-        conn.execute(sa.text("INSERT INTO agw_schema_version (version, applied_at) VALUES (2, CURRENT_TIMESTAMP)"))
-    engine.dispose()
+    downgrade(journal_url, 2, "ALTER TABLE agw_tasks DROP COLUMN emulated")
     again = SqlJournal(journal_url)
     await again.start()
     try:

@@ -379,7 +379,7 @@ def test_agw_serve_passes_the_per_caller_limits_to_the_engine(tmp_path: Any, mon
 
     seen: list[Engine] = []
 
-    async def fake_serve(config: Any, build: Any) -> None:
+    async def fake_serve(config: Any, build: Any, **_: Any) -> None:
         seen.append(build_engine(config))
 
     monkeypatch.setattr(cli, "_serve", fake_serve)
