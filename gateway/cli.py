@@ -308,13 +308,16 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
               envvar="AGW_JOURNAL_LEASE_S",
               help="PostgreSQL journal: one gateway is active, others wait as standbys and take over within this "
                    "many seconds of it stopping (killed, frozen, cut off).")
+@click.option("--otlp-endpoint", default="", envvar="OTEL_EXPORTER_OTLP_ENDPOINT", metavar="URL",
+              help="Export traces (a span per call, activation, task and phase) with OTLP over HTTP to this "
+                   "collector (http://host:4318); off when not given.")
 @click.option("--metrics-listen", default="", envvar="AGW_METRICS_LISTEN", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a "
                    "monitoring network).")
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
           profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
           policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
-          max_dry_runs_per_caller: int, journal_lease_s: float, metrics_listen: str) -> None:
+          max_dry_runs_per_caller: int, journal_lease_s: float, otlp_endpoint: str, metrics_listen: str) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -338,10 +341,16 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
             parse_listen(metrics_listen)
         except ValueError as exc:
             _fail(str(exc))
+    from gateway import tracing
+
+    provider = tracing.configure(otlp_endpoint=otlp_endpoint)
     try:
         asyncio.run(_serve(config, build_engine, metrics_listen=metrics_listen))
     except AgwError as exc:
         _fail(str(exc))
+    finally:
+        if provider is not None:
+            provider.shutdown()  # the spans still batched are sent
 
 
 async def _serve(config: Any, build_engine: Callable[[Any], Any], *, metrics_listen: str = "") -> None:

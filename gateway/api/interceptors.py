@@ -28,6 +28,7 @@ from prometheus_client import Counter, Histogram
 
 from gateway.api import status
 from gateway.logs import correlation_id
+from gateway.tracing import CallSpan
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _code(context: _Context, exc: BaseException | None) -> grpc.StatusCode:
 
 
 class _Call:
-    __slots__ = ("method", "cid", "key", "start", "token")
+    __slots__ = ("method", "cid", "key", "start", "token", "span")
 
     def __init__(self, method: str, context: _Context, request: Any) -> None:
         self.method = method
@@ -143,6 +144,7 @@ class _Call:
         self.key = _key(request)
         self.start = time.perf_counter()
         self.token = correlation_id.set(self.cid)
+        self.span = CallSpan(method, md)  # continues the caller's trace (traceparent), current from here
 
     def done(self, context: _Context, exc: BaseException | None) -> None:
         elapsed_s = time.perf_counter() - self.start
@@ -164,6 +166,7 @@ class _Call:
             self.cid,
             self.key,
         )
+        self.span.end(code.name, code.value[0])
         try:
             correlation_id.reset(self.token)
         except ValueError:  # finished in another context (stream cancelled): nothing to reset

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Sequence
 
 from drivers.base import Driver
 from drivers.registry import Registry
-from gateway import logs, metrics, offload
+from gateway import logs, metrics, offload, tracing
 from gateway.engine import retention as retention_policy
 from gateway.engine.context import EngineContext, utcnow
 from gateway.engine.devices import DeviceLocks, SessionPool
@@ -269,7 +269,9 @@ class Engine:
     async def _run(self, run: ActivationRun) -> None:
         logs.bind(activation=run.id)
         try:
-            await run.run()
+            with tracing.span("activation", activation_id=run.id, tasks=len(run.tasks),
+                              atomic=run.atomic) as current:
+                current.set_attribute("agw.outcome", (await run.run()).value)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the activation
             log.error("activation %s crashed inside the engine (incident %s)", run.id, incident(exc))
             try:
@@ -396,7 +398,8 @@ class Engine:
     async def _repair(self, result: ActivationResult, mode: Mode, task_id: str = "") -> None:
         logs.bind(activation=result.id, task=task_id)
         try:
-            await self.repairer.repair(result, mode=mode, task_id=task_id)
+            with tracing.span("repair", activation_id=result.id, action=mode.value):
+                await self.repairer.repair(result, mode=mode, task_id=task_id)
             await self._count_repair(result.id, mode)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the activation looking busy
             log.error("%s of activation %s stopped on an error (incident %s)", mode.value, result.id, incident(exc))

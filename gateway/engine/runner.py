@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Coroutine, Iterable
 
-from gateway import logs, metrics
+from gateway import logs, metrics, tracing
 from gateway.engine.context import EngineContext, error_view
 from gateway.engine.plan import Plan, PlannedTask
 from gateway.engine.lifecycle import Leg, Work, task_transition
@@ -160,7 +160,7 @@ class ActivationRun:
             if self.atomic:
                 await self._run_atomic()
             else:
-                await _gather_sliced(self._run_one(tr) for tr in self.tasks.values())
+                await _gather_sliced(self._task_span(tr, self._run_one(tr)) for tr in self.tasks.values())
         finally:
             for txn in self._txns:
                 await txn.release()
@@ -183,7 +183,8 @@ class ActivationRun:
         async with self._device_locks(list(self.tasks.values())) as locked:
             if not locked:
                 return
-            await _gather_sliced(self._prepare_when_ready(tr, of[tr.id]) for tr in self.tasks.values())
+            await _gather_sliced(self._task_span(tr, self._prepare_when_ready(tr, of[tr.id]))
+                                 for tr in self.tasks.values())
             if not self.failed.is_set() and not self.cancel_event.is_set():
                 results = await asyncio.gather(*(txn.confirm() for txn in txns.values()), return_exceptions=True)
                 if any(isinstance(r, BaseException) for r in results):
@@ -202,6 +203,16 @@ class ActivationRun:
                 for txn in txns.values():
                     await txn.release()
                     txn.completed()
+
+    async def _task_span(self, tr: TaskRun, work: Coroutine[Any, Any, None]) -> None:
+        """``work`` (one task's) in a span of its own (gateway.tracing), its end state noted."""
+        with tracing.span("task", task_id=tr.id, device=tr.device, service=tr.planned.spec.service,
+                          platform=tr.planned.platform) as current:
+            try:
+                await work
+            finally:  # atomic: the task's span ends verified (inProgress); confirm is the transaction's
+                current.set_attribute("agw.state", tr.state.value)
+                current.set_attribute("agw.verified", tr.prepared_ok)
 
     async def _prepare_when_ready(self, tr: TaskRun, txn: DeviceTransaction) -> None:
         logs.bind(task=tr.id, on_device=tr.device)  # this asyncio task's log records (gateway.logs)

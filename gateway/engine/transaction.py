@@ -46,7 +46,7 @@ from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver
 from gateway.engine.context import EngineContext, error_view, verification_view
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import PlannedTask
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.errors import AgwError, DeviceTimeoutError, FencedError, Phase, StateError, VerificationError
 from gateway.incidents import public_text
 from gateway.model import TaskState
@@ -179,7 +179,8 @@ class DeviceTransaction:
                 if self.cancelled():
                     raise CancelRequested()
                 leg.clock.start(phase)
-                await self._step(phase, leg, work)
+                with tracing.span(phase.value, task_id=leg.id):
+                    await self._step(phase, leg, work)
             leg.prepared_ok = True
             if all(lg.prepared_ok for lg in self.legs):
                 self._move(TxnState.PREPARED)
@@ -267,6 +268,7 @@ class DeviceTransaction:
                                     device=self.device, phase=Phase.VERIFY)
 
     # -- the end: confirm, or roll back ------------------------------------------------------------------
+    @tracing.traced("confirm")
     async def confirm(self) -> None:
         """Disarm the device's revert timer (every task verified). Raises (recorded) on failure."""
         if self.armed:
@@ -290,6 +292,7 @@ class DeviceTransaction:
             self.note(leg, Phase.CONFIRM, state=TaskState.COMPLETED, message="verified and confirmed",
                       task=TaskChanges(timings=leg.clock.snapshot()), recovery=RecoveryChanges(pending=Pending.NONE))
 
+    @tracing.traced("rollback")
     async def rollback(self, mode: Mode = Mode.FAILURE, *, legs: Sequence[Leg] | None = None,
                        pending: Pending = Pending.NONE) -> None:
         """The one verified rollback (module docstring) of ``legs`` (default: this transaction's
@@ -410,6 +413,7 @@ class DeviceTransaction:
                                         diff=drv.diff(earliest, now)))
 
     # -- DryRun ---------------------------------------------------------------------------------------
+    @tracing.traced("preview")
     async def preview(self, work: Work) -> str:
         """What the device would make of ``work.change``, nothing changed: under the datastore lock
         (when the device has one), read the scope and ask the driver's preview (NETCONF stages the

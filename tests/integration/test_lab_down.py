@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from lab import Lab, LabConflictError, TopologyError
+from lab import daemons as dm
 from lab import host, state
 
 pytestmark = pytest.mark.lab
@@ -75,7 +77,11 @@ def test_half_created_lab_is_cleaned_by_the_next_up(tmp_path: Path) -> None:
     topo = write_topology(tmp_path, "tcrash", {"c1": "snmp"})
     lab = Lab.up(topo)
     st = json.loads((lab.state_dir / "state.json").read_text())
-    os.kill(lab.pids("c1")["snmpd"], 9)  # a crashed node: up again must repair it
+    pid = lab.pids("c1")["snmpd"]
+    os.kill(pid, 9)  # a crashed node: up again must repair it
+    deadline = time.monotonic() + 5
+    while dm.alive(pid) and time.monotonic() < deadline:  # SIGKILL is delivered, not done, when kill returns
+        time.sleep(0.02)
     again = Lab.up(topo)
     assert all(again.status()[0].ready.values())
     again.down()
