@@ -109,6 +109,20 @@ class Timeouts:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Automatic retries of a task's steps before its push (connect, lock, snapshot: nothing sent
+    to the device yet) on a retryable error: timeouts, refused or dropped connections, a device
+    busy or its lock denied. Exponential backoff with full jitter: attempt n waits a random time up
+    to ``min(max_delay_s, initial_delay_s * 2**(n-1))``; no attempt starts after ``deadline_s``
+    from the first. ``attempts`` counts the first: 1 (the default) means no retry."""
+
+    attempts: int = 1
+    initial_delay_s: float = 0.5
+    max_delay_s: float = 5.0
+    deadline_s: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class DeviceProfile:
     """A platform, as data: which driver, what it can do, its quirks and driver settings."""
 
@@ -118,6 +132,8 @@ class DeviceProfile:
     timeouts: Timeouts = field(default_factory=Timeouts)
     confirm_timeout_s: int = 120
     """Device-side revert timer armed by a confirmed commit."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Automatic retries before the push (see :class:`RetryPolicy`)."""
     quirks: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     """Driver-specific data: prompts, error patterns, transport options..."""

@@ -8,6 +8,7 @@
     capabilities: {lock: true, candidate: true, confirmed_commit: true}   # missing = false
     timeouts: {connect_s: 10, operation_s: 10, commit_s: 30}
     confirm_timeout_s: 120
+    retry: {attempts: 3, initial_delay_s: 0.5, max_delay_s: 5, deadline_s: 30}   # before the push only
     quirks: {validate_drops_candidate: true}   # the driver's own (Driver.settings_from checks them)
     settings: {list_keys: ...}                 # the driver's own data (Driver.settings_from checks them)
     device_managed: []                      # what the device fills in by itself (exact verification)
@@ -36,20 +37,21 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from drivers.base import Capabilities, DeviceProfile, PayloadFormat, Timeouts
+from drivers.base import Capabilities, DeviceProfile, PayloadFormat, RetryPolicy, Timeouts
 from drivers.errors import ConfigurationError
 
 RENDER_FORMATS = tuple(f.value for f in PayloadFormat)
 COMMON_SETTINGS = ("render_format",)
 """Accepted in the ``settings`` of every profile, whatever its driver (checked by the gateway)."""
 _TOP_KEYS = (
-    "platform", "description", "driver", "capabilities", "timeouts", "confirm_timeout_s", "quirks", "settings",
-    "device_managed",
+    "platform", "description", "driver", "capabilities", "timeouts", "confirm_timeout_s", "retry", "quirks",
+    "settings", "device_managed",
 )
 HOST_KEY_SETTINGS = ("host_key_check", "known_hosts")
 """Refused anywhere in a profile: the inventory names a device's known_hosts (never a platform)."""
 _CAPABILITIES = tuple(f.name for f in dataclasses.fields(Capabilities))
 _TIMEOUTS = tuple(f.name for f in dataclasses.fields(Timeouts))
+_RETRY = tuple(f.name for f in dataclasses.fields(RetryPolicy))
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
 
 
@@ -102,6 +104,24 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
             else:
                 timeouts[key] = float(value)
 
+    retry: dict[str, Any] = {}
+    raw_retry = data.get("retry", {}) or {}
+    if not isinstance(raw_retry, dict):
+        problems.append(f"retry: must be a mapping, not {type_name(raw_retry)}")
+    else:
+        for key, value in raw_retry.items():
+            if key not in _RETRY:
+                problems.append(f"retry.{key}: unknown setting (known: {', '.join(_RETRY)})")
+            elif key == "attempts":
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
+                    problems.append(f"retry.attempts: must be a whole number from 1 (no retry) to 20, not {value!r}")
+                else:
+                    retry[key] = value
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                problems.append(f"retry.{key}: must be a number of seconds greater than 0 (at most 3600), not {value!r}")
+            else:
+                retry[key] = float(value)
+
     confirm = data.get("confirm_timeout_s", 120)
     if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm <= 0:
         problems.append(f"confirm_timeout_s: must be a whole number of seconds greater than 0, not {confirm!r}")
@@ -139,6 +159,7 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
         capabilities=Capabilities(**caps),
         timeouts=Timeouts(**timeouts),
         confirm_timeout_s=confirm,
+        retry=RetryPolicy(**retry),
         quirks=mappings["quirks"],
         settings=mappings["settings"],
         device_managed=tuple(managed),

@@ -1,6 +1,7 @@
 """The device lifecycle's rules, as data and pure functions (no device, no journal access).
 
 * :func:`steps_for`: the steps of one task on a device with given capabilities;
+* :func:`retry_delay_s`: the backoff before an automatic retry of the steps before the push;
 * :func:`emulations`: what the gateway does in place of a missing capability (shown in the result);
 * :class:`TxnState` and :data:`MOVES`: the states of a device transaction and the allowed moves;
 * :class:`Mode` and :func:`may_restore`: why a rollback runs, and when it may overwrite the device;
@@ -16,7 +17,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
-from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, Snapshot
+from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, RetryPolicy, Snapshot
 from gateway.engine.context import PhaseClock
 from gateway.errors import Phase
 from gateway.model import TaskState
@@ -47,6 +48,22 @@ def may_restore(mode: Mode, *, now: Snapshot, after: Snapshot | None) -> bool:
     if after is None:
         return mode != Mode.UNDO
     return now.content == after.content
+
+
+BEFORE_PUSH = frozenset({Phase.CONNECT, Phase.LOCK, Phase.SNAPSHOT})
+"""Steps that send no change: a retryable failure there may be retried (:func:`retry_delay_s`)."""
+
+
+def retry_delay_s(policy: RetryPolicy, attempt: int, *, elapsed_s: float, draw: float) -> float | None:
+    """How long to wait before attempt ``attempt + 1`` after attempt ``attempt`` failed ``elapsed_s``
+    after the first began; None when the policy allows no more. Exponential backoff with "equal
+    jitter": half the step for sure, the other half drawn (``draw`` in [0, 1)), so that tasks
+    that failed together do not come back together, and none comes back at once."""
+    if attempt >= policy.attempts:
+        return None
+    step = min(policy.max_delay_s, policy.initial_delay_s * 2 ** (attempt - 1))
+    delay = step / 2 + step / 2 * draw
+    return delay if elapsed_s + delay < policy.deadline_s else None
 
 
 def steps_for(caps: Capabilities) -> tuple[Phase, ...]:
@@ -148,5 +165,5 @@ def task_transition(activation_id: str, leg: Leg, phase: Phase | str, *, state: 
                       state=(state or leg.state).value, message=message, task=task, recovery=recovery)
 
 
-__all__ = ["CancelRequested", "Connect", "Leg", "MOVES", "Mode", "TxnState", "Work", "emulations", "may_restore",
-           "steps_for", "task_transition"]
+__all__ = ["BEFORE_PUSH", "CancelRequested", "Connect", "Leg", "MOVES", "Mode", "TxnState", "Work", "emulations",
+           "may_restore", "retry_delay_s", "steps_for", "task_transition"]

@@ -39,20 +39,23 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
+import time
 import logging
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver
+from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, RetryPolicy
 from gateway.engine.context import EngineContext, error_view, verification_view
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import PlannedTask
 from gateway import metrics, tracing
-from gateway.errors import AgwError, DeviceTimeoutError, FencedError, Phase, StateError, VerificationError
+from gateway.errors import (AgwError, DeviceTimeoutError, FencedError, LockDeniedError, Phase, StateError,
+                            VerificationError)
 from gateway.incidents import public_text
 from gateway.model import TaskState
 from gateway.results import RollbackView
-from gateway.engine.lifecycle import (MOVES, CancelRequested, Connect, Leg, Mode, TxnState, Work, emulations,
-                                      may_restore, steps_for, task_transition)
+from gateway.engine.lifecycle import (BEFORE_PUSH, MOVES, CancelRequested, Connect, Leg, Mode, TxnState, Work,
+                                      emulations, may_restore, retry_delay_s, steps_for, task_transition)
 from gateway.transitions import Pending, RecoveryChanges, TaskChanges, Transition
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OVERRUN_GRACE_S = 2.0
+ROLLBACK_LOCK_RETRY = RetryPolicy(attempts=6, initial_delay_s=0.5, max_delay_s=4.0, deadline_s=12.0)
+"""How long a rollback keeps asking for a denied datastore lock (about 10 s)."""
 """A driver operation still running this long after its own timeout is cancelled by the engine
 (a plugin that ignores its timeouts must not hold a device, and the activation, forever)."""
 
@@ -175,12 +180,27 @@ class DeviceTransaction:
         leg.undo = work.change.undo
         phase = Phase.CONNECT
         try:
-            for phase in self.steps:
+            attempt, first = 1, time.monotonic()
+            n = 0
+            while n < len(self.steps):
+                phase = self.steps[n]
                 if self.cancelled():
                     raise CancelRequested()
                 leg.clock.start(phase)
-                with tracing.span(phase.value, task_id=leg.id):
-                    await self._step(phase, leg, work)
+                try:
+                    with tracing.span(phase.value, task_id=leg.id, attempt=attempt):
+                        await self._step(phase, leg, work)
+                except AgwError as exc:
+                    delay_s = self._retry_delay_s(exc, phase, leg, attempt, first)
+                    if delay_s is None:
+                        raise
+                    self._failed(exc)  # a suspect session is dropped: the next attempt reconnects
+                    await self.record(leg, phase, message=f"retrying in {delay_s:.1f} s (attempt {attempt + 1} of "
+                                                          f"{self.profile.retry.attempts}): {public_text(exc)}")
+                    await asyncio.sleep(delay_s)
+                    attempt, n = attempt + 1, 0  # from connect again; a datastore lock taken stays taken
+                    continue
+                n += 1
             leg.prepared_ok = True
             if all(lg.prepared_ok for lg in self.legs):
                 self._move(TxnState.PREPARED)
@@ -195,6 +215,13 @@ class DeviceTransaction:
             await self.record(leg, phase, message=f"failed: {public_text(exc)}",
                               task=TaskChanges(error=error_view(exc, phase=phase), timings=leg.clock.snapshot()))
             return False
+
+    def _retry_delay_s(self, exc: AgwError, phase: Phase, leg: Leg, attempt: int, first: float) -> float | None:
+        """The wait before trying again, or None: only a retryable error, only before anything was
+        sent (:data:`BEFORE_PUSH`), only as the profile's :class:`~drivers.base.RetryPolicy` allows."""
+        if not exc.retryable or phase not in BEFORE_PUSH or leg.touched or self.cancelled():
+            return None
+        return retry_delay_s(self.profile.retry, attempt, elapsed_s=time.monotonic() - first, draw=random.random())
 
     async def _step(self, phase: Phase, leg: Leg, work: Work) -> None:
         change = work.change
@@ -345,8 +372,7 @@ class DeviceTransaction:
                 # refuses the lock (netconfd: in-use) until the commit is cancelled by its persist-id
                 await self._cancel_timer(drv, legs[0], methods)
             if self.caps.lock and not self.locked:
-                await self.call(Phase.LOCK, drv.lock())
-                self.locked = True
+                await self._lock_to_roll_back(drv)
             if self.caps.candidate and (pending == Pending.STAGED or any(leg.staged for leg in legs)):
                 await self.call(Phase.ROLLBACK, drv.discard())  # edits in the candidate never reach running
                 for leg in legs:
@@ -365,6 +391,25 @@ class DeviceTransaction:
         for group in _by_scope(legs).values():
             views.update(await self._restore_scope(group, mode, label, list(methods)))
         return views
+
+    async def _lock_to_roll_back(self, drv: Driver) -> None:
+        """The datastore lock for a rollback, asked again while it is denied (:data:`ROLLBACK_LOCK_RETRY`):
+        the session of a gateway that just died, or of one frozen, holds it until the device lets
+        that session go. A rollback that still gets no lock falls out, with the reason."""
+        attempt, first = 1, time.monotonic()
+        while True:
+            try:
+                await self.call(Phase.LOCK, drv.lock())
+                self.locked = True
+                return
+            except LockDeniedError:
+                delay_s = retry_delay_s(ROLLBACK_LOCK_RETRY, attempt, elapsed_s=time.monotonic() - first,
+                                        draw=random.random())
+                if delay_s is None:
+                    raise
+                log.info("rollback on %s: lock denied, asking again in %.1f s", self.device, delay_s)
+                await asyncio.sleep(delay_s)
+                attempt += 1
 
     async def _cancel_timer(self, drv: Driver, leg: Leg, methods: list[str]) -> None:
         await self.record(leg, Phase.ROLLBACK, message=f"cancelling confirmed commit {self.persist_id}")
