@@ -43,6 +43,9 @@ class GatewayConfig:
     """Concurrent activations per caller identity; one more is RESOURCE_EXHAUSTED."""
     max_dry_runs_per_caller: int = EngineSettings.max_dry_runs_per_caller
     """Concurrent DryRuns per caller identity."""
+    self_healing_interval_s: float = 10.0
+    """Fallout that an unreachable device caused is retried in the background from this long on
+    (gateway/engine/healing.py); 0 turns it off."""
     journal_lease_s: float = 15.0
     """PostgreSQL journal: the active gateway's lease; a standby takes over within this time of
     the active one stopping (killed, frozen, cut off). See gateway/journal/lease.py."""
@@ -85,7 +88,8 @@ def build_engine(config: GatewayConfig) -> Engine:
         select_endpoint=select_endpoint,
         retention=config.retention,
         settings=EngineSettings(max_activations_per_caller=config.max_activations_per_caller,
-                                max_dry_runs_per_caller=config.max_dry_runs_per_caller),
+                                max_dry_runs_per_caller=config.max_dry_runs_per_caller,
+                                self_healing_interval_s=config.self_healing_interval_s),
     )
 
 

@@ -177,6 +177,8 @@ def _details(a: Any) -> None:
             r = t.rollback
             reason = f": {shown(r.reason)}" if r.reason else ""
             click.echo(f"  rollback: {shown(r.method)}, {'verified' if r.ok else 'NOT verified'}{reason}")
+            if not r.ok and r.retryable:
+                click.echo("  (the gateway retries this rollback by itself once the device answers)")
             if r.diff:
                 click.echo(_indent(r.diff))
         if t.error is not None:
@@ -308,6 +310,10 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
               envvar="AGW_JOURNAL_LEASE_S",
               help="PostgreSQL journal: one gateway is active, others wait as standbys and take over within this "
                    "many seconds of it stopping (killed, frozen, cut off).")
+@click.option("--self-healing-interval-s", type=click.FloatRange(min=0, max=3600), default=10.0, show_default=True,
+              envvar="AGW_SELF_HEALING_INTERVAL_S",
+              help="Retry, in the background, fallout that an unreachable device caused: first after this long, "
+                   "then with doubling waits; 0 turns it off.")
 @click.option("--otlp-endpoint", default="", envvar="OTEL_EXPORTER_OTLP_ENDPOINT", metavar="URL",
               help="Export traces (a span per call, activation, task and phase) with OTLP over HTTP to this "
                    "collector (http://host:4318); off when not given.")
@@ -317,7 +323,8 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
           profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
           policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
-          max_dry_runs_per_caller: int, journal_lease_s: float, otlp_endpoint: str, metrics_listen: str) -> None:
+          max_dry_runs_per_caller: int, journal_lease_s: float, self_healing_interval_s: float, otlp_endpoint: str,
+          metrics_listen: str) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -331,6 +338,7 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
     kw["max_activations_per_caller"] = max_activations_per_caller
     kw["max_dry_runs_per_caller"] = max_dry_runs_per_caller
     kw["journal_lease_s"] = journal_lease_s
+    kw["self_healing_interval_s"] = self_healing_interval_s
     config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url,
                            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, policy_path=policy,
                            insecure=insecure, **kw)

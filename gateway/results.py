@@ -78,6 +78,9 @@ class RollbackView:
     ok: bool  # device state re-read and equal to the snapshot
     reason: str = ""
     diff: str = ""  # snapshot vs re-read, when not ok
+    retryable: bool = False
+    """Not ok for a reason that may pass (the device unreachable, its lock denied): the gateway's
+    self-healing tries again (:mod:`gateway.engine.healing`). A device that differs is never that."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,6 +33,7 @@ from drivers.base import Capabilities, DeviceProfile, Driver, Timeouts
 from drivers.registry import Registry
 from drivers.testing.scripted import Operation, ScriptedNetwork
 from gateway.engine import Engine
+from gateway.engine.limits import EngineSettings
 from gateway.engine import transaction
 from gateway.inventory import CredentialResolver, Inventory, ProfileStore, select_endpoint
 from gateway.journal import JournalOptions, open_journal
@@ -206,6 +207,7 @@ class Gateway:
     journal_url: str = ""
     """Another journal than the SQLite file (a PostgreSQL schema, say)."""
     journal_options: JournalOptions | None = None
+    settings: EngineSettings | None = None
 
     @classmethod
     def create(cls, directory: Path, *, templates_root: Path | None = None,
@@ -229,7 +231,7 @@ class Gateway:
         engine = Engine(journal=open_journal(url, options=self.journal_options), inventory=inventory,
                         profiles=ProfileStore(dict(PROFILES)), templates=TemplateStore(root=self.templates_root),
                         credentials=CredentialResolver(environ={"SCRIPTED_USERNAME": "u", "SCRIPTED_PASSWORD": "p"}),
-                        registry=registry, select_endpoint=select_endpoint)
+                        registry=registry, select_endpoint=select_endpoint, settings=self.settings)
         self.engines.append(engine)
         return engine
 

@@ -202,7 +202,8 @@ def task_to_proto(t: TaskResult) -> pb.TaskResult:
         )
     if t.rollback is not None:
         r = t.rollback
-        msg.rollback.CopyFrom(pb.RollbackResult(method=r.method, ok=r.ok, reason=r.reason, diff=r.diff))
+        msg.rollback.CopyFrom(pb.RollbackResult(method=r.method, ok=r.ok, reason=r.reason, diff=r.diff,
+                                                retryable=r.retryable))
     if t.error is not None:
         e = t.error
         err = pb.TaskError(kind=e.kind, message=e.message, phase=e.phase, retryable=e.retryable)
@@ -286,7 +287,8 @@ def task_from_proto(msg: pb.TaskResult) -> TaskResult:
         ),
         rollback=(
             RollbackView(
-                method=msg.rollback.method, ok=msg.rollback.ok, reason=msg.rollback.reason, diff=msg.rollback.diff
+                method=msg.rollback.method, ok=msg.rollback.ok, reason=msg.rollback.reason, diff=msg.rollback.diff,
+                retryable=msg.rollback.retryable
             )
             if msg.HasField("rollback")
             else None

@@ -24,6 +24,7 @@ from gateway.engine.context import EngineContext, utcnow
 from gateway.engine.devices import DeviceLocks, SessionPool
 from gateway.engine.dryrun import DryRun
 from gateway.engine.events import EventBus
+from gateway.engine.healing import Healer
 from gateway.engine.limits import CallerSlots, EngineSettings
 from gateway.engine.plan import Plan, make_plan
 from gateway.engine.lifecycle import Mode
@@ -92,6 +93,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, asyncio.Task[Any]] = {}  # activation id -> its run or rollback
         self._fallout_open: int | None = None
+        self._healer: asyncio.Task[None] | None = None
         self.lost_claim = asyncio.Event()
         """Set when this engine lost the journal's claim (PostgreSQL lease): it has stopped its work."""
 
@@ -106,6 +108,10 @@ class Engine:
             raise
         await self.recover()
         self._spawn_reaper()
+        if self.settings.self_healing_interval_s > 0:
+            healer = Healer(self, interval_s=self.settings.self_healing_interval_s,
+                            max_attempts=self.settings.self_healing_max_attempts)
+            self._healer = asyncio.create_task(healer.run(), name="self-healing")
         if self.retention > timedelta(0):
             self._retainer = asyncio.create_task(
                 retention_policy.keep_pruning(self.journal, keep=self.retention, interval_s=self.retention_interval_s),
@@ -124,6 +130,9 @@ class Engine:
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Let running activations finish for ``grace_s``, then stop them. Whatever is cut off
         is recovered at the next start (and NETCONF devices revert by themselves meanwhile)."""
+        if self._healer is not None:  # no new self-healing retry from here on
+            self._healer.cancel()
+            await asyncio.gather(self._healer, return_exceptions=True)
         try:
             await asyncio.wait_for(self.wait_idle(), timeout=grace_s)
         except asyncio.TimeoutError:
@@ -131,6 +140,7 @@ class Engine:
         reaper = getattr(self, "_reaper", None)
         if reaper is not None:
             reaper.cancel()
+
         if self._retainer is not None:
             self._retainer.cancel()
             await asyncio.gather(self._retainer, return_exceptions=True)
@@ -370,6 +380,10 @@ class Engine:
             raise StateError(f"activation {activation_id} is {result.state.value}; only a completed (or partial) "
                              "activation can be rolled back")
         return await self._start_repair(result, Mode.UNDO, action="rollback", caller=caller)
+
+    def busy(self, activation_id: str) -> bool:
+        """Whether the activation runs here (its run, a rollback or a repair)."""
+        return activation_id in self._runs
 
     def _busy(self, activation_id: str) -> None:
         if activation_id in self._runs:

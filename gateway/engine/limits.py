@@ -42,6 +42,10 @@ class EngineSettings:
     """Requests with at most this many tasks are planned on the loop (a thread hop costs more)."""
     plan_workers: int = 2
     """Worker threads for planning (bounded: more would only contend for the GIL)."""
+    self_healing_interval_s: float = 0.0
+    """Retry fallout that an unreachable device caused, in the background, first after this long,
+    then with doubling waits (:mod:`gateway.engine.healing`); 0: off (``agw serve`` turns it on)."""
+    self_healing_max_attempts: int = 20
 
     def __post_init__(self) -> None:
         for name in ("max_activations_per_caller", "max_dry_runs_per_caller", "plan_workers"):
@@ -49,6 +53,8 @@ class EngineSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.lock_max_rounds < 0 or self.plan_inline_max_tasks < 0:
             raise ValueError("lock_max_rounds and plan_inline_max_tasks must not be negative")
+        if self.self_healing_interval_s < 0 or self.self_healing_max_attempts < 1:
+            raise ValueError("self_healing_interval_s must not be negative, self_healing_max_attempts at least 1")
         for name in ("dry_run_timeout_s", "dry_run_lock_wait_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

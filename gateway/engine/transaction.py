@@ -386,7 +386,8 @@ class DeviceTransaction:
             if self.armed:
                 reason += (f"; the device's confirmed-commit timer (persist-id {self.persist_id}) reverts the change "
                            f"by itself within {self.profile.confirm_timeout_s} s; retry once the device answers")
-            return {leg.id: RollbackView(method="+".join(methods) or "none", ok=False, reason=reason) for leg in legs}
+            return {leg.id: RollbackView(method="+".join(methods) or "none", ok=False, reason=reason,
+                                         retryable=_passing(exc)) for leg in legs}
         views: dict[str, RollbackView] = {}
         for group in _by_scope(legs).values():
             views.update(await self._restore_scope(group, mode, label, list(methods)))
@@ -429,7 +430,8 @@ class DeviceTransaction:
             except Exception as exc:  # noqa: BLE001
                 self._failed(exc)
                 return _all(group, RollbackView(method="+".join(methods) or "none", ok=False,
-                                                reason=f"could not re-read the device: {public_text(exc)}"))
+                                                reason=f"could not re-read the device: {public_text(exc)}",
+                                                retryable=_passing(exc)))
             if now.content != earliest.content:
                 if not may_restore(mode, now=now, after=after):
                     return _all(group, RollbackView(
@@ -446,11 +448,13 @@ class DeviceTransaction:
                 except Exception as exc:  # noqa: BLE001
                     self._failed(exc)
                     return _all(group, RollbackView(method="+".join(methods), ok=False,
-                                                    reason=f"could not re-read the device: {public_text(exc)}"))
+                                                    reason=f"could not re-read the device: {public_text(exc)}",
+                                                    retryable=_passing(exc)))
         except Exception as exc:  # noqa: BLE001
             self._failed(exc)
             return _all(group, RollbackView(method="+".join(methods) or "none", ok=False,
-                                            reason=f"{label} ({'+'.join(methods) or 'none'}) failed: {public_text(exc)}"))
+                                            reason=f"{label} ({'+'.join(methods) or 'none'}) failed: {public_text(exc)}",
+                                            retryable=_passing(exc)))
         method = "+".join(methods) or "none"
         if now.content == earliest.content:
             return _all(group, RollbackView(method=method, ok=True))
@@ -499,6 +503,11 @@ def _by_scope(legs: Sequence[Leg]) -> dict[str, list[Leg]]:
 def _all(legs: Sequence[Leg], view: RollbackView) -> dict[str, RollbackView]:
     return {leg.id: view for leg in legs}
 
+
+
+def _passing(exc: BaseException) -> bool:
+    """A rollback failure that may pass by itself (unreachable, timed out, lock denied)."""
+    return isinstance(exc, AgwError) and exc.retryable and not isinstance(exc, FencedError)
 
 __all__ = ["CancelRequested", "Connect", "DeviceTransaction", "Leg", "MOVES", "Mode", "OVERRUN_GRACE_S", "TxnState", "Work",
            "planned_connect",

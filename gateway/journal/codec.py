@@ -153,7 +153,8 @@ def decode_rollback(raw: str | None) -> RollbackView | None:
     if raw is None:
         return None
     d = json.loads(raw)
-    return RollbackView(method=d["method"], ok=bool(d["ok"]), reason=d.get("reason", ""), diff=d.get("diff", ""))
+    return RollbackView(method=d["method"], ok=bool(d["ok"]), reason=d.get("reason", ""), diff=d.get("diff", ""),
+                        retryable=bool(d.get("retryable", False)))
 
 
 def _device_error(d: Mapping[str, Any] | None) -> DeviceErrorInfo | None:

@@ -90,9 +90,14 @@ class Client:
 
 
 class InProcessGateway:
-    def __init__(self, *, data_dir: Path, inventory: Path, profiles: Path, journal_url: str = "") -> None:
+    """``agw serve``'s engine and gRPC server in the test's process. Self-healing is off unless
+    asked for (``self_healing_interval_s``): most tests drive the fallout actions themselves."""
+
+    def __init__(self, *, data_dir: Path, inventory: Path, profiles: Path, journal_url: str = "",
+                 self_healing_interval_s: float = 0.0) -> None:
         self.config = GatewayConfig(listen="127.0.0.1:0", data_dir=data_dir, inventory_path=inventory,
-                                    profiles_dir=profiles, journal_url=journal_url)
+                                    profiles_dir=profiles, journal_url=journal_url,
+                                    self_healing_interval_s=self_healing_interval_s)
         self.engine = build_engine(self.config)
         self.server: Any = None
         self.port = 0
@@ -141,6 +146,7 @@ class SubprocessGateway:
             args += ["--journal", self.journal_url]
         if self.journal_lease_s is not None:
             args += ["--journal-lease-s", str(self.journal_lease_s)]
+        args += ["--self-healing-interval-s", "0"]  # the tests drive fallout actions themselves
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         if wait:
             self.wait_listening(30)

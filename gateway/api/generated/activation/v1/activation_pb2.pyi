@@ -183,16 +183,18 @@ class Verification(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., checked: _Optional[int] = ..., mismatches: _Optional[_Iterable[str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class RollbackResult(_message.Message):
-    __slots__ = ("method", "ok", "reason", "diff")
+    __slots__ = ("method", "ok", "reason", "diff", "retryable")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     OK_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DIFF_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     method: str
     ok: bool
     reason: str
     diff: str
-    def __init__(self, method: _Optional[str] = ..., ok: _Optional[bool] = ..., reason: _Optional[str] = ..., diff: _Optional[str] = ...) -> None: ...
+    retryable: bool
+    def __init__(self, method: _Optional[str] = ..., ok: _Optional[bool] = ..., reason: _Optional[str] = ..., diff: _Optional[str] = ..., retryable: _Optional[bool] = ...) -> None: ...
 
 class DeviceError(_message.Message):
     __slots__ = ("message", "tag", "path", "severity", "line", "extra")
