@@ -5,14 +5,13 @@ statements. Plain frozen rows; the figures are computed by :mod:`gateway.report`
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.journal.codec import utc_time
+from gateway.journal.codec import decode_error, decode_rollback, utc_time
 from gateway.journal.schema import activations, events, stored_time, tasks
 
 ACTION_PHASES = ("retry", "force", "resolve", "rollback", "recover", "cancel")
@@ -60,12 +59,12 @@ class KpiRows:
 
 
 def _reason(rollback: str | None, error: str | None) -> str:
-    for raw, key in ((rollback, "reason"), (error, "message")):
-        if raw:
-            value = json.loads(raw).get(key) or ""
-            if value:
-                return str(value)
-    return ""
+    """The rollback's reason, else the error's message (decoded by the journal's one codec)."""
+    view = decode_rollback(rollback)
+    if view is not None and view.reason:
+        return view.reason
+    err = decode_error(error)
+    return err.message if err is not None else ""
 
 
 def read_kpi_rows(conn: Connection, since: datetime, until: datetime) -> KpiRows:
