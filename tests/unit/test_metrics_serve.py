@@ -56,3 +56,15 @@ def test_a_bad_metrics_address_is_refused_before_anything_starts(tmp_path: Path)
     result = CliRunner().invoke(cli.main, ["serve", "--data-dir", str(tmp_path), "--metrics-listen", "nowhere"])
     assert result.exit_code != 0 and "--metrics-listen must be HOST:PORT" in result.output
     assert not (tmp_path / "journal.db").exists()
+
+
+def test_a_metrics_port_in_use_stops_the_gateway_with_a_clear_error(tmp_path: Path) -> None:
+    agw = shutil.which("agw", path=str(Path(sys.executable).parent)) or "agw"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([agw, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "d"),
+                               "--metrics-listen", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and f"--metrics-listen 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
