@@ -20,7 +20,7 @@ apt:
 venv:
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[all,dev]'
+	@$(PY) -m pip install -q -e '.[all,dev,bench]'
 	@$(PY) -m pip install -q -e examples/driver-plugin
 
 LAB_TOPOLOGY ?= lab/topologies/basic.clab.yml

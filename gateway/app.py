@@ -47,8 +47,12 @@ class GatewayConfig:
     """Fallout that an unreachable device caused is retried in the background from this long on
     (gateway/engine/healing.py); 0 turns it off."""
     journal_lease_s: float = 15.0
-    """PostgreSQL journal: the active gateway's lease; a standby takes over within this time of
-    the active one stopping (killed, frozen, cut off). See gateway/journal/lease.py."""
+    """PostgreSQL journal shared by replicas: each one's lease; another replica takes a replica's
+    work over within this time of it stopping (killed, frozen, cut off). See gateway/journal/lease.py."""
+
+    subscribers_path: Path | None = None
+    """Result events to these subscribers (webhooks; gateway/events/, docs/events.md); None: no
+    dispatcher (the events are still written to the journal's outbox)."""
 
     def resolved_inventory(self) -> Path:
         return self.inventory_path or self.data_dir / "inventory.yaml"
@@ -91,6 +95,21 @@ def build_engine(config: GatewayConfig) -> Engine:
                                 max_dry_runs_per_caller=config.max_dry_runs_per_caller,
                                 self_healing_interval_s=config.self_healing_interval_s),
     )
+
+
+def build_dispatcher(config: GatewayConfig, engine: Engine) -> Any:
+    """The result-event dispatcher of ``config.subscribers_path`` for ``engine`` (not started:
+    start it once the engine is; stop it before the engine), or None without a subscribers file.
+    The file is read and checked here, its secrets resolved: a problem stops the start."""
+    if config.subscribers_path is None:
+        return None
+    from gateway.events import Dispatcher, load_subscribers
+
+    events = load_subscribers(config.subscribers_path)
+    if not events.subscribers:
+        log.warning("%s lists no subscriber: no result event is delivered", config.subscribers_path)
+        return None
+    return Dispatcher(engine.journal, events, groups_of=engine.inventory.groups_of)
 
 
 def warn_unchecked_host_keys(inventory: Any) -> list[str]:
@@ -172,4 +191,4 @@ def check_catalogue(*, profiles: Any, templates: Any, registry: Registry[Driver]
     return formats
 
 
-__all__ = ["GatewayConfig", "build_engine", "warn_unchecked_host_keys"]
+__all__ = ["GatewayConfig", "build_dispatcher", "build_engine", "warn_unchecked_host_keys"]

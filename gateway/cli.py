@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from gateway.cli_events import events
 from gateway.cli_journal import DURATION, journal
 from gateway.cli_pki import pki
 from gateway.cli_report import report
@@ -50,6 +51,7 @@ main.add_command(lab)
 main.add_command(journal)
 main.add_command(pki)
 main.add_command(report)
+main.add_command(events)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -308,8 +310,8 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
               envvar="AGW_MAX_DRY_RUNS_PER_CALLER", help="DryRuns one caller identity may have running at once.")
 @click.option("--journal-lease-s", type=click.FloatRange(min=1, max=3600), default=15.0, show_default=True,
               envvar="AGW_JOURNAL_LEASE_S",
-              help="PostgreSQL journal: one gateway is active, others wait as standbys and take over within this "
-                   "many seconds of it stopping (killed, frozen, cut off).")
+              help="PostgreSQL journal shared by several replicas: a replica that stops (killed, frozen, cut off) "
+                   "has its unfinished work taken over by another within this many seconds.")
 @click.option("--self-healing-interval-s", type=click.FloatRange(min=0, max=3600), default=10.0, show_default=True,
               envvar="AGW_SELF_HEALING_INTERVAL_S",
               help="Retry, in the background, fallout that an unreachable device caused: first after this long, "
@@ -320,11 +322,14 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
 @click.option("--metrics-listen", default="", envvar="AGW_METRICS_LISTEN", metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a "
                    "monitoring network).")
+@click.option("--subscribers", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="AGW_SUBSCRIBERS",
+              help="Deliver result events as signed CloudEvents webhooks to the subscribers in this YAML file "
+                   "(docs/events.md); without it, none is sent (they wait in the journal's outbox).")
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
           profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
           policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
           max_dry_runs_per_caller: int, journal_lease_s: float, self_healing_interval_s: float, otlp_endpoint: str,
-          metrics_listen: str) -> None:
+          metrics_listen: str, subscribers: Path | None) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -339,6 +344,7 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
     kw["max_dry_runs_per_caller"] = max_dry_runs_per_caller
     kw["journal_lease_s"] = journal_lease_s
     kw["self_healing_interval_s"] = self_healing_interval_s
+    kw["subscribers_path"] = subscribers
     config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url,
                            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, policy_path=policy,
                            insecure=insecure, **kw)
@@ -364,12 +370,13 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
 async def _serve(config: Any, build_engine: Callable[[Any], Any], *, metrics_listen: str = "") -> None:
     from gateway.api.server import serve as serve_grpc
     from gateway.api.tls import check_listen
-    from gateway.app import edge_settings
+    from gateway.app import build_dispatcher, edge_settings
     from gateway.errors import ConfigurationError
 
     tls, auth = edge_settings(config)  # before anything starts: a bad file or setting stops here
     check_listen(config.listen, tls=tls, insecure=config.insecure, warn=False)  # refuse before starting
     engine = build_engine(config)
+    dispatcher = build_dispatcher(config, engine)  # the subscribers file checked before anything starts
     await engine.start()
     from gateway.offload import tune_serving_process
 
@@ -393,6 +400,8 @@ async def _serve(config: Any, build_engine: Callable[[Any], Any], *, metrics_lis
             await engine.stop(grace_s=0)
             raise ConfigurationError(f"--metrics-listen {metrics_listen}: {exc.strerror or exc}") from None
         click.echo(f"agw: metrics on http://{endpoint.host}:{port}/metrics", err=True)
+    if dispatcher is not None:
+        await dispatcher.start()
     try:
         await serve_grpc(
             engine,
@@ -408,11 +417,13 @@ async def _serve(config: Any, build_engine: Callable[[Any], Any], *, metrics_lis
         watcher.cancel()
         if endpoint is not None:
             await endpoint.stop()
+        if dispatcher is not None:
+            await dispatcher.stop()
         await engine.stop(grace_s=0 if engine.lost_claim.is_set() else 10.0)
     if engine.lost_claim.is_set():
         from gateway.errors import FencedError
 
-        raise FencedError("this gateway lost the journal's lease and stopped; another gateway took its work over")
+        raise FencedError("this gateway lost its journal lease and stopped; another replica takes its work over")
 
 
 # -- activations -----------------------------------------------------------------------------

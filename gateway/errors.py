@@ -27,7 +27,7 @@ SDK's, so ``from gateway.errors import X`` works for every class of the tree.
     ├── RenderError                  sdk       a change did not render into what its driver sends (names
     │                                          template, line, variable; or the XML the driver cannot scope)
     ├── JournalError                 gateway   the journal cannot be read or written
-    │   └── FencedError              gateway   this gateway lost the journal's lease (another took over):
+    │   └── FencedError              gateway   this replica lost its journal lease (another takes over):
     │                                          it writes nothing more and touches no device
     └── DeviceError                  sdk       something went wrong talking to a device: ConnectError,
                                                AuthenticationError, HostKeyError, DeviceTimeoutError,

@@ -13,6 +13,12 @@ Counted as the work happens (module-level metrics, the process's default registr
 ``agw_repairs_total{action,outcome}``  Rollback, fallout retry / force-rollback, recovery: how they ended
 ``agw_journal_commit_seconds``         one group-commit transaction (histogram)
 ``agw_grpc_server_*``                  calls, latency, malformed requests (:mod:`gateway.api.interceptors`)
+``agw_event_deliveries_total{subscriber,outcome}``  result-event attempts (:mod:`gateway.events`):
+                                       delivered, retry, dead
+``agw_event_delivery_lag_seconds{subscriber}``  from the state change (the outbox row) to the
+                                       receiver's 2xx (histogram)
+``agw_event_deliveries_pending``,      deliveries waiting (due or not) and dead letters, counted in
+``agw_event_deliveries_dead``          the journal by the dispatcher every ``refresh_s``
 =====================================  ======================================================
 
 Read at scrape time from the engine (:class:`EngineCollector`): ``agw_activations_running``,
@@ -28,7 +34,7 @@ import asyncio
 import logging
 from typing import Any, Iterable, Iterator, Protocol
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -51,6 +57,13 @@ REPAIRS = Counter("agw_repairs_total",
                   ["action", "outcome"])
 JOURNAL_COMMIT_SECONDS = Histogram("agw_journal_commit_seconds", "One journal write transaction (a group commit).",
                                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+
+EVENT_DELIVERIES = Counter("agw_event_deliveries_total", "Result-event delivery attempts, by subscriber and outcome "
+                           "(delivered, retry, dead).", ["subscriber", "outcome"])
+EVENT_DELIVERY_LAG = Histogram("agw_event_delivery_lag_seconds", "From the state change to its event's delivery, "
+                               "by subscriber.", ["subscriber"], buckets=_SECONDS + (3600, 21600, 86400))
+EVENTS_PENDING = Gauge("agw_event_deliveries_pending", "Result-event deliveries waiting to be sent or retried.")
+EVENTS_DEAD = Gauge("agw_event_deliveries_dead", "Result-event deliveries given up (dead letters: agw events replay).")
 
 
 class TaskOutcome(Protocol):
@@ -153,6 +166,7 @@ class MetricsEndpoint:
 
 
 __all__ = [
-    "ACTIVATIONS", "ACTIVATION_SECONDS", "DEVICE_ERRORS", "EngineCollector", "JOURNAL_COMMIT_SECONDS",
+    "ACTIVATIONS", "ACTIVATION_SECONDS", "DEVICE_ERRORS", "EVENTS_DEAD", "EVENTS_PENDING", "EVENT_DELIVERIES",
+    "EVENT_DELIVERY_LAG", "EngineCollector", "JOURNAL_COMMIT_SECONDS",
     "MetricsEndpoint", "PHASE_SECONDS", "REPAIRS", "TASKS", "observe_activation", "parse_listen",
 ]

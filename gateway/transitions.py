@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any, Callable, Final
+from typing import Any, Callable, Final, Iterable
 
 from drivers.base import Snapshot
 from gateway.errors import JournalError, Phase
@@ -271,7 +271,10 @@ class Transition:
     None). ``state`` is the event's state: a :class:`~gateway.model.TaskState` or
     :class:`~gateway.results.ActivationState` value (or ""); it is kept as its text, like
     ``phase``. ``actor``: the caller identity behind a mutating call (the audit trail), "" for the
-    engine's own steps. Empty ``task`` / ``recovery`` changes become None.
+    engine's own steps. Empty ``task`` / ``recovery`` changes become None. ``expect``: the
+    activation states it may be in when this is written (a compare-and-set: replicas that both
+    start a rollback of one activation cannot both succeed); another state makes the record a
+    :class:`~gateway.errors.StateError` and writes nothing. Empty: no condition.
     """
 
     activation_id: str
@@ -283,6 +286,7 @@ class Transition:
     activation_state: ActivationState | None = None
     recovery: RecoveryChanges | None = None
     actor: str = ""
+    expect: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -296,6 +300,7 @@ class Transition:
         activation_state: ActivationState | None = None,
         recovery: RecoveryChanges | None = None,
         actor: str = "",
+        expect: Iterable[ActivationState] = frozenset(),
     ) -> None:
         # a plain str passes as it is; an enum becomes its value, a Secret its mask; else refused
         if type(activation_id) is not str:
@@ -327,6 +332,7 @@ class Transition:
         self.__dict__.update(  # frozen: written once, here
             activation_id=activation_id, task_id=task_id, phase=phase, state=state, message=message, task=task,
             activation_state=activation_state, recovery=recovery, actor=actor,
+            expect=frozenset(_activation_state(e, "expected state").value for e in expect),
         )
 
 

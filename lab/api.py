@@ -28,6 +28,12 @@ from lab.errors import FaultError, LabError
 log = logging.getLogger(__name__)
 
 
+def fleet_timeout_s(n: int) -> float:
+    """How long a fleet of ``n`` nodes may take to answer after its daemons start: every node's
+    readiness probe is an SSH handshake (~75 ms of the machine's CPU), so it grows with ``n``."""
+    return 120.0 + 0.2 * n
+
+
 @dataclass(frozen=True, kw_only=True)
 class Node:
     name: str
@@ -84,14 +90,17 @@ class Lab:
         return cls._up(topo, timeout_s=timeout_s)
 
     @classmethod
-    def up_fleet(cls, n: int, *, name: str = "fleet", timeout_s: float = 120) -> Lab:
-        """A lab of ``n`` routers ``r1..rN`` (benchmarks)."""
+    def up_fleet(cls, n: int, *, name: str = "fleet", timeout_s: float | None = None,
+                 netconf_only: bool = False) -> Lab:
+        """A lab of ``n`` routers ``r1..rN`` (benchmarks); with ``netconf_only``, ``n`` NETCONF
+        devices (netconfd behind its sshd, no FRR or snmpd: about 4 MB each, so 1,000 fit).
+        ``timeout_s``: readiness timeout, default :func:`fleet_timeout_s`."""
         host.require_root()
         with tempfile.NamedTemporaryFile("w", suffix=".clab.yml", delete=False) as fh:
-            fh.write(topomod.fleet_yaml(n, name=name))
+            fh.write(topomod.fleet_yaml(n, name=name, kind="netconf" if netconf_only else "router"))
         topo = topomod.load(fh.name)
         Path(fh.name).unlink()
-        return cls._up(topo, timeout_s=timeout_s)
+        return cls._up(topo, timeout_s=fleet_timeout_s(n) if timeout_s is None else timeout_s)
 
     @classmethod
     def _up(cls, topo: topomod.Topology, *, timeout_s: float) -> Lab:
@@ -330,4 +339,4 @@ class Lab:
         self.inventory_path.write_text(self.inventory_yaml())
 
 
-__all__ = ["Lab", "Node", "NodeStatus"]
+__all__ = ["Lab", "Node", "NodeStatus", "fleet_timeout_s"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from lab.api import Lab
+from lab.api import Lab, fleet_timeout_s
 from lab.errors import LabError
 
 
@@ -39,15 +39,24 @@ def lab() -> None:
 @lab.command()
 @click.argument("topology", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--fleet", type=click.IntRange(1, 2000), help="Instead of TOPOLOGY: a fleet of N routers r1..rN.")
+@click.option("--netconf-only", is_flag=True,
+              help="With --fleet: NETCONF devices only (netconfd behind sshd; no FRR, no snmpd): ~4 MB each.")
 @click.option("--name", default="fleet", show_default=True, help="Lab name of a --fleet lab.")
-@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Readiness timeout (s).")
-def up(topology: Path | None, fleet: int | None, name: str, timeout_s: float) -> None:
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True,
+              help="Readiness timeout (s); a --fleet lab waits at least 120 s plus 0.2 s per node.")
+def up(topology: Path | None, fleet: int | None, netconf_only: bool, name: str, timeout_s: float) -> None:
     """Bring TOPOLOGY up (idempotent) and wait until every node answers."""
     if (topology is None) == (fleet is None):
         raise click.UsageError("give either TOPOLOGY or --fleet N")
+    if netconf_only and fleet is None:
+        raise click.UsageError("--netconf-only goes with --fleet N")
     t0 = time.monotonic()
     try:
-        lb = Lab.up_fleet(fleet, name=name, timeout_s=max(timeout_s, 120.0)) if fleet else Lab.up(topology, timeout_s=timeout_s)  # type: ignore[arg-type]
+        if fleet:
+            lb = Lab.up_fleet(fleet, name=name, timeout_s=max(timeout_s, fleet_timeout_s(fleet)),
+                              netconf_only=netconf_only)
+        else:
+            lb = Lab.up(topology, timeout_s=timeout_s)  # type: ignore[arg-type]
     except LabError as exc:
         _fail(exc)
     click.echo(f"lab {lb.name} up: {len(lb.nodes)} nodes in {time.monotonic() - t0:.1f} s; inventory: {lb.inventory_path}")

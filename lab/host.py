@@ -111,6 +111,20 @@ def del_unreachable_route(cidr: str) -> None:
     run(["ip", "route", "del", "unreachable", cidr], check=False)
 
 
+NEIGH_SYSCTL = Path("/proc/sys/net/ipv4/neigh/default")
+
+
+def neigh_gc_thresholds() -> tuple[int, int, int]:
+    """The root namespace's ARP table thresholds (net.ipv4.neigh.default.gc_thresh1/2/3)."""
+    t1, t2, t3 = (int((NEIGH_SYSCTL / f"gc_thresh{i}").read_text()) for i in (1, 2, 3))
+    return t1, t2, t3
+
+
+def set_neigh_gc_thresholds(values: tuple[int, int, int]) -> None:
+    for i, v in sorted(zip((1, 2, 3), values), reverse=True):  # largest first: 3, 2, 1
+        (NEIGH_SYSCTL / f"gc_thresh{i}").write_text(f"{v}\n")
+
+
 def make_uts(path: Path, hostname: str) -> None:
     if is_mountpoint(path):
         return

@@ -114,6 +114,18 @@ def preflight(topo: Topology) -> None:
         )
 
 
+def neigh_thresholds(devices: int, current: tuple[int, int, int]) -> tuple[int, int, int] | None:
+    """The root namespace's ARP table thresholds (gc_thresh1/2/3) for ``devices`` lab devices,
+    or None when ``current`` will do. Each device is one ARP entry in the root namespace (on its
+    own veth); above gc_thresh2 (512 by default) the kernel collects entries, above gc_thresh3
+    (1024) it refuses new ones ("neighbor table overflow"), and a connect to a device then fails.
+    Raised, never lowered, so that no lab entry is collected (gc_thresh1 above them all)."""
+    need = devices + 256  # room for the host's own neighbours
+    if need <= current[1]:
+        return None
+    return max(current[0], need), max(current[1], 2 * need), max(current[2], 4 * need)
+
+
 def host_key_path(st: dict[str, Any], n: dict[str, Any]) -> Path:
     """The node's SSH host key (private; the public one is beside it, ``.pub``). A lab created
     before nodes had their own keys shares one key, in the lab directory."""
@@ -139,6 +151,12 @@ def create(st: dict[str, Any]) -> None:
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     st["route_added"] = host.add_unreachable_route(st["range"]) or st.get("route_added", False)
     stmod.save(st)
+    devices = len(nodes) + sum(len(o.get("nodes", {})) for o in stmod.all_labs() if o.get("name") != st["name"])
+    current = host.neigh_gc_thresholds()
+    if (raised := neigh_thresholds(devices, current)) is not None:
+        host.set_neigh_gc_thresholds(raised)
+        log.info("lab %s: %d devices in all labs: raised the ARP table's gc_thresh1/2/3 from %s to %s",
+                 st["name"], devices, "/".join(map(str, current)), "/".join(map(str, raised)))
     lines = []
     for n in nodes.values():
         lines += [
@@ -376,4 +394,4 @@ def teardown(st: dict[str, Any]) -> list[str]:
     return left
 
 
-__all__ = ["HOST_KEY", "create", "host_key_path", "network_intact", "namespace_name", "plan", "preflight", "run_async", "start", "teardown", "veth_name", "wait_ready"]
+__all__ = ["HOST_KEY", "create", "host_key_path", "neigh_thresholds", "network_intact", "namespace_name", "plan", "preflight", "run_async", "start", "teardown", "veth_name", "wait_ready"]

@@ -325,9 +325,13 @@ def _links(raw: Any, names: set[str], bad: Any) -> list[LinkSpec]:
 
 
 def fleet(n: int, *, name: str = "fleet", kind: str = "router", range_: str = DEFAULT_RANGE) -> dict[str, Any]:
-    """A topology (as a dict, ready for YAML) of ``n`` nodes ``r1..rN`` of one kind."""
+    """A topology (as a dict, ready for YAML) of ``n`` nodes ``r1..rN`` of one kind: ``router``
+    (netconfd, FRR and snmpd) or ``netconf`` (netconfd behind its sshd only, about 4 MB per node:
+    a thousand fit, for the fleet benchmark)."""
     if n < 1:
         raise ValueError("a fleet needs at least one node")
+    if kind not in KIND_PROTOCOLS:
+        raise ValueError(f"unknown kind {kind!r} (known: {', '.join(sorted(KIND_PROTOCOLS))})")
     return {
         "name": name,
         "mgmt": {"ipv4-subnet": range_},

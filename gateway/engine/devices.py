@@ -44,7 +44,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable
 
 from drivers.base import DeviceProfile, Driver, Endpoint
 from drivers.registry import Registry
@@ -57,6 +57,9 @@ from gateway.errors import (
     SessionLostError,
 )
 from gateway.secrets import Credential
+
+if TYPE_CHECKING:
+    from gateway.engine.replicas import ClusterDevices
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,8 @@ class Lease:
         if not self._released:
             self._released = True
             self.locks._release(self.devices)
+            if self.locks.cluster is not None:
+                self.locks.cluster.leave(self.devices)
 
 
 class DeviceLocks:
@@ -108,6 +113,9 @@ class DeviceLocks:
         self.wait_s = wait_s
         self.max_rounds = max_rounds
         self._devices: dict[str, _Device] = {}
+        self.cluster: ClusterDevices | None = None
+        """Replicas on a shared journal: the cluster-wide device leases entered before the local
+        locks (:mod:`gateway.engine.replicas`)."""
 
     def _device(self, name: str) -> _Device:
         dev = self._devices.get(name)
@@ -135,15 +143,32 @@ class DeviceLocks:
         dev = self._devices.get(device)
         return 0 if dev is None else sum(1 for w in dev.waiters if not w.future.done())
 
-    async def acquire(self, devices: Iterable[str], *, owner: str = "", wait_s: float | None = _WAIT_DEFAULT) -> Lease:
+    async def acquire(self, devices: Iterable[str], *, owner: str = "", wait_s: float | None = _WAIT_DEFAULT,
+                      recovery: bool = False) -> Lease:
         """Take the locks of ``devices`` (see the module docstring). ``owner`` names the holder in
         a busy error; ``wait_s`` overrides the default limit for the whole acquisition (None:
-        wait as long as it takes). Raises :class:`DeviceBusyError` when it is over."""
+        wait as long as it takes). Raises :class:`DeviceBusyError` when it is over. ``recovery``:
+        the recovery of an activation taken over from a dead replica (it alone enters the devices
+        inherited with it)."""
         names = tuple(sorted(set(devices)))
         limit = self.wait_s if wait_s is _WAIT_DEFAULT else wait_s
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = None if limit is None else started + limit
+        if self.cluster is not None and names:
+            await self.cluster.enter(names, owner=owner or "an activation", deadline=deadline, recovery=recovery)
+            try:
+                lease = await self._acquire_here(names, owner, limit, deadline)
+            except BaseException:
+                self.cluster.leave(names)
+                raise
+        else:
+            lease = await self._acquire_here(names, owner, limit, deadline)
+        lease.waited_s = loop.time() - started
+        return lease
+
+    async def _acquire_here(self, names: tuple[str, ...], owner: str, limit: float | None,
+                            deadline: float | None) -> Lease:
         lease = Lease(self, names, owner or "another activation")
         held: list[str] = []
         awaited = ""
@@ -188,14 +213,13 @@ class DeviceLocks:
         except BaseException:
             self._release(held)
             raise
-        lease.waited_s = loop.time() - started
         return lease
 
     @contextlib.asynccontextmanager
-    async def hold(self, devices: Iterable[str], *, owner: str = "",
-                   wait_s: float | None = _WAIT_DEFAULT) -> AsyncIterator[Lease]:
+    async def hold(self, devices: Iterable[str], *, owner: str = "", wait_s: float | None = _WAIT_DEFAULT,
+                   recovery: bool = False) -> AsyncIterator[Lease]:
         """Hold the locks of ``devices`` for the block (:meth:`acquire`, released at the end)."""
-        lease = await self.acquire(devices, owner=owner, wait_s=wait_s)
+        lease = await self.acquire(devices, owner=owner, wait_s=wait_s, recovery=recovery)
         try:
             yield lease
         finally:

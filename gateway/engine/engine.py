@@ -29,6 +29,7 @@ from gateway.engine.limits import CallerSlots, EngineSettings
 from gateway.engine.plan import Plan, make_plan
 from gateway.engine.lifecycle import Mode
 from gateway.engine.repair import Repairer
+from gateway.engine.replicas import ClusterDevices, Replicas
 from gateway.engine.runner import ActivationRun
 from gateway.errors import AgwError, StateError
 from gateway.journal.base import Journal
@@ -96,6 +97,8 @@ class Engine:
         self._healer: asyncio.Task[None] | None = None
         self.lost_claim = asyncio.Event()
         """Set when this engine lost the journal's claim (PostgreSQL lease): it has stopped its work."""
+        self.replicas: Replicas | None = None
+        """Set on a journal shared by replicas (PostgreSQL): takeover, device leases, remote events."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,7 +109,14 @@ class Engine:
         except BaseException:
             await self.journal.close()
             raise
-        await self.recover()
+        cluster = self.journal.cluster
+        if cluster is not None:  # replicas: recover what this one adopts or takes over, and keep looking
+            devices = ClusterDevices(cluster, spawn=lambda coro: self._spawn(coro, name="device-leases"))
+            self.ctx.locks.cluster = devices
+            self.replicas = Replicas(self, cluster, devices)
+            await self.replicas.start()
+        else:
+            await self.recover()
         self._spawn_reaper()
         if self.settings.self_healing_interval_s > 0:
             healer = Healer(self, interval_s=self.settings.self_healing_interval_s,
@@ -133,6 +143,8 @@ class Engine:
         if self._healer is not None:  # no new self-healing retry from here on
             self._healer.cancel()
             await asyncio.gather(self._healer, return_exceptions=True)
+        if self.replicas is not None:  # no new takeover (what is left of this one is taken over)
+            await self.replicas.stop()
         try:
             await asyncio.wait_for(self.wait_idle(), timeout=grace_s)
         except asyncio.TimeoutError:
@@ -190,21 +202,31 @@ class Engine:
             task.add_done_callback(forget)
         return task
 
-    async def recover(self) -> None:
-        """Roll back every activation that was in flight when the gateway stopped."""
-        for activation_id in await self.journal.unfinished():
-            result = await self.journal.get(activation_id)
-            log.warning("recovering activation %s (state %s)", activation_id, result.state.value)
+    async def recover(self, ids: Sequence[str] | None = None) -> None:
+        """Roll back every activation that was in flight when the gateway stopped (``ids``: those
+        taken over from a dead replica)."""
+        for activation_id in (await self.journal.unfinished()) if ids is None else ids:
+            if activation_id in self._runs:
+                continue
+            self._runs[activation_id] = None  # busy here meanwhile
             try:
-                with logs.bound(activation=activation_id):
-                    await self.repairer.repair(result, mode=Mode.RECOVER)
-                await self._count_repair(activation_id, Mode.RECOVER)
-            except StateError:
-                states = [t.state for t in result.tasks]
-                final = ActivationState.CANCELLED if all(s != TaskState.COMPLETED for s in states) else ActivationState.PARTIAL
-                await self.ctx.record(Transition(activation_id=activation_id, phase="recover", state=final.value,
-                                                 message="gateway restarted; nothing was in flight",
-                                                 activation_state=final))
+                await self._recover_one(activation_id)
+            finally:
+                self._runs.pop(activation_id, None)
+
+    async def _recover_one(self, activation_id: str) -> None:
+        result = await self.journal.get(activation_id)
+        log.warning("recovering activation %s (state %s)", activation_id, result.state.value)
+        try:
+            with logs.bound(activation=activation_id):
+                await self.repairer.repair(result, mode=Mode.RECOVER)
+            await self._count_repair(activation_id, Mode.RECOVER)
+        except StateError:
+            states = [t.state for t in result.tasks]
+            final = ActivationState.CANCELLED if all(s != TaskState.COMPLETED for s in states) else ActivationState.PARTIAL
+            await self.ctx.record(Transition(activation_id=activation_id, phase="recover", state=final.value,
+                                             message="gateway restarted; nothing was in flight",
+                                             activation_state=final))
 
     # -- activation RPCs -----------------------------------------------------------------------------
     def plan(self, request: ActivationRequest) -> Plan:
@@ -364,6 +386,11 @@ class Engine:
     async def cancel(self, activation_id: str, *, caller: Caller = ANONYMOUS) -> ActivationResult:
         result = await self.journal.get(activation_id)
         run = self._runs.get(activation_id)
+        if (run is None and activation_id not in self._runs and self.replicas is not None
+                and result.state in (ActivationState.ACKNOWLEDGED, ActivationState.IN_PROGRESS)):
+            # run by another replica: it cancels (and journals who asked)
+            await self.replicas.cluster.send_control({"op": "cancel", "id": activation_id, "actor": caller.identity})
+            return result
         if result.state.final or run is None:
             raise StateError(f"activation {activation_id} is {result.state.value}; only a running activation can be cancelled")
         run.cancel_event.set()
@@ -395,13 +422,19 @@ class Engine:
         """Record who asked for ``action``, start the repair in the background, return the
         activation as it is now (its state moves to inProgress as the repair starts)."""
         self._busy(result.id)
+        if result.state in (ActivationState.ACKNOWLEDGED, ActivationState.IN_PROGRESS):
+            raise StateError(f"activation {result.id} is {result.state.value} (running on another gateway replica); "
+                             "wait for it to end (Watch or Get)")
         self._runs[result.id] = None  # busy: no second action meanwhile
         try:
             # the activation is in progress from here on (a Watch opened now follows the repair to
-            # its end; a restart meanwhile recovers it like any unfinished activation)
+            # its end; a restart meanwhile recovers it like any unfinished activation). The record
+            # is a compare-and-set on the state read above: of two gateway replicas asked at once,
+            # one starts; and this replica owns the activation from here on.
             await self.ctx.record(Transition(activation_id=result.id, task_id=task_id, phase=action,
                                              state=ActivationState.IN_PROGRESS.value, message=f"{action} requested",
-                                             actor=caller.identity, activation_state=ActivationState.IN_PROGRESS))
+                                             actor=caller.identity, activation_state=ActivationState.IN_PROGRESS,
+                                             expect=(result.state,)))
         except BaseException:
             self._runs.pop(result.id, None)
             raise

@@ -23,10 +23,23 @@ def is_terminal(event: Event) -> bool:
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._last: dict[str, int] = {}  # activation id -> last seq published to its watchers
 
     def publish(self, event: Event) -> None:
-        for queue in self._subscribers.get(event.activation_id, ()):
+        subscribers = self._subscribers.get(event.activation_id)
+        if not subscribers:
+            return
+        self._last[event.activation_id] = max(event.seq, self._last.get(event.activation_id, 0))
+        for queue in subscribers:
             queue.put_nowait(event)
+
+    def watched(self) -> list[str]:
+        """Activations with watchers here."""
+        return [aid for aid, subs in self._subscribers.items() if subs]
+
+    def last_seq(self, activation_id: str) -> int:
+        """The last seq published to the activation's watchers (0: none yet)."""
+        return self._last.get(activation_id, 0)
 
     async def stream(
         self,
@@ -62,6 +75,7 @@ class EventBus:
                 subs.discard(queue)
                 if not subs:
                     self._subscribers.pop(activation_id, None)
+                    self._last.pop(activation_id, None)
 
 
 __all__ = ["EventBus", "is_terminal"]

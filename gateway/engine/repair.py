@@ -81,7 +81,8 @@ class Repairer:
                                          activation_state=ActivationState.IN_PROGRESS))
         new_states = {t.id: t.state for t in result.tasks}
         # no wait limit: a rollback or recovery must not be dropped because a device is busy
-        async with self.ctx.locks.hold([t.device for t in chosen], owner=f"{mode.value} of {result.id}", wait_s=None):
+        async with self.ctx.locks.hold([t.device for t in chosen], owner=f"{mode.value} of {result.id}", wait_s=None,
+                                       recovery=mode == Mode.RECOVER):
             groups: dict[tuple[str, str], list[tuple[TaskResult, TaskRecovery]]] = {}
             for task in chosen:  # in activation order: the earliest snapshot of a scope comes first
                 rec = await self.ctx.journal.recovery(result.id, task.id)

@@ -20,7 +20,7 @@ import asyncio
 import builtins
 from datetime import datetime
 from types import TracebackType
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from gateway.journal.kpi import KpiRows
 from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
@@ -40,15 +40,28 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def claim(self, *, holder: str, on_lost: Callable[[], None] | None = None) -> None:
-        """Make this process the one gateway that runs (and recovers) the journal's activations,
-        until :meth:`close`. A store that cannot wait refuses at once with a
-        :class:`~gateway.errors.JournalError` naming who holds it; one that can (PostgreSQL) waits
-        as a standby. ``holder`` says who claims; ``on_lost`` is called if the claim is lost
-        later (from then on every write is a :class:`~gateway.errors.FencedError`)."""
+        """Make this process a gateway that runs (and recovers) the journal's activations, until
+        :meth:`close`. A store one process has to itself (a SQLite file) refuses a second one at
+        once with a :class:`~gateway.errors.JournalError` naming who holds it; a shared one
+        (PostgreSQL) makes this process one replica among several (:attr:`cluster`). ``holder``
+        says who claims; ``on_lost`` is called if the claim is lost later (from then on every
+        write is a :class:`~gateway.errors.FencedError`)."""
 
     def holds_claim(self) -> bool:
         """Whether this process may still act for the journal (False once a lease is lost)."""
         return True
+
+    @property
+    def cluster(self) -> Any:
+        """The replicas sharing the journal (:class:`gateway.journal.cluster.Cluster`), None when
+        this gateway runs alone on it."""
+        return None
+
+    @property
+    def outbox(self) -> Any:
+        """The result events written with the state changes, and their deliveries
+        (:class:`gateway.journal.deliveries.Outbox`; :mod:`gateway.events` sends them)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no outbox")
 
     async def __aenter__(self) -> Journal:
         await self.start()

@@ -8,6 +8,7 @@ DB-API cursor with plain SQL (SQLAlchemy's statement path cost more CPU than SQL
 * all changes of one task within the batch merged into ONE row update (later values win, recovery
   keys merged), tasks with the same changed columns in one executemany UPDATE;
 * one UPDATE per changed activation (state, last_seq, updated_at), all in one executemany.
+* per activation that ends: its rows read back and its event inserted (:mod:`gateway.journal.outbox`).
 
 What an activation looks like (state, last_seq, its task ids and recovery records) is cached in
 memory (:class:`WriterCache`), so a warm batch reads nothing. The cache is checked, never trusted:
@@ -34,8 +35,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from gateway.errors import ConflictError, FencedError, JournalError, NotFoundError, Phase
+from gateway.errors import ConflictError, FencedError, JournalError, NotFoundError, Phase, StateError
 from gateway.journal.dbcall import invalidate_if_lost, sqlalchemy_error
+from gateway.journal import outbox
 from gateway.journal.lease import fence_sql
 from gateway.journal.schema import activations, events, idem_key, tasks
 from gateway.results import ActivationState, Event
@@ -74,6 +76,8 @@ class Record:
     recovery: dict[str, Any] | None
     time: datetime
     future: asyncio.Future[Any] = field(repr=False)
+    expect: frozenset[str] = frozenset()
+    """The activation states it may be written in (empty: any): see Transition.expect."""
 
 
 Op = Create | Record
@@ -160,6 +164,8 @@ class _Sql:
     insert_act: str
     select_idem: str
     insert_tasks: str
+    notify: str
+    """PostgreSQL: wake the replicas watching these activations (delivered at commit)."""
 
     def update_task(self, cols: tuple[str, ...]) -> str:
         sets = ", ".join(f"{c} = {self.mark}" for c in cols)
@@ -183,7 +189,7 @@ def _sql(dialect: Dialect) -> _Sql:
     lock = "" if dialect.name == "sqlite" else " FOR UPDATE"
     act_cols = (
         "id, request_id, idem_key, fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at, last_seq, "
-        "submitted_by"
+        "submitted_by, owner"
     )
     # ON CONFLICT on idem_key: a lost race (another writer took the request_id) inserts nothing
     # and the existing activation is read back, with no failed statement to roll back.
@@ -193,25 +199,28 @@ def _sql(dialect: Dialect) -> _Sql:
         time=proc if proc is not None else (lambda v: v),
         select_act=f"SELECT id, state, last_seq FROM {a} WHERE id IN ({{ids}}){lock}",
         select_recovery=f"SELECT activation_id, task_id, recovery FROM {t} WHERE activation_id IN ({{ids}})",
-        update_act=f"UPDATE {a} SET state = {m}, last_seq = {m}, updated_at = {m} WHERE id = {m} AND last_seq = {m}",
+        update_act=(f"UPDATE {a} SET state = {m}, last_seq = {m}, updated_at = {m}, owner = {m} "
+                    f"WHERE id = {m} AND last_seq = {m}"),
         insert_events=(
             f"INSERT INTO {e} (activation_id, seq, time, task_id, phase, state, message, actor) VALUES ({marks(8)})"
         ),
-        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(12)}) ON CONFLICT (idem_key) DO NOTHING",
+        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(13)}) ON CONFLICT (idem_key) DO NOTHING",
         select_idem=f"SELECT id, fingerprint FROM {a} WHERE idem_key = {m}",
         insert_tasks=f"INSERT INTO {t} ({', '.join(_TASK_COLUMNS)}) VALUES ({marks(len(_TASK_COLUMNS))})",
+        notify="" if dialect.name == "sqlite" else "SELECT pg_notify('agw_event', x) FROM unnest(%s::text[]) AS x",
     )
     _SQL[dialect.name] = found
     return found
 
 
 def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | None = None,
-                epoch: int | None = None) -> list[Any]:
+                replica: str = "", fenced: bool = False) -> list[Any]:
     """Apply ``batch`` in ONE transaction; per-operation outcomes (a result or an exception), in order.
 
     ``cache`` (kept by the caller between batches) saves the reads; without it everything is read.
-    ``epoch``: the writer's fencing epoch (:mod:`gateway.journal.lease`); the transaction first reads
-    the journal's and raises :class:`~gateway.errors.FencedError`, writing nothing, if they differ.
+    ``replica``: the writer's replica id, the owner of what it writes ("": one gateway alone);
+    ``fenced``: the transaction first reads the replica's row (:mod:`gateway.journal.lease`) and
+    raises :class:`~gateway.errors.FencedError`, writing nothing, unless it is alive.
     Database errors propagate as SQLAlchemy errors (the caller translates them and retries one by one).
     """
     if cache is None:
@@ -219,7 +228,7 @@ def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | Non
     stale = reconnects = 0
     while True:
         try:
-            outcomes, images = _transaction(engine, batch, cache, epoch)
+            outcomes, images = _transaction(engine, batch, cache, replica, fenced)
         except _Stale as exc:
             cache.stale += 1
             cache.drop(exc.activation_ids)
@@ -244,7 +253,7 @@ def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | Non
 
 
 def _transaction(
-    engine: Engine, batch: Sequence[Op], cache: WriterCache, epoch: int | None = None
+    engine: Engine, batch: Sequence[Op], cache: WriterCache, replica: str = "", fenced: bool = False
 ) -> tuple[list[Any], dict[str, ActivationImage]]:
     """One transaction on the writer's own pooled connection, straight on the DB-API (no
     SQLAlchemy per-statement or per-checkout work): BEGIN IMMEDIATE on SQLite (the write lock up
@@ -263,9 +272,9 @@ def _transaction(
         cur = dbapi_conn.cursor()
         if sql.begin:
             cur.execute(sql.begin)
-        if epoch is not None:
-            _check_epoch(cur, epoch)
-        result = _apply(cur, sql, batch, cache)
+        if fenced:
+            _check_alive(cur, replica)
+        result = _apply(cur, sql, batch, cache, replica)
         committing = True
         dbapi_conn.commit()
         return result
@@ -287,17 +296,17 @@ def _transaction(
                 cur.close()
 
 
-def _check_epoch(cur: Any, epoch: int) -> None:
-    cur.execute(fence_sql())
+def _check_alive(cur: Any, replica: str) -> None:
+    cur.execute(fence_sql(), (replica,))
     row = cur.fetchone()
-    if row is None or int(row[0]) != epoch:
+    if row is None or not row[0]:
         raise FencedError(
-            f"journal write refused: this gateway's lease (epoch {epoch}) was taken over "
-            f"(epoch {row[0] if row else 'none'}); it writes nothing more", phase=Phase.JOURNAL)
+            f"journal write refused: replica {replica} lost its lease and was taken over; it writes nothing more",
+            phase=Phase.JOURNAL)
 
 
 def _apply(
-    cur: Any, sql: _Sql, batch: Sequence[Op], cache: WriterCache
+    cur: Any, sql: _Sql, batch: Sequence[Op], cache: WriterCache, replica: str = ""
 ) -> tuple[list[Any], dict[str, ActivationImage]]:
     # working images: copies of the cached ones (the cache changes only after the commit)
     work: dict[str, ActivationImage] = {}
@@ -306,7 +315,7 @@ def _apply(
     for op in batch:
         aid = op.activation_id
         if isinstance(op, Record) and aid not in work:
-            image = cache.get(aid)
+            image = None if op.expect else cache.get(aid)  # a compare-and-set reads the stored state
             if image is None:
                 missing.append(aid)
                 work[aid] = None  # type: ignore[assignment]  # placeholder: read below
@@ -321,9 +330,10 @@ def _apply(
     event_rows: list[tuple[Any, ...]] = []
     task_changes: dict[tuple[str, str], dict[str, Any]] = {}
     touched: dict[str, datetime] = {}  # activation id -> updated_at, for records
+    ends: list[outbox.End] = []  # records that end an activation: their events go to the outbox
     for op in batch:
         if isinstance(op, Create):
-            outcome = _create(cur, sql, op, event_rows)
+            outcome = _create(cur, sql, op, event_rows, replica)
             if outcome == (op.activation_id, True):
                 work[op.activation_id] = ActivationImage(_ACKNOWLEDGED, 1, {r["task_id"]: {} for r in op.task_rows})
                 expected[op.activation_id] = 1
@@ -338,11 +348,18 @@ def _apply(
                 NotFoundError(f"task {op.task_id!r} not found in activation {op.activation_id}", phase=Phase.JOURNAL)
             )
             continue
+        if op.expect and image.state not in op.expect:
+            outcomes.append(StateError(
+                f"activation {op.activation_id} is {image.state} (another request or gateway moved it on); "
+                f"{op.phase or 'this'} needs it {' or '.join(sorted(op.expect))}"))
+            continue
         image.last_seq += 1
         seq = image.last_seq
         touched[op.activation_id] = op.time
         if op.activation_state is not None:
             image.state = op.activation_state
+            if op.activation_state in outbox.END_STATES:
+                ends.append(outbox.End(op.activation_id, seq, op.activation_state, op.time))
         event_rows.append((op.activation_id, seq, sql.time(op.time), op.task_id, op.phase, op.state, op.message,
                            op.actor))
         if op.task_cols or op.recovery:
@@ -366,15 +383,19 @@ def _apply(
     # activations first: the UPDATE both locks the rows and proves the cached last_seq is current
     if touched:
         act_rows = [
-            (work[aid].state, work[aid].last_seq, sql.time(t), aid, expected[aid]) for aid, t in sorted(touched.items())
+            (work[aid].state, work[aid].last_seq, sql.time(t), replica, aid, expected[aid])
+            for aid, t in sorted(touched.items())
         ]
         _many(cur, sql.update_act, act_rows)
         if cur.rowcount != len(act_rows):
             raise _Stale(sorted(touched))
     _update_tasks(cur, sql, task_changes, work)
+    outbox.write(cur, sql.mark, sql.time, ends)  # after the updates: its payload reads them back
     # events last: a failing event insert proves the task and activation updates roll back too
     if event_rows:
         _many(cur, sql.insert_events, event_rows)
+        if sql.notify:
+            cur.execute(sql.notify, (sorted({r[0] for r in event_rows}),))
     return outcomes, work
 
 
@@ -399,7 +420,7 @@ def _read(cur: Any, sql: _Sql, ids: list[str], work: dict[str, ActivationImage],
             image.recovery[tid] = json.loads(raw)
 
 
-def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]]) -> Any:
+def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]], replica: str) -> Any:
     created = sql.time(op.created_at)
     key = idem_key(op.request_id, op.submitted_by)
     cur.execute(
@@ -417,6 +438,7 @@ def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]]) 
             created,
             1,
             op.submitted_by,
+            replica,
         ),
     )
     if cur.rowcount != 1:  # the request_id is taken (by this caller): same content is the same activation

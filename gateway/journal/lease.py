@@ -1,54 +1,91 @@
-"""One active gateway per PostgreSQL journal: a lease kept by PostgreSQL itself, with a fencing epoch.
+"""Several gateways (replicas) on one PostgreSQL journal: each one's lease, its fence, and the
+takeover of a dead replica's work by exactly one other.
 
-Two gateways on one journal must never both run the same activation (the second would recover,
-that is roll back, the first one's live work while the first goes on pushing). Until work is
-shared between replicas activation by activation, the rule is: **one active gateway per journal,
-the others stand by**, and a standby takes over only when the active one is gone.
+* **A replica** is one ``agw serve`` process: at start it registers a row in ``agw_replicas``
+  (``alive``) under a fresh id, and holds a session-level advisory lock keyed by that id on a
+  dedicated connection whose ``idle_session_timeout`` is the lease (``lease_s``). It runs
+  ``SELECT 1`` on it every ``lease_s / 4``. A replica that stops doing so — killed, frozen
+  (SIGSTOP), cut off from the database — loses its session, and with it the lock, within
+  ``lease_s``: PostgreSQL ends it, no clock of ours decides.
+* **Activations are owned** (``agw_activations.owner``): by the replica that created them, or the
+  one that last started a rollback, retry or takeover of them. A replica recovers only what it owns.
+* **Takeover.** Every replica looks at the others every ``lease_s / 4``: a replica still marked
+  alive whose lock it can take (``pg_try_advisory_lock``) is dead. In one transaction the taker
+  sets the dead one's row ``alive = false`` (only one taker's UPDATE finds it alive: exactly one
+  takes each over), makes itself the owner of the dead one's unfinished activations and inherits
+  its device leases (:mod:`gateway.journal.cluster`), then recovers those activations.
+* **Fencing, in the database.** Every write batch reads its replica's row ``FOR SHARE`` in its own
+  transaction and writes nothing unless it is alive (:class:`~gateway.errors.FencedError`). The
+  takeover's UPDATE waits for batches in flight (the row lock), so none commits after it.
+* **Fencing, locally.** A replica counts its lease from the *start* of its last good heartbeat and
+  acts for :data:`LOCAL_SHARE` of it only: past that it writes nothing and touches no device,
+  before it even learns that its session is gone (a process resumed after a long SIGSTOP finds its
+  lease over at its very next step).
 
-* **The lease** is a session-level advisory lock (keyed by the journal's schema, so journals in
-  different schemas of one database do not collide) held on a dedicated connection whose
-  ``idle_session_timeout`` is the lease time. The holder runs ``SELECT 1`` every ``lease_s / 4``.
-  A holder that stops doing so — killed, frozen (SIGSTOP), cut off from the database — loses its
-  session, and with it the lock, within ``lease_s``: PostgreSQL ends it, no clock of ours decides.
-* **A standby** polls ``pg_try_advisory_lock``; the first to get it is the new holder (exactly one:
-  the lock is PostgreSQL's).
-* **Fencing.** The new holder increments ``agw_owner.epoch`` (its fencing token) before it recovers
-  anything. Every write batch reads the epoch ``FOR SHARE`` in its own transaction and is refused
-  (:class:`~gateway.errors.FencedError`) when it is not the writer's: a late write of a gateway that
-  lost its lease never lands, even if it has not noticed yet. The increment waits for batches in
-  flight (the row lock), so none of them commits after it.
-* **Locally**, the holder counts its lease from the *start* of its last good heartbeat and stops at
-  ``LOCAL_SHARE`` of it: past that it writes nothing and touches no device, before it even learns
-  that its session is gone (a process resumed after a long SIGSTOP finds its lease over at once).
-
-What it does not give: work shared by several active replicas, device leases across replicas
-(one active gateway makes the per-process device locks sufficient), Watch on a standby.
+What it does not give: a device call already on the wire when a replica froze may still arrive
+after the takeover (see docs/replicas.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+import uuid
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from gateway.errors import FencedError, JournalError, Phase
-from gateway.journal.dbcall import call
 
 log = logging.getLogger(__name__)
 
 LOCAL_SHARE = 0.75
-"""The part of ``lease_s`` after a heartbeat's start during which the holder still acts."""
+"""The part of ``lease_s`` after a heartbeat's start during which the replica still acts."""
 
-OWNER_TABLE = "agw_owner"
-_KEY = "hashtext('agw-journal:' || current_schema())"
+REPLICAS = "agw_replicas"
+ACTIVATIONS = "agw_activations"
+DEVICE_LEASES = "agw_device_leases"
+UNFINISHED = ("acknowledged", "inProgress")
+FORGET_ENDED_AFTER = "7 days"
+"""Rows of replicas that ended longer ago are deleted when a replica registers."""
 
 
-class Lease:
-    """The active-gateway lease on one PostgreSQL journal. Every method but :meth:`valid` and
+def replica_key(replica_id: str) -> str:
+    """The advisory lock key of a replica, scoped to the journal's schema."""
+    return f"hashtext('agw-replica:' || current_schema() || ':' || {_quote(replica_id)})"
+
+
+def _quote(text: str) -> str:
+    if not all(c.isalnum() or c in "-_" for c in text):
+        raise ValueError(f"bad replica id {text!r}")
+    return f"'{text}'"
+
+
+def open_dedicated(engine: Engine, *, lease_s: float) -> Any:
+    """A DB-API connection of its own (never back into the pool), autocommit, its session ended by
+    PostgreSQL when idle for ``lease_s``; statements limited to half of it."""
+    raw = engine.raw_connection()
+    raw.detach()
+    dbapi = raw.dbapi_connection
+    assert dbapi is not None
+    dbapi.autocommit = True
+    cur = dbapi.cursor()
+    cur.execute(f"SET idle_session_timeout = {int(lease_s * 1000)}")
+    cur.execute("SET statement_timeout = %s" % int(lease_s * 1000 / 2))
+    cur.close()
+    return raw
+
+
+def close_quietly(raw: Any) -> None:
+    if raw is not None:
+        try:
+            raw.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+class ReplicaLease:
+    """This replica's lease on one PostgreSQL journal. Every method but :meth:`valid` and
     :meth:`check` blocks: call them on the lease's own thread."""
 
     def __init__(self, engine: Engine, *, holder: str, lease_s: float) -> None:
@@ -57,38 +94,24 @@ class Lease:
         self.engine = engine
         self.holder = holder
         self.lease_s = lease_s
-        self.epoch = 0
+        self.replica_id = uuid.uuid4().hex[:16]
         self.lost = False
         self._valid_until = 0.0
-        self._raw: Any = None  # the dedicated DB-API connection (detached from the pool)
+        self._raw: Any = None
 
     # -- the lease's own thread -----------------------------------------------------------------
-    def try_acquire(self) -> bool:
-        """Take the lease if nobody holds it; True once held (the epoch bumped)."""
-        cur = self._cursor()
+    def register(self) -> None:
+        """Take this replica's lock and write its row (alive)."""
         started = time.monotonic()
-        cur.execute(f"SELECT pg_try_advisory_lock({_KEY})")
+        cur = self._cursor()
+        cur.execute(f"SELECT pg_try_advisory_lock({replica_key(self.replica_id)})")
         row = cur.fetchone()
-        if not row or not row[0]:
-            return False
-        try:
-            self._bump_epoch(cur)
-        except BaseException:
-            self._close()  # never hold the lock without a new epoch
-            raise
+        if not row or not row[0]:  # a fresh random id: only a hash collision gets here
+            raise JournalError("could not take this replica's lease (its key is held)", phase=Phase.JOURNAL)
+        cur.execute(f"DELETE FROM {REPLICAS} WHERE NOT alive AND ended_at < now() - interval '{FORGET_ENDED_AFTER}'")
+        cur.execute(f"INSERT INTO {REPLICAS} (id, holder, started_at, alive, taken_over_by) "
+                    "VALUES (%s, %s, now(), true, '')", (self.replica_id, self.holder))
         self._valid_until = started + self.lease_s * LOCAL_SHARE
-        return True
-
-    def _bump_epoch(self, cur: Any) -> None:
-        cur.execute(
-            f"INSERT INTO {OWNER_TABLE} (id, epoch, holder, since) VALUES (1, 1, %s, now()) "
-            f"ON CONFLICT (id) DO UPDATE SET epoch = {OWNER_TABLE}.epoch + 1, holder = EXCLUDED.holder, "
-            f"since = EXCLUDED.since RETURNING epoch",
-            (self.holder,),
-        )
-        epoch_row = cur.fetchone()
-        assert epoch_row is not None
-        self.epoch = int(epoch_row[0])
 
     def heartbeat(self) -> bool:
         """Keep the session (and the lock) alive; False once it is gone: the lease is lost."""
@@ -97,32 +120,74 @@ class Lease:
         started = time.monotonic()
         try:
             cur = self._cursor()
-            cur.execute("SELECT 1")
-            cur.fetchone()
+            cur.execute(f"SELECT alive FROM {REPLICAS} WHERE id = %s", (self.replica_id,))
+            row = cur.fetchone()
         except Exception as exc:  # noqa: BLE001 - any failure: the session may be gone
             log.error("journal lease heartbeat failed: %s", type(exc).__name__)
-            self.lost = True
-            self._close()
-            return False
-        if started > self._valid_until:  # resumed after a freeze: the session may have outlived the
-            self.lost = True              # lock's meaning already; never extend a lapsed lease
-            self._close()
-            return False
+            return self._lose()
+        if started > self._valid_until or not row or not row[0]:
+            # resumed after a freeze (never extend a lapsed lease), or already taken over
+            return self._lose()
         self._valid_until = started + self.lease_s * LOCAL_SHARE
         return True
 
-    def current_holder(self) -> str:
-        """Who holds the lease, as it says (for a standby's message)."""
+    def dead_peers(self) -> list[str]:
+        """Replicas marked alive whose lock is free: their process (or session) is gone. The
+        caller then calls :meth:`take_over` for each (this replica holds their locks meanwhile)."""
+        cur = self._cursor()
+        cur.execute(f"SELECT id FROM {REPLICAS} WHERE alive AND id <> %s ORDER BY started_at", (self.replica_id,))
+        dead = []
+        for (peer,) in cur.fetchall():
+            cur.execute(f"SELECT pg_try_advisory_lock({replica_key(peer)})")
+            got = cur.fetchone()
+            if got and got[0]:
+                dead.append(peer)
+        return dead
+
+    def take_over(self, peer: str) -> list[str] | None:
+        """Make this replica the owner of ``peer``'s unfinished activations (ids returned, oldest
+        first) and the holder of its device leases (inherited), and mark ``peer`` dead, in one
+        transaction; None if another replica took it over first. Lets go of ``peer``'s lock."""
+        self.check()
+        cur = self._cursor()
         try:
-            cur = self._cursor()
-            cur.execute(f"SELECT holder, since, epoch FROM {OWNER_TABLE} WHERE id = 1")
-            row = cur.fetchone()
-        except Exception:  # noqa: BLE001 - only for a log line
-            return "unknown"
-        return f"{row[0]}, epoch {row[2]}, since {row[1]:%Y-%m-%d %H:%M:%S}" if row else "unknown"
+            cur.execute("BEGIN")
+            try:
+                cur.execute(f"SELECT alive FROM {REPLICAS} WHERE id = %s FOR SHARE", (self.replica_id,))
+                me = cur.fetchone()
+                if not me or not me[0]:
+                    raise FencedError("this replica was taken over itself: it takes nothing over",
+                                      phase=Phase.JOURNAL)
+                cur.execute(f"UPDATE {REPLICAS} SET alive = false, ended_at = now(), taken_over_by = %s "
+                            "WHERE id = %s AND alive RETURNING id", (self.replica_id, peer))
+                if cur.fetchone() is None:
+                    cur.execute("ROLLBACK")
+                    return None
+                cur.execute(
+                    f"UPDATE {ACTIVATIONS} SET owner = %s WHERE owner = %s AND state IN (%s, %s) "
+                    "RETURNING id, created_at", (self.replica_id, peer, *UNFINISHED))
+                taken = [r[0] for r in sorted(cur.fetchall(), key=lambda r: (r[1], r[0]))]
+                cur.execute(f"UPDATE {DEVICE_LEASES} SET replica = %s, inherited = true WHERE replica = %s",
+                            (self.replica_id, peer))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        finally:
+            cur.execute(f"SELECT pg_advisory_unlock({replica_key(peer)})")
+        return taken
+
+    def adopt_unowned(self) -> list[str]:
+        """Unfinished activations without an owner (written by a gateway before replicas existed):
+        this replica's now, oldest first."""
+        self.check()
+        cur = self._cursor()
+        cur.execute(f"UPDATE {ACTIVATIONS} SET owner = %s WHERE owner = '' AND state IN (%s, %s) "
+                    "RETURNING id, created_at", (self.replica_id, *UNFINISHED))
+        return [r[0] for r in sorted(cur.fetchall(), key=lambda r: (r[1], r[0]))]
 
     def release(self) -> None:
-        """Let go: the session ends, and with it the lock."""
+        """Let go: the session ends, and with it the lock (a peer takes over what is left)."""
         self.lost = True
         self._close()
 
@@ -134,82 +199,31 @@ class Lease:
         """:class:`FencedError` unless the lease is held and current."""
         if not self.valid():
             raise FencedError(
-                f"this gateway no longer holds the journal's lease (epoch {self.epoch}); another gateway may "
-                f"have taken its work over: it writes nothing and touches no device", phase=Phase.JOURNAL)
+                f"this gateway (replica {self.replica_id}) no longer holds its journal lease; another replica "
+                "may have taken its work over: it writes nothing and touches no device", phase=Phase.JOURNAL)
 
     # -- internals ---------------------------------------------------------------------------------
+    def _lose(self) -> bool:
+        self.lost = True
+        self._close()
+        return False
+
     def _cursor(self) -> Any:
         if self._raw is None:
-            raw = self.engine.raw_connection()
-            raw.detach()  # this connection is the lease: never back into the pool
-            dbapi = raw.dbapi_connection
-            assert dbapi is not None
-            dbapi.autocommit = True
-            cur = dbapi.cursor()
-            cur.execute(f"SET idle_session_timeout = {int(self.lease_s * 1000)}")
-            cur.execute("SET statement_timeout = %s" % int(self.lease_s * 1000 / 2))
-            self._raw = raw
+            if self.lost:
+                raise FencedError("the journal lease is lost", phase=Phase.JOURNAL)
+            self._raw = open_dedicated(self.engine, lease_s=self.lease_s)
         return self._raw.dbapi_connection.cursor()
 
     def _close(self) -> None:
         raw, self._raw = self._raw, None
-        if raw is not None:
-            try:
-                raw.close()
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-
-
-class LeaseKeeper:
-    """The async side: wait for the lease (standby), then keep it; tell ``on_lost`` if it goes."""
-
-    def __init__(self, engine: Engine, *, holder: str, lease_s: float) -> None:
-        self.lease = Lease(engine, holder=holder, lease_s=lease_s)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agw-journal-lease")
-        self._keeper: asyncio.Task[None] | None = None
-        self._dialect = engine.dialect
-
-    async def acquire(self, on_lost: Callable[[], None]) -> None:
-        """Until this gateway holds the lease (a standby waits here, saying who holds it)."""
-        lease, waited = self.lease, False
-        poll_s = lease.lease_s / 4
-        while True:
-            try:
-                if await call(self._thread, "lease", lease.try_acquire, dialect=self._dialect):
-                    break
-            except JournalError as exc:
-                log.warning("journal lease: %s; trying again in %.1f s", exc, poll_s)
-            else:
-                if not waited:
-                    holder = await call(self._thread, "lease", lease.current_holder, dialect=self._dialect)
-                    log.warning("standby: another gateway is active on this journal (%s); taking over when its "
-                                "lease of %g s lapses", holder, lease.lease_s)
-                    waited = True
-            await asyncio.sleep(poll_s)
-        log.warning("active: this gateway holds the journal's lease (epoch %d, %g s)", lease.epoch, lease.lease_s)
-        self._keeper = asyncio.create_task(self._keep(on_lost), name="journal-lease")
-
-    async def _keep(self, on_lost: Callable[[], None]) -> None:
-        lease = self.lease
-        while True:
-            await asyncio.sleep(lease.lease_s / 4)
-            if not await asyncio.get_running_loop().run_in_executor(self._thread, lease.heartbeat):
-                log.critical("lost the journal's lease (epoch %d): this gateway stops its work now; another gateway "
-                             "takes it over", lease.epoch)
-                on_lost()
-                return
-
-    async def release(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            await asyncio.gather(self._keeper, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.lease.release)
-        self._thread.shutdown(wait=False)
+        close_quietly(raw)
 
 
 def fence_sql() -> str:
-    """The statement a write batch runs first: the current epoch, the row share-locked until commit."""
-    return f"SELECT epoch FROM {OWNER_TABLE} WHERE id = 1 FOR SHARE"
+    """The statement a write batch runs first (bound to its replica id): alive, the row
+    share-locked until commit."""
+    return f"SELECT alive FROM {REPLICAS} WHERE id = %s FOR SHARE"
 
 
-__all__ = ["LOCAL_SHARE", "Lease", "LeaseKeeper", "fence_sql"]
+__all__ = ["LOCAL_SHARE", "ReplicaLease", "close_quietly", "fence_sql", "open_dedicated", "replica_key"]

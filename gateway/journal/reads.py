@@ -153,6 +153,8 @@ class Reader:
         self._activation_sql = activation_sql(style)
         self._audit_sql = audit_sql(style)
         self._events_sql = events_sql(style)
+        self.owner = ""
+        """This gateway's replica id on a shared journal (whose unfinished activations it recovers)."""
 
     # -- how a read runs -----------------------------------------------------------------------
     async def run(self, fn: Callable[..., T], what: str, *args: Any) -> T:
@@ -251,9 +253,10 @@ class Reader:
         return await self.core(query, "read")
 
     async def unfinished(self) -> builtins.list[str]:
+        """Unfinished activations this gateway owns (on SQLite: all, the owner is always "")."""
         q = (
             sa.select(activations.c.id)
-            .where(activations.c.state.in_(_UNFINISHED))
+            .where(activations.c.state.in_(_UNFINISHED), activations.c.owner == self.owner)
             .order_by(activations.c.created_at, activations.c.id)
         )
 

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.journal.schema import activations, events, stored_time, tasks
+from gateway.journal.schema import activations, deliveries, events, outbox, stored_time, tasks
 from gateway.model import TaskState
 from gateway.results import ActivationState
 
@@ -49,9 +49,10 @@ def count(conn: Connection, cutoff: datetime) -> int:
 
 def prune_step(engine: Engine, op: Prune) -> list[str]:
     """ONE transaction: the oldest prunable activations (at most ``op.max_activations``; no more
-    tasks than ``op.max_tasks`` unless the first alone has more), deleted with their tasks and
-    events. Returns their ids. SQLite takes the write lock up front (BEGIN IMMEDIATE); PostgreSQL
-    locks the chosen rows (FOR UPDATE re-checks them against a concurrent writer)."""
+    tasks than ``op.max_tasks`` unless the first alone has more), deleted with their tasks,
+    events, result events and deliveries. Returns their ids. SQLite takes the write lock up front
+    (BEGIN IMMEDIATE); PostgreSQL locks the chosen rows (FOR UPDATE re-checks them against a
+    concurrent writer)."""
     a = activations.c
     with engine.connect() as conn:
         conn.execution_options(agw_write=True)
@@ -72,6 +73,9 @@ def prune_step(engine: Engine, op: Prune) -> list[str]:
                 chosen.append(aid)
                 budget -= n
             # children first: the same with or without ON DELETE CASCADE being enforced
+            of_chosen = sa.select(outbox.c.id).where(outbox.c.activation_id.in_(chosen)).scalar_subquery()
+            conn.execute(sa.delete(deliveries).where(deliveries.c.event_id.in_(of_chosen)))
+            conn.execute(sa.delete(outbox).where(outbox.c.activation_id.in_(chosen)))
             conn.execute(sa.delete(events).where(events.c.activation_id.in_(chosen)))
             conn.execute(sa.delete(tasks).where(tasks.c.activation_id.in_(chosen)))
             conn.execute(sa.delete(activations).where(a.id.in_(chosen)))

@@ -4,19 +4,29 @@
 
     activations  id PK, request_id, idem_key UNIQUE (the request_id scoped to its caller, NULL for dry
                  runs), fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at,
-                 last_seq, submitted_by
+                 last_seq, submitted_by, owner (the replica running it; "" on SQLite)
     tasks        (activation_id, task_id) PK, position, device, service, action, state, depends_on,
                  platform, driver, rendered, diff, verification, rollback, error, timings, note,
                  recovery, emulated                                nested values are JSON text
     events       (activation_id, seq) PK, time, task_id, phase, state, message, actor
-    agw_owner    id PK (one row), epoch, holder, since     the active gateway's fencing epoch (PostgreSQL)
+    agw_replicas       id PK, holder, started_at, alive, ended_at, taken_over_by
+                       the gateways sharing a PostgreSQL journal (:mod:`gateway.journal.lease`)
+    agw_device_leases  device PK, replica, owner, inherited, since
+                       which replica may change a device now (:mod:`gateway.journal.cluster`)
+    agw_outbox         id PK (the event id), activation_id, seq, type, time, payload, fanned
+                       a result event, written with the state change (:mod:`gateway.journal.outbox`)
+    agw_deliveries     (event_id, subscriber) PK, state, attempts, next_attempt_at, started_at,
+                       last_error, last_status, delivered_at     one per event and subscriber
+                       (:mod:`gateway.journal.deliveries`, :mod:`gateway.events`)
     schema_version  version PK, applied_at
 
 Times are stored in UTC; :class:`UtcDateTime` hands back timezone-aware datetimes on both backends.
 
 Versions: 1 (first); 2 adds ``activations.submitted_by`` and ``events.actor`` (the caller
 identities of the audit trail); 3 adds ``tasks.emulated`` (JSON list of what the gateway emulated
-for a task, ``'[]'`` on older rows). :data:`MIGRATIONS` upgrades an older journal in place.
+for a task, ``'[]'`` on older rows); 4 adds ``activations.owner`` and the replica tables (several
+gateways on one PostgreSQL journal), and drops ``agw_owner`` (one active gateway's epoch).
+:data:`MIGRATIONS` upgrades an older journal in place.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import NullType, TypeDecorator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
@@ -49,6 +59,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE agw_events ADD COLUMN actor VARCHAR NOT NULL DEFAULT ''",
     ),
     3: ("ALTER TABLE agw_tasks ADD COLUMN emulated TEXT NOT NULL DEFAULT '[]'",),
+    4: (
+        "ALTER TABLE agw_activations ADD COLUMN owner VARCHAR NOT NULL DEFAULT ''",
+        "DROP TABLE IF EXISTS agw_owner",
+    ),
 }
 """Statements that take a journal from version N-1 to N (the same on SQLite and PostgreSQL)."""
 
@@ -117,6 +131,7 @@ activations = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("last_seq", Integer, nullable=False),
     Column("submitted_by", String, nullable=False, server_default=""),
+    Column("owner", String, nullable=False, server_default=""),
     Index("ix_agw_activations_state", "state"),
     Index("ix_agw_activations_created_at", "created_at"),
 )
@@ -160,15 +175,65 @@ events = Table(
     Column("actor", String, nullable=False, server_default=""),
 )
 
-owner = Table(
-    "agw_owner",
+replicas = Table(
+    "agw_replicas",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("epoch", Integer, nullable=False),
+    Column("id", String, primary_key=True),
     Column("holder", String, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("alive", Boolean, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("taken_over_by", String, nullable=False, server_default=""),
+)
+"""PostgreSQL: every gateway process that ran on the journal. ``alive`` is the fence: a replica
+writes only while its row says so, and the one replica that takes its work over sets it false."""
+
+device_leases = Table(
+    "agw_device_leases",
+    metadata,
+    Column("device", String, primary_key=True),
+    Column("replica", String, nullable=False),
+    Column("owner", String, nullable=False),
+    Column("inherited", Boolean, nullable=False),
     Column("since", UtcDateTime, nullable=False),
 )
-"""PostgreSQL: the active gateway's fencing epoch (one row; :mod:`gateway.journal.lease`)."""
+"""PostgreSQL: the replica that may change a device now (one row per held device). ``inherited``:
+taken over from a dead replica, kept for the recovery of its activations."""
+
+outbox = Table(
+    "agw_outbox",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("activation_id", String, ForeignKey("agw_activations.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String, nullable=False),
+    Column("time", UtcDateTime, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("fanned", Boolean, nullable=False),
+    Index("ix_agw_outbox_fanned", "fanned", "time"),
+    Index("ix_agw_outbox_activation_id", "activation_id"),
+)
+"""Result events: one row per end state an activation reaches, inserted in the transaction that
+records it (the payload built there, from the activation's rows). ``fanned``: the dispatcher has
+made its delivery rows (one per matching subscriber)."""
+
+deliveries = Table(
+    "agw_deliveries",
+    metadata,
+    Column("event_id", String, ForeignKey("agw_outbox.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber", String, primary_key=True),
+    Column("state", String, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("last_status", Integer, nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Index("ix_agw_deliveries_due", "state", "next_attempt_at"),
+)
+"""One event to one subscriber: ``pending`` (due at ``next_attempt_at``; a claimed attempt pushes it
+past the attempt's time limit), ``delivered`` or ``dead``. ``started_at``: when the retry window
+began (the fan-out, or the last replay)."""
 
 schema_version = Table(
     "agw_schema_version",
@@ -183,10 +248,13 @@ __all__ = [
     "StoredTime",
     "UtcDateTime",
     "activations",
+    "deliveries",
     "events",
     "idem_key",
+    "device_leases",
     "metadata",
-    "owner",
+    "outbox",
+    "replicas",
     "schema_version",
     "stored_time",
     "tasks",

@@ -47,8 +47,8 @@ class JournalOptions:
     prune_max_tasks: int = 5000
     """Most tasks one prune step deletes (unless a single activation has more)."""
     lease_s: float = 15.0
-    """PostgreSQL: the active gateway's lease (:mod:`gateway.journal.lease`): a gateway that stops
-    renewing it (killed, frozen, cut off) is taken over by a standby within this time."""
+    """PostgreSQL: each replica's lease (:mod:`gateway.journal.lease`): a replica that stops renewing
+    it (killed, frozen, cut off) is taken over by another within this time."""
 
 
 def now() -> datetime:
@@ -77,8 +77,10 @@ def open_engine(url: URL, options: JournalOptions) -> Engine:
             connect_args={"connect_timeout": options.connect_timeout_s},
         )
     try:
-        metadata.create_all(engine)
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":  # replicas starting at once create (or upgrade) it once
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('agw-schema:' || current_schema()))")
+            metadata.create_all(conn)
             check_schema_version(conn)
     except BaseException:
         engine.dispose()

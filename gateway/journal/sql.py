@@ -37,8 +37,9 @@ from gateway.journal import codec, paging, retention
 from gateway.journal.base import Journal
 from gateway.journal.batch import Create
 from gateway.journal.dbcall import call
+from gateway.journal.deliveries import Outbox
 from gateway.journal.kpi import KpiRows
-from gateway.journal.lease import LeaseKeeper
+from gateway.journal.cluster import Cluster
 from gateway.journal.reads import Reader
 from gateway.journal.schema import idem_key
 from gateway.journal.setup import JournalOptions, claim_sqlite_file, is_sqlite_file, open_engine, sqlite_path
@@ -69,7 +70,7 @@ class SqlJournal(Journal):
         self._reader: Reader | None = None
         self._closing = False
         self._claim_fd: int | None = None
-        self._lease: LeaseKeeper | None = None
+        self._cluster: Cluster | None = None
 
     @property
     def backend(self) -> str:
@@ -110,35 +111,48 @@ class SqlJournal(Journal):
 
     async def claim(self, *, holder: str, on_lost: Callable[[], None] | None = None) -> None:
         """SQLite file: an exclusive lock beside the database (:func:`~gateway.journal.setup.claim_sqlite_file`);
-        refused at once if another process holds it. In memory: nothing to share. PostgreSQL: the
-        active-gateway lease (:mod:`gateway.journal.lease`): waits, as a standby, while another
-        gateway holds it; once held, every write is fenced by it and ``on_lost`` is called if it is lost."""
+        refused at once if another process holds it. In memory: nothing to share. PostgreSQL: this
+        process becomes one replica among those sharing the journal (:mod:`gateway.journal.cluster`):
+        every write is fenced by its lease, and ``on_lost`` is called if the lease is lost."""
         self._require_open()
         if self.backend == "postgresql":
-            if self._lease is None:
+            if self._cluster is None:
                 assert self._engine is not None
-                keeper = LeaseKeeper(self._engine, holder=holder, lease_s=self.options.lease_s)
+                cluster = Cluster(self._engine, holder=holder, lease_s=self.options.lease_s)
                 try:
-                    await keeper.acquire(on_lost or (lambda: None))
+                    await cluster.start(on_lost or (lambda: None))
                 except BaseException:
-                    await keeper.release()
+                    await cluster.close()
                     raise
-                self._lease = keeper
-                self._writer.lease = keeper.lease
+                self._cluster = cluster
+                self._writer.lease = cluster.lease
+                assert self._reader is not None
+                self._reader.owner = cluster.replica_id
             return
         path = sqlite_path(self.url)
         if path is None or self._claim_fd is not None:
             return
         self._claim_fd = claim_sqlite_file(path, holder=holder)
 
+    @property
+    def cluster(self) -> Cluster | None:
+        return self._cluster
+
+    @property
+    def outbox(self) -> Outbox:
+        """The result events and their deliveries (:mod:`gateway.journal.deliveries`)."""
+        self._require_open()
+        assert self._engine is not None and self._reader_threads is not None
+        return Outbox(self._engine, self._reader_threads)
+
     def holds_claim(self) -> bool:
-        return self._lease is None or self._lease.lease.valid()
+        return self._cluster is None or self._cluster.valid()
 
     async def _let_go_lease(self) -> None:
-        keeper, self._lease = self._lease, None
+        cluster, self._cluster = self._cluster, None
         self._writer.lease = None
-        if keeper is not None:
-            await keeper.release()
+        if cluster is not None:
+            await cluster.close()
 
     def _let_go(self) -> None:
         if self._claim_fd is not None:

@@ -32,7 +32,7 @@ from gateway.errors import FencedError, JournalError, Phase
 from gateway.journal import codec, retention
 from gateway.journal.batch import Create, Op, Record, WriterCache, apply_batch
 from gateway.journal.dbcall import translated
-from gateway.journal.lease import Lease
+from gateway.journal.lease import ReplicaLease
 from gateway.metrics import JOURNAL_COMMIT_SECONDS
 from gateway.results import Event
 from gateway.transitions import Transition
@@ -54,6 +54,7 @@ def record_op(t: Transition, future: asyncio.Future[Event]) -> Record:
         recovery=None if t.recovery is None else codec.recovery_values(t.recovery),
         time=datetime.now(timezone.utc),
         future=future,
+        expect=t.expect,
     )
 
 
@@ -75,8 +76,9 @@ class Writer:
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self.lease: Lease | None = None
-        """Set while this gateway holds a PostgreSQL journal's lease: every batch is fenced by it."""
+        self.lease: ReplicaLease | None = None
+        """Set while this gateway is a replica on a PostgreSQL journal: every batch is fenced by its
+        lease, and owns what it writes."""
 
     def open(self, engine: Engine, executor: Executor, loop: asyncio.AbstractEventLoop) -> None:
         """Write to ``engine`` from ``executor`` (the journal thread), for callers on ``loop``."""
@@ -171,7 +173,8 @@ class Writer:
         if lease is not None:
             lease.check()  # the local count first: a lapsed lease writes nothing
         t0 = time.perf_counter()
-        outcomes = apply_batch(engine, batch, cache=self.cache, epoch=None if lease is None else lease.epoch)
+        outcomes = apply_batch(engine, batch, cache=self.cache, replica="" if lease is None else lease.replica_id,
+                               fenced=lease is not None)
         JOURNAL_COMMIT_SECONDS.observe(time.perf_counter() - t0)
         self.batches += 1
         return outcomes

@@ -784,7 +784,8 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
     await create(first, "old1")
     await first.close()
     downgrade(journal_url, 1, "ALTER TABLE agw_activations DROP COLUMN submitted_by",
-              "ALTER TABLE agw_events DROP COLUMN actor", "ALTER TABLE agw_tasks DROP COLUMN emulated")
+              "ALTER TABLE agw_events DROP COLUMN actor", "ALTER TABLE agw_tasks DROP COLUMN emulated",
+              "ALTER TABLE agw_activations DROP COLUMN owner")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -796,7 +797,7 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
         await again.close()
     engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION == 3
+        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION == 4
     engine.dispose()
 
 
@@ -805,7 +806,7 @@ async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.start()
     await create(first, "old2", tasks_=(task("t1"), full_task()))
     await first.close()
-    downgrade(journal_url, 2, "ALTER TABLE agw_tasks DROP COLUMN emulated")
+    downgrade(journal_url, 2, "ALTER TABLE agw_tasks DROP COLUMN emulated", "ALTER TABLE agw_activations DROP COLUMN owner")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -824,9 +825,37 @@ async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> Non
     try:
         with engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version FROM agw_schema_version ORDER BY version")).scalars()
-            assert list(versions) == [2, 3]
+            assert list(versions) == [2, 3, 4]
         column = next(c for c in sa.inspect(engine).get_columns("agw_tasks") if c["name"] == "emulated")
         assert column["nullable"] is False and "[]" in str(column["default"])
+    finally:
+        engine.dispose()
+
+
+async def test_a_version_3_journal_is_upgraded_in_place(journal_url: str) -> None:
+    """Version 4 (replicas): activations get an owner ("" for the old ones: a PostgreSQL replica
+    adopts their unfinished ones), and the one-active-gateway epoch table goes."""
+    first = SqlJournal(journal_url)
+    await first.start()
+    await create(first, "old3")
+    await first.close()
+    downgrade(journal_url, 3, "ALTER TABLE agw_activations DROP COLUMN owner",
+              "CREATE TABLE agw_owner (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, holder VARCHAR NOT NULL, "
+              "since TIMESTAMP NOT NULL)")
+    again = SqlJournal(journal_url)
+    await again.start()
+    try:
+        assert (await again.get("old3")).state.value == "acknowledged"
+        if again.backend == "sqlite":  # one gateway: every unfinished activation is its own
+            assert await again.unfinished() == ["old3"]
+    finally:
+        await again.close()
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT owner FROM agw_activations WHERE id = 'old3'")).scalar() == ""
+            assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == 4
+        assert "agw_owner" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
 

@@ -46,7 +46,7 @@ def test_a_batch_that_finds_its_images_stale_twice_fails_retryable(monkeypatch: 
     """Defensive: the second run reads under the write lock, so a second miss means a store gone odd."""
     runs: list[int] = []
 
-    def stale(engine: object, batch: object, cache: WriterCache, epoch: int | None) -> NoReturn:
+    def stale(engine: object, batch: object, cache: WriterCache, *fence: object) -> NoReturn:
         runs.append(1)
         raise batch_module._Stale(["a1"])
 
@@ -62,7 +62,7 @@ def test_a_connection_lost_twice_before_commit_raises_the_database_error(monkeyp
     runs: list[int] = []
     lost = sa_exc.OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
 
-    def disconnected(engine: object, batch: object, cache: WriterCache, epoch: int | None) -> NoReturn:
+    def disconnected(engine: object, batch: object, cache: WriterCache, *fence: object) -> NoReturn:
         runs.append(1)
         raise batch_module._Reconnect(lost)
 

@@ -133,6 +133,50 @@ def test_fleet() -> None:
     assert yaml.safe_load(topology.fleet_yaml(3))["topology"]["nodes"]["r3"] == {"kind": "router"}
 
 
+def test_netconf_only_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`agw lab up --fleet N --netconf-only`: N nodes of kind netconf, so netconfd and its sshd
+    only (no FRR, no snmpd), port 830 only, and a gateway inventory of netconfd endpoints."""
+    data = topology.fleet(1000, name="benchfleet", kind="netconf")
+    t = topology.from_dict(data)
+    assert [n.name for n in t.nodes[:3]] == ["r1", "r2", "r3"] and t.nodes[-1].name == "r1000"
+    assert {n.kind for n in t.nodes} == {"netconf"} and {n.protocols for n in t.nodes} == {("netconf",)}
+    assert yaml.safe_load(topology.fleet_yaml(2, name="f", kind="netconf"))["topology"]["nodes"] == {
+        "r1": {"kind": "netconf"}, "r2": {"kind": "netconf"}}
+    assert topology.fleet_yaml(2, kind="netconf").startswith("# generated: a fleet of 2 netconf nodes\n")
+    monkeypatch.setattr("lab.state.used_subnets", lambda exclude: set())
+    st = runner.plan(t, tmp_path)
+    r1000 = st["nodes"]["r1000"]
+    assert set(r1000["daemons"]) == {"netconfd", "sshd"} and r1000["ports"] == {"netconf": 830}
+    assert len({n["address"] for n in st["nodes"].values()}) == 1000
+    nodes = [_node(f"r{i}", "netconf", st["nodes"][f"r{i}"]["address"]) for i in (1, 2)]
+    devices = inv.inventory("benchfleet", nodes, "/c.yaml", "/kh")["devices"]
+    assert devices["r2"]["endpoints"] == [{"platform": "netconfd", "port": 830, "credentials": "file:/c.yaml#r2.netconf"}]
+    assert set(yaml.safe_load(inv.credentials_yaml(nodes))["r1"]) == {"netconf"}
+    with pytest.raises(ValueError, match="unknown kind"):
+        topology.fleet(3, kind="juniper")
+    from lab.api import fleet_timeout_s
+
+    assert fleet_timeout_s(1000) > fleet_timeout_s(50) >= 120
+
+
+def test_arp_table_thresholds_grow_with_the_fleet() -> None:
+    """Each device is one ARP entry in the root namespace: past the kernel's default gc_thresh3
+    (1024) a 1,000-device fleet got "neighbor table overflow" and failed connects."""
+    default = (128, 512, 1024)
+    assert runner.neigh_thresholds(5, default) is None and runner.neigh_thresholds(256, default) is None
+    t1, t2, t3 = runner.neigh_thresholds(1000, default)  # type: ignore[misc]
+    assert 1000 < t1 <= t2 <= t3 and t2 >= 2 * 1000
+    assert runner.neigh_thresholds(1000, (t1, t2, t3)) is None  # idempotent
+    assert runner.neigh_thresholds(1000, (128, 600, 99999)) == (1256, 2512, 99999)  # never lowered
+
+
+def test_cli_netconf_only_needs_fleet() -> None:
+    from lab.cli import lab as lab_cmd
+
+    res = CliRunner().invoke(lab_cmd, ["up", "--netconf-only", str(BASIC)])
+    assert res.exit_code == 2 and "--netconf-only goes with --fleet N" in res.output
+
+
 def test_names_fit_the_kernel() -> None:
     assert len(runner.veth_name("a-very-long-lab-name-indeed", 1999)) <= 15
     assert runner.veth_name("a", 1) != runner.veth_name("b", 1)

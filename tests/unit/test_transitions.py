@@ -222,3 +222,13 @@ def test_importing_the_journal_loads_no_engine_module() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('gateway.engine')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_expect_is_a_set_of_activation_state_values() -> None:
+    from gateway.results import ActivationState
+
+    t = Transition(activation_id="a", expect=(ActivationState.COMPLETED, "partial"))  # type: ignore[arg-type]
+    assert t.expect == frozenset({"completed", "partial"})
+    assert dataclasses.replace(t, message="m").expect == t.expect
+    with pytest.raises(Exception):
+        Transition(activation_id="a", expect=("nonsense",))  # type: ignore[arg-type]
