@@ -189,13 +189,22 @@ class Run:
         self.rows: list[Row] = []
         self.deployments = itertools.count()
 
+    def profiles(self, root: Path) -> Path:
+        """The repository's device profiles, with the NETCONF profile's pre-push retry policy set to
+        ``--retry-attempts`` (a connect that times out while a hundred SSH handshakes share two cores
+        with the devices is tried again; nothing was sent to the device yet)."""
+        from tests.integration.gateway_harness import make_profiles
+
+        return make_profiles(root / "profiles", {"netconfd": {"retry": {"attempts": self.args.retry_attempts}}})
+
     def desc(self) -> str:
         self.turn += 1
         return VALUES[self.turn % 2]
 
     async def deploy(self, k: int, journal_url: str) -> tuple[Replicas | None, str]:
+        root = self.root / f"gw{next(self.deployments)}-x{k}"
         reps = Replicas(k, journal_url=journal_url, inventory=self.inventory, max_per_caller=max(200, len(self.targets)),
-                        root=self.root / f"gw{next(self.deployments)}-x{k}", lease_s=self.args.journal_lease_s)
+                        root=root, lease_s=self.args.journal_lease_s, profiles=self.profiles(root))
         reps.start()
         why = await asyncio.to_thread(reps.wait_listening, first_s=120, others_s=self.args.standby_wait_s)
         if why:
@@ -349,6 +358,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--ten-device", action=argparse.BooleanOptionalAction, default=True,
                     help="also 1 vs 2 replicas on the first 10 devices")
     ap.add_argument("--ten-activations", type=int, default=20, help="per device, sequential, ten-device run")
+    ap.add_argument("--retry-attempts", type=int, default=3,
+                    help="the gateway's pre-push retry policy (device profile `retry.attempts`; 1: none)")
     ap.add_argument("--nornir", action=argparse.BooleanOptionalAction, default=True, help="run the Nornir peer")
     ap.add_argument("--nornir-rounds", type=lambda s: [x for x in s.split(",") if x], default=["closed", "cold", "warm"],
                     help="Nornir rounds, in this order (default closed,cold,warm): closed = cold, each session "

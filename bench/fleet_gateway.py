@@ -104,8 +104,9 @@ class Replicas:
     """K ``agw serve`` processes on one journal, each listening on its own loopback port."""
 
     def __init__(self, k: int, *, journal_url: str, inventory: Path, root: Path, max_per_caller: int,
-                 lease_s: float | None) -> None:
+                 lease_s: float | None, profiles: Path | None = None) -> None:
         self.k, self.journal_url, self.inventory, self.root = k, journal_url, inventory, root
+        self.profiles = profiles
         self.max_per_caller, self.lease_s = max_per_caller, lease_s
         self.ports = [free_port() for _ in range(k)]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -122,6 +123,8 @@ class Replicas:
                     "--self-healing-interval-s", "0", "--max-activations-per-caller", str(self.max_per_caller)]
             if self.lease_s is not None:
                 argv += ["--journal-lease-s", str(self.lease_s)]
+            if self.profiles is not None:
+                argv += ["--profiles", str(self.profiles)]
             with open(data / "serve.log", "ab") as out:
                 self.procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT))  # noqa: S603
 

@@ -15,7 +15,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Iterator
+
+import pytest
 
 from gateway.events.cloudevents import ATTEMPT_HEADER, EVENT_ID_HEADER
 
@@ -147,3 +149,13 @@ class Receiver:
 
 
 __all__ = ["Received", "Receiver"]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A receiver that is up, brought down after the test."""
+    r = Receiver().up()
+    try:
+        yield r
+    finally:
+        r.down()

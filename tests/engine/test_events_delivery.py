@@ -17,7 +17,7 @@ import inspect
 import json
 import time
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Iterator
+from typing import AsyncIterator, Awaitable, Callable
 
 import pytest
 from click.testing import CliRunner
@@ -34,7 +34,7 @@ from gateway.journal.testing import BACKENDS, pg_admin, pg_url  # noqa: F401 - f
 from gateway.results import ActivationResult, ActivationState
 from gateway.secrets import Secret
 from tests.scripted_gateway import Gateway, cut_overrun_grace, kv
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import Receiver, receiver  # noqa: F401 - fixture
 
 SECRET = "the-webhook-secret-0123456789"
 FAST = RetryPolicy(base_delay_s=0.05, max_delay_s=0.2, max_attempts=4, jitter=0.0)
@@ -86,15 +86,6 @@ async def egw(tmp_path: Path, templates_root: Path, backend_url: str,
     finally:
         await hub.stop_all()
         await g.close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().up()
-    try:
-        yield r
-    finally:
-        r.down()
 
 
 def hook(r: Receiver, name: str = "hook", *, retry: RetryPolicy = FAST, total_s: float = 5.0,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from typing import Iterator
 
 import pytest
 
@@ -17,20 +16,11 @@ from gateway.events.subscribers import Subscriber, Timeouts
 from gateway.events.webhooks import WebhookSink
 from gateway.journal.deliveries import OutboxEvent
 from gateway.secrets import Secret
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import Receiver, receiver  # noqa: F401 - fixture
 
 SECRET = "the-webhook-secret-0123456789"
 EVENT = OutboxEvent(id="e-1", activation_id="act-1", seq=3, type="net.agw.activation.failed",
                     time=datetime(2026, 3, 1, tzinfo=timezone.utc), payload=json.dumps({"outcome": "failed"}))
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().up()
-    try:
-        yield r
-    finally:
-        r.down()
 
 
 def sink(r: Receiver, *, total_s: float = 5.0, max_body: int = 1024) -> WebhookSink:
