@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 AGW := $(VENV)/bin/agw
 APT_PACKAGES := netconfd libyuma-base openssh-server frr snmpd snmp iproute2 nftables iptables chromium fonts-dejavu-core \
-	iputils-ping procps psmisc libnetfilter-queue-dev gcc python3-venv python3-dev postgresql
+	iputils-ping procps psmisc libnetfilter-queue-dev gcc python3-venv python3-dev postgresql nats-server
 
 .PHONY: setup apt venv run test typecheck fuzz bench lab-up lab-down proto pki clean
 
@@ -29,6 +29,7 @@ DATA_DIR ?= var
 run: setup
 	$(AGW) lab up $(LAB_TOPOLOGY)
 	@mkdir -p -m 700 $(DATA_DIR)
+	DATA_DIR=$(DATA_DIR) bash scripts/start-nats.sh
 	$(AGW) lab inventory --lab basic > $(DATA_DIR)/inventory.yaml
 	$(AGW) serve --data-dir $(DATA_DIR) --inventory $(DATA_DIR)/inventory.yaml
 
@@ -49,11 +50,13 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 # The whole suite: the type check, then unit tests, integration tests against the lab (the pytest
-# plugin brings its own lab up and down) and against a real PostgreSQL.
+# plugin brings its own lab up and down), against a real PostgreSQL and real NATS servers (the NATS
+# tests start their own nats-server; scripts/start-nats.sh starts the one `make run` uses).
 test: setup
 	$(VENV)/bin/mypy
 	bash scripts/start-postgres.sh
-	AGW_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -q -p no:cacheprovider
+	DATA_DIR=$(DATA_DIR) bash scripts/start-nats.sh
+	AGW_REQUIRE_POSTGRES=1 AGW_REQUIRE_NATS=1 $(VENV)/bin/pytest -q -p no:cacheprovider
 
 # The API fuzzer (tests/fuzz; `make test` runs it short): hostile requests against every RPC of a
 # real in-process gateway, FUZZ_EXAMPLES of them (docs/fuzzing.md). No lab, nothing leaves loopback.

@@ -43,6 +43,8 @@ class GatewayConfig:
     """Concurrent activations per caller identity; one more is RESOURCE_EXHAUSTED."""
     max_dry_runs_per_caller: int = EngineSettings.max_dry_runs_per_caller
     """Concurrent DryRuns per caller identity."""
+    max_subscriptions_per_caller: int = EngineSettings.max_subscriptions_per_caller
+    """Concurrent Subscribe streams per caller identity."""
     self_healing_interval_s: float = 10.0
     """Fallout that an unreachable device caused is retried in the background from this long on
     (gateway/engine/healing.py); 0 turns it off."""
@@ -51,7 +53,7 @@ class GatewayConfig:
     work over within this time of it stopping (killed, frozen, cut off). See gateway/journal/lease.py."""
 
     subscribers_path: Path | None = None
-    """Result events to these subscribers (webhooks; gateway/events/, docs/events.md); None: no
+    """Result events to these subscribers (webhooks, NATS; gateway/events/, docs/events.md); None: no
     dispatcher (the events are still written to the journal's outbox)."""
 
     def resolved_inventory(self) -> Path:
@@ -93,6 +95,7 @@ def build_engine(config: GatewayConfig) -> Engine:
         retention=config.retention,
         settings=EngineSettings(max_activations_per_caller=config.max_activations_per_caller,
                                 max_dry_runs_per_caller=config.max_dry_runs_per_caller,
+                                max_subscriptions_per_caller=config.max_subscriptions_per_caller,
                                 self_healing_interval_s=config.self_healing_interval_s),
     )
 

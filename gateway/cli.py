@@ -308,6 +308,8 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
               help="Activations one caller identity may have running at once; one more is RESOURCE_EXHAUSTED.")
 @click.option("--max-dry-runs-per-caller", type=click.IntRange(min=1), default=4, show_default=True,
               envvar="AGW_MAX_DRY_RUNS_PER_CALLER", help="DryRuns one caller identity may have running at once.")
+@click.option("--max-subscriptions-per-caller", type=click.IntRange(min=1), default=8, show_default=True,
+              envvar="AGW_MAX_SUBSCRIPTIONS_PER_CALLER", help="Subscribe streams one caller identity may have open.")
 @click.option("--journal-lease-s", type=click.FloatRange(min=1, max=3600), default=15.0, show_default=True,
               envvar="AGW_JOURNAL_LEASE_S",
               help="PostgreSQL journal shared by several replicas: a replica that stops (killed, frozen, cut off) "
@@ -323,13 +325,13 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP: keep it on loopback or a "
                    "monitoring network).")
 @click.option("--subscribers", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="AGW_SUBSCRIBERS",
-              help="Deliver result events as signed CloudEvents webhooks to the subscribers in this YAML file "
-                   "(docs/events.md); without it, none is sent (they wait in the journal's outbox).")
+              help="Deliver result events as CloudEvents (signed webhooks, NATS JetStream) to the subscribers in "
+                   "this YAML file (docs/events.md); without it, none is sent (they wait in the journal's outbox).")
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
           profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
           policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
-          max_dry_runs_per_caller: int, journal_lease_s: float, self_healing_interval_s: float, otlp_endpoint: str,
-          metrics_listen: str, subscribers: Path | None) -> None:
+          max_dry_runs_per_caller: int, max_subscriptions_per_caller: int, journal_lease_s: float,
+          self_healing_interval_s: float, otlp_endpoint: str, metrics_listen: str, subscribers: Path | None) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -342,6 +344,7 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
     kw["retention"] = retention
     kw["max_activations_per_caller"] = max_activations_per_caller
     kw["max_dry_runs_per_caller"] = max_dry_runs_per_caller
+    kw["max_subscriptions_per_caller"] = max_subscriptions_per_caller
     kw["journal_lease_s"] = journal_lease_s
     kw["self_healing_interval_s"] = self_healing_interval_s
     kw["subscribers_path"] = subscribers

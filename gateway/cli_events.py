@@ -31,7 +31,7 @@ _JOURNAL = click.option("--journal", "journal_url", default="", help="Journal UR
 
 @click.group()
 def events() -> None:
-    """Result events sent to subscribers (webhooks): list deliveries, replay them."""
+    """Result events sent to subscribers (webhooks, NATS): list deliveries, replay them."""
 
 
 def _url(data_dir: Path, journal_url: str) -> str:

@@ -158,6 +158,25 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ResultEvent:
+    """A result event as the Subscribe feed hands it out: the CloudEvent of an activation's end
+    state (docs/events.md) and the cursor to resume after it."""
+
+    id: str
+    """The event id: the same one the webhooks and NATS carry (the deduplication key)."""
+    type: str
+    activation_id: str
+    outcome: str
+    time: datetime
+    data: str
+    """The CloudEvent's data, JSON text."""
+    cursor: str
+    """Opaque: give it back as ``after`` to resume with the event after this one."""
+    tasks: tuple[tuple[str, str], ...] = ()
+    """(device, service) of each task, when a filter or a scope needed them (else empty)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SubmitResult:
     activation_id: str
     created: bool  # False: the same request_id was already submitted with the same content
@@ -171,6 +190,7 @@ __all__ = [
     "Event",
     "Page",
     "PhaseTiming",
+    "ResultEvent",
     "RollbackView",
     "SubmitResult",
     "TaskResult",

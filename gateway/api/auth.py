@@ -5,7 +5,8 @@ is read from its verified certificate: the first SAN URI (a SPIFFE id such as
 ``spiffe://agw.local/orchestrator``), else the subject CN. A certificate that is missing or from
 another CA never gets this far: the TLS handshake refuses it. With a policy
 (:mod:`gateway.api.policy`) an identity the policy does not name is ``UNAUTHENTICATED`` and a role
-too low for the method is ``PERMISSION_DENIED`` naming the role needed. Health checks stay open;
+too low for the method, or a permission the method needs and no grant holds (``events:subscribe``
+for Subscribe), is ``PERMISSION_DENIED`` naming what is needed. Health checks stay open;
 server reflection needs the reader role. The caller and its access are kept in context variables
 for the servicer (:func:`current_caller`, :func:`current_access`).
 
@@ -31,7 +32,7 @@ import grpc.aio
 from gateway.api.policy import UNRESTRICTED, Access, Need, Policy, Role, denied
 from gateway.errors import PermissionDeniedError, UnauthenticatedError
 from gateway.model import ANONYMOUS, ActivationRequest, Caller
-from gateway.results import ActivationResult, TaskResult
+from gateway.results import ActivationResult, ResultEvent, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,11 @@ METHOD_ROLES: dict[str, Role] = {
     "RetryFallout": Role.OPERATOR,
     "ForceRollbackFallout": Role.OPERATOR,
     "ResolveFallout": Role.OPERATOR,
+    "Subscribe": Role.READER,
 }
 """The least role each method needs (the servicer then checks the devices and services)."""
+METHOD_PERMISSIONS: dict[str, str] = {"Subscribe": "events:subscribe"}
+"""The permission (:data:`gateway.api.policy.PERMISSIONS`) a method needs besides its role."""
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 """Methods anyone may call, identity or not."""
 
@@ -104,10 +108,21 @@ class AuthMode:
         if access is None:
             raise UnauthenticatedError(f"identity {identity!r} is not known to the gateway's policy")
         needed = required_role(method)
+        name = method.rsplit('/', 1)[-1]
         if needed is not None and not access.has_role(needed):
-            raise PermissionDeniedError(
-                f"{identity} holds role {access.role.label}; {method.rsplit('/', 1)[-1]} needs role {needed.label}")
+            raise PermissionDeniedError(f"{identity} holds role {access.role.label}; {name} needs role {needed.label}")
+        permission = required_permission(method)
+        if permission and not access.permits(permission):
+            raise PermissionDeniedError(f"{identity} may not call {name}: it needs the permission {permission} "
+                                        f"(permissions: [{permission}] on one of its grants, or role admin)")
         return caller, access
+
+
+def required_permission(method: str) -> str:
+    """The permission ``method`` needs besides its role ("" for none)."""
+    if method.startswith(SERVICE):
+        return METHOD_PERMISSIONS.get(method[len(SERVICE):], "")
+    return ""
 
 
 def required_role(method: str) -> Role | None:
@@ -228,6 +243,11 @@ class Authorizer:
     def visible(self, access: Access, tasks: Iterable[TaskResult]) -> bool:
         return denied(access, _needs(Role.READER, tasks), self._groups_of) is None
 
+    def sees(self, access: Access, event: ResultEvent) -> bool:
+        """Subscribe: a result event reaches the caller when it may read every task of it."""
+        return access.unrestricted or denied(
+            access, [Need(Role.READER, device, service) for device, service in event.tasks], self._groups_of) is None
+
     def change(self, access: Access, caller: Caller, activation: ActivationResult, what: str) -> None:
         """Cancel or Rollback: the submitter may act on its own activation; anyone else needs operator."""
         own = bool(caller.identity) and caller.identity == activation.submitted_by
@@ -245,6 +265,7 @@ def _needs(role: Role, tasks: Iterable[TaskResult]) -> list[Need]:
 
 
 __all__ = [
+    "METHOD_PERMISSIONS",
     "METHOD_ROLES",
     "AuthInterceptor",
     "AuthMode",
@@ -252,5 +273,6 @@ __all__ = [
     "current_access",
     "current_caller",
     "identity_of",
+    "required_permission",
     "required_role",
 ]

@@ -25,6 +25,7 @@ from gateway.results import (
     ErrorView,
     Event,
     PhaseTiming,
+    ResultEvent,
     RollbackView,
     SubmitResult,
     TaskResult,
@@ -165,6 +166,12 @@ def event_to_proto(ev: Event) -> pb.Event:
         message=ev.message,
         actor=ev.actor,
     )
+
+
+def result_event_to_proto(ev: ResultEvent) -> pb.ResultEvent:
+    return pb.ResultEvent(id=ev.id, type=ev.type, subject=ev.activation_id, time=ts_from_datetime(ev.time),
+                          outcome=ACTIVATION_STATE_TO_PB[ActivationState(ev.outcome)], data=ev.data,
+                          cursor=ev.cursor)
 
 
 def audit_to_proto(entry: AuditEntry) -> pb.AuditEntry:
@@ -356,6 +363,7 @@ __all__ = [
     "event_to_proto",
     "request_from_proto",
     "request_to_proto",
+    "result_event_to_proto",
     "struct_to_dict",
     "submit_to_proto",
     "task_from_proto",

@@ -10,6 +10,9 @@
         services: [interface, system]               # optional: service names
       - identity: spiffe://agw.local/noc-*          # a glob matches several identities
         role: operator
+      - identity: spiffe://agw.local/oss
+        role: reader
+        permissions: [events:subscribe]             # optional: rights beyond the role (below)
 
 Roles are ordered, each holding the rights of the one before:
 
@@ -19,6 +22,13 @@ submitter  + Submit, DryRun, Cancel and Rollback of the activations it submitted
 operator   + the fallout actions (retry, force-rollback, resolve), Cancel/Rollback of any
 admin      everything
 =========  ==============================================================================
+
+Permissions are rights no role below admin implies, granted by name (admin holds them all):
+
+==================  ===========================================================================
+events:subscribe    Subscribe: the stream of every activation's result events (those of the
+                    activations the caller may read, when its grants are scoped)
+==================  ===========================================================================
 
 A grant without ``devices``/``services`` covers all of them. A caller may hold several grants;
 a call is allowed when every (device, service) it touches is covered by a grant of a high enough
@@ -37,7 +47,9 @@ from gateway.errors import ConfigurationError
 from gateway.inventory._yaml import load_yaml_file, type_name
 
 GROUP_PREFIX = "group:"
-_GRANT_KEYS = ("identity", "role", "devices", "services")
+_GRANT_KEYS = ("identity", "role", "devices", "services", "permissions")
+PERMISSIONS: dict[str, str] = {"events:subscribe": "Subscribe (every activation's result events)"}
+"""The permissions a grant may hold, and what each allows."""
 
 
 class Role(enum.IntEnum):
@@ -60,6 +72,8 @@ class Grant:
     """Device names and ``group:NAME`` entries; None: every device."""
     services: frozenset[str] | None = None
     """None: every service."""
+    permissions: frozenset[str] = frozenset()
+    """Rights beyond the role (:data:`PERMISSIONS`)."""
 
     def names(self, identity: str) -> bool:
         return identity == self.identity or (_is_glob(self.identity) and fnmatch.fnmatchcase(identity, self.identity))
@@ -106,6 +120,10 @@ class Access:
 
     def has_role(self, role: Role) -> bool:
         return self.unrestricted or any(g.role >= role for g in self.grants)
+
+    def permits(self, permission: str) -> bool:
+        """A grant holds ``permission`` (an admin grant holds them all)."""
+        return self.unrestricted or any(g.role is Role.ADMIN or permission in g.permissions for g in self.grants)
 
 
 UNRESTRICTED = Access(identity="", grants=(), unrestricted=True)
@@ -158,7 +176,12 @@ def parse_policy(data: Any, *, source: str = "<policy>") -> Policy:
             continue
         devices = _names(item.get("devices"), f"{where}.devices", problems)
         services = _names(item.get("services"), f"{where}.services", problems)
-        grants.append(Grant(identity=identity.strip(), role=role, devices=devices, services=services))
+        permissions = _names(item.get("permissions"), f"{where}.permissions", problems) or frozenset()
+        unknown_perms = sorted(permissions - set(PERMISSIONS))
+        if unknown_perms:
+            problems.append(f"{where}.permissions: unknown {', '.join(unknown_perms)} (known: {', '.join(PERMISSIONS)})")
+        grants.append(Grant(identity=identity.strip(), role=role, devices=devices, services=services,
+                            permissions=permissions))
     if problems:
         raise ConfigurationError(f"{source}: " + "; ".join(problems))
     return Policy(grants=tuple(grants), source=source)
@@ -190,4 +213,4 @@ def denied(access: Access, needs: Iterable[Need], groups_of: Callable[[str], fro
     return None
 
 
-__all__ = ["GROUP_PREFIX", "UNRESTRICTED", "Access", "Grant", "Need", "Policy", "Role", "denied", "parse_policy"]
+__all__ = ["GROUP_PREFIX", "PERMISSIONS", "UNRESTRICTED", "Access", "Grant", "Need", "Policy", "Role", "denied", "parse_policy"]

@@ -16,12 +16,13 @@ import grpc.aio
 from gateway import offload
 from gateway.api import convert, paging, status, validate
 from gateway.api.auth import Authorizer, current_access, current_caller
+from gateway.api.subscribe import subscribe
 from gateway.api.policy import Access
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
 from gateway.api.validate import DEFAULT_LIMITS, EdgeLimits
 from gateway.model import ANONYMOUS, ActivationRequest, Caller
-from gateway.results import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
+from gateway.results import ActivationResult, ActivationState, Event, Page, ResultEvent, SubmitResult, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class EngineFacade(Protocol):
                              caller: Caller = ANONYMOUS) -> ActivationResult: ...
     async def resolve(self, activation_id: str, task_id: str, note: str, *,
                       caller: Caller = ANONYMOUS) -> ActivationResult: ...
+    def subscribe(self, *, after: str = "", from_start: bool = False, outcomes: Sequence[str] = (),
+                  services: Sequence[str] = (), caller: Caller = ANONYMOUS,
+                  keep: Callable[[ResultEvent], bool] | None = None) -> AsyncIterator[ResultEvent]: ...
 
 
 Req = TypeVar("Req")
@@ -250,6 +254,14 @@ class ActivationServicer(pb_grpc.ActivationServiceServicer):
         result = await self._engine.resolve(request.activation_id, request.task_id, request.note,
                                             caller=current_caller())
         return self._reply(result)
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> AsyncIterator[pb.ResultEvent]:
+        events = subscribe(self._engine, request, context, limits=self._limits, authorizer=self._authz)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
 
 
 __all__ = ["ActivationServicer", "EngineFacade"]

@@ -41,6 +41,12 @@ class EdgeLimits:
     max_page_token_length: int = 1024
     max_response_bytes: int = 3 * MIB + 512 * KIB
     """What a response may weigh: under a stock gRPC client's 4 MB receive limit (see gateway.api.paging)."""
+    max_subscribe_filters: int = 64
+    """Outcomes or services one Subscribe may name."""
+    subscribe_buffer: int = 64
+    """Events a Subscribe stream holds for a caller that reads slower than they come."""
+    subscribe_stall_s: float = 30.0
+    """A Subscribe stream whose buffer stays full this long is ended with RESOURCE_EXHAUSTED."""
 
 
 DEFAULT_LIMITS = EdgeLimits()
@@ -222,6 +228,29 @@ def fallout_violations(
     return out
 
 
+END_STATES = frozenset({pb.ACTIVATION_STATE_COMPLETED, pb.ACTIVATION_STATE_PARTIAL, pb.ACTIVATION_STATE_FAILED,
+                        pb.ACTIVATION_STATE_CANCELLED, pb.ACTIVATION_STATE_ROLLED_BACK, pb.ACTIVATION_STATE_FALLOUT})
+"""The outcomes a result event can have."""
+
+
+def subscribe_violations(msg: pb.SubscribeRequest, limits: EdgeLimits = DEFAULT_LIMITS) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    if len(msg.after) > limits.max_page_token_length or _CONTROL.search(msg.after):
+        out.append(FieldViolation("after", "not a cursor this gateway gave out"))
+    if msg.after and msg.from_start:
+        out.append(FieldViolation("from_start", "give either after (a cursor) or from_start, not both"))
+    for name in ("outcomes", "services"):
+        if len(getattr(msg, name)) > limits.max_subscribe_filters:
+            out.append(FieldViolation(name, f"more than {limits.max_subscribe_filters}"))
+    for k, state in enumerate(msg.outcomes[:limits.max_subscribe_filters]):
+        if state not in END_STATES:
+            out.append(FieldViolation(f"outcomes[{k}]", f"{state} is not an end state (completed, partial, failed, "
+                                                        "rolledBack, cancelled, fallout)"))
+    for k, service in enumerate(msg.services[:limits.max_subscribe_filters]):
+        out.extend(_name(f"services[{k}]", service, limits))
+    return out
+
+
 def raise_if_any(violations: Iterable[FieldViolation]) -> None:
     found = list(violations)
     if found:
@@ -230,6 +259,7 @@ def raise_if_any(violations: Iterable[FieldViolation]) -> None:
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "END_STATES",
     "EdgeLimits",
     "activation_id_violations",
     "fallout_list_violations",
@@ -239,4 +269,5 @@ __all__ = [
     "page_size",
     "raise_if_any",
     "submit_violations",
+    "subscribe_violations",
 ]

@@ -14,7 +14,7 @@ import socket
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from drivers.base import Driver
 from drivers.registry import Registry
@@ -24,6 +24,7 @@ from gateway.engine.context import EngineContext, utcnow
 from gateway.engine.devices import DeviceLocks, SessionPool
 from gateway.engine.dryrun import DryRun
 from gateway.engine.events import EventBus
+from gateway.engine.feed import ResultFeed
 from gateway.engine.healing import Healer
 from gateway.engine.limits import CallerSlots, EngineSettings
 from gateway.engine.plan import Plan, make_plan
@@ -35,7 +36,7 @@ from gateway.errors import AgwError, StateError
 from gateway.journal.base import Journal
 from gateway.incidents import incident, public_text
 from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
-from gateway.results import ActivationResult, ActivationState, Event, Page, SubmitResult, TaskResult
+from gateway.results import ActivationResult, ActivationState, Event, Page, ResultEvent, SubmitResult, TaskResult
 from gateway.transitions import Transition
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ class Engine:
         self.dry_run_slots = CallerSlots(what="DryRuns", limit=s.max_dry_runs_per_caller,
                                          retry_after_s=s.dry_run_retry_after_s)
         self._slot_of: dict[str, Caller] = {}  # activation id -> the caller whose slot it holds
+        self.results = ResultFeed(journal, poll_interval_s=s.results_poll_interval_s,
+                                  max_per_caller=s.max_subscriptions_per_caller)
+        self.ctx.bus.listen(self.results.heard)
         self.repairer = Repairer(self.ctx, inventory=inventory, profiles=profiles,
                                  capabilities_for=self.capabilities_for)
         self._runs: dict[str, ActivationRun | None] = {}  # None: a rollback is running
@@ -353,6 +357,13 @@ class Engine:
 
         async for event in self.ctx.bus.stream(activation_id, past=past, is_over=is_over):
             yield event
+
+    def subscribe(self, *, after: str = "", from_start: bool = False, outcomes: Sequence[str] = (),
+                  services: Sequence[str] = (), caller: Caller = ANONYMOUS,
+                  keep: Callable[[ResultEvent], bool] | None = None) -> AsyncIterator[ResultEvent]:
+        """Every activation's result events from a cursor on, live (:mod:`gateway.engine.feed`)."""
+        return self.results.stream(after=after, from_start=from_start, outcomes=outcomes, services=services,
+                                   caller=caller, keep=keep)
 
     async def get(self, activation_id: str, *, wait_s: float = 0.0) -> ActivationResult:
         """The activation as journaled. With ``wait_s`` > 0, first wait up to that long for it to

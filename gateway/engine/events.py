@@ -1,4 +1,5 @@
-"""Live event fan-out for ``Watch``: the journal is the record, this only wakes watchers.
+"""Live event fan-out for ``Watch``: the journal is the record, this only wakes watchers (and
+the listeners of every event: the Subscribe feed, :mod:`gateway.engine.feed`).
 
 A watcher subscribes *before* it reads past events from the journal, then drops live events it
 has already seen (by ``seq``), so it never misses nor repeats one.
@@ -24,8 +25,15 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
         self._last: dict[str, int] = {}  # activation id -> last seq published to its watchers
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` with every event published from now on (on the loop: keep it quick)."""
+        self._listeners.append(listener)
 
     def publish(self, event: Event) -> None:
+        for listener in self._listeners:
+            listener(event)
         subscribers = self._subscribers.get(event.activation_id)
         if not subscribers:
             return

@@ -46,16 +46,22 @@ class EngineSettings:
     """Retry fallout that an unreachable device caused, in the background, first after this long,
     then with doubling waits (:mod:`gateway.engine.healing`); 0: off (``agw serve`` turns it on)."""
     self_healing_max_attempts: int = 20
+    max_subscriptions_per_caller: int = 8
+    """Concurrent Subscribe streams per caller identity (:mod:`gateway.engine.feed`)."""
+    results_poll_interval_s: float = 0.5
+    """How often a Subscribe stream reads the journal for new result events (at once when an
+    activation ends in this process)."""
 
     def __post_init__(self) -> None:
-        for name in ("max_activations_per_caller", "max_dry_runs_per_caller", "plan_workers"):
+        for name in ("max_activations_per_caller", "max_dry_runs_per_caller", "plan_workers",
+                     "max_subscriptions_per_caller"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.lock_max_rounds < 0 or self.plan_inline_max_tasks < 0:
             raise ValueError("lock_max_rounds and plan_inline_max_tasks must not be negative")
         if self.self_healing_interval_s < 0 or self.self_healing_max_attempts < 1:
             raise ValueError("self_healing_interval_s must not be negative, self_healing_max_attempts at least 1")
-        for name in ("dry_run_timeout_s", "dry_run_lock_wait_s"):
+        for name in ("dry_run_timeout_s", "dry_run_lock_wait_s", "results_poll_interval_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
 

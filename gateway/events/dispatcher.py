@@ -8,8 +8,8 @@ Every round (each ``poll_interval_s``, and at once after an attempt ends):
    letter for it at once, there to be replayed;
 2. **claim** — due deliveries, as many as there is room for (``concurrency``), each leased for its
    subscriber's attempt time (exclusive across replicas: ``FOR UPDATE SKIP LOCKED``);
-3. **attempt** — each claim in a task of its own: the subscriber's sink (:mod:`gateway.events.sink`,
-   webhooks: :mod:`gateway.events.webhooks`) sends it; the outcome is written back: delivered,
+3. **attempt** — each claim in a task of its own: the subscriber's sink (:mod:`gateway.events.sink`;
+   webhooks: :mod:`gateway.events.webhooks`, NATS JetStream: :mod:`gateway.events.jetstream`) sends it; the outcome is written back: delivered,
    pending again at the next time of the retry policy (exponential backoff with jitter), or dead
    (no attempts or time left, or a verdict of dead).
 
@@ -48,11 +48,20 @@ def _no_groups(_device: str) -> frozenset[str]:
     return frozenset()
 
 
+def make_sink(subscriber: Subscriber, *, source: str) -> Sink:
+    """The sink of a subscriber's kind (the NATS client is imported only when one is configured)."""
+    if subscriber.kind == "nats":
+        from gateway.events.jetstream import JetStreamSink
+
+        return JetStreamSink(subscriber, source=source)
+    return WebhookSink(subscriber, source=source)
+
+
 class Dispatcher:
     """Delivers the outbox of ``journal`` (open before :meth:`start`) to ``config``'s subscribers.
 
     ``groups_of``: a device's inventory groups (filters by group); ``sinks``: subscriber name →
-    sink, in place of the webhook sinks made from the config (another channel, tests)."""
+    sink, in place of the sinks made from the config (:func:`make_sink`: webhooks, NATS; tests)."""
 
     def __init__(self, journal: Any, config: EventsConfig, *,
                  groups_of: Callable[[str], frozenset[str]] = _no_groups, sinks: Mapping[str, Sink] | None = None,
@@ -75,7 +84,7 @@ class Dispatcher:
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
         self._outbox = self.journal.outbox
-        self._sinks = {name: self._given_sinks.get(name) or WebhookSink(sub, source=self.config.source)
+        self._sinks = {name: self._given_sinks.get(name) or make_sink(sub, source=self.config.source)
                        for name, sub in self._subscribers.items()}
         self._wake, self._stopping = asyncio.Event(), False
         self._loop_task = asyncio.create_task(self._run(), name="event-dispatcher")
@@ -216,4 +225,4 @@ class Dispatcher:
                      claim.attempt, outcome.detail, (next_at - now).total_seconds())
 
 
-__all__ = ["Dispatcher", "FAN_OUT_BATCH"]
+__all__ = ["Dispatcher", "FAN_OUT_BATCH", "make_sink"]

@@ -1,8 +1,9 @@
 """What a delivery channel implements: a :class:`Sink` takes one event (one attempt) for one
 subscriber and says how it went, as an :class:`Outcome`. The dispatcher
 (:mod:`gateway.events.dispatcher`) owns everything else: the outbox, claims, retries and their
-schedule, dead letters, metrics. Webhooks are one sink (:mod:`gateway.events.webhooks`); another
-channel (a NATS subject, a gRPC stream) is one more class with these two methods.
+schedule, dead letters, metrics. Webhooks are one sink (:mod:`gateway.events.webhooks`), NATS
+JetStream another (:mod:`gateway.events.jetstream`); a further channel is one more class with these
+two methods (and a ``kind`` in the subscribers file).
 """
 
 from __future__ import annotations

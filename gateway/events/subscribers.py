@@ -25,6 +25,14 @@ apart from reading the file and resolving the secrets.
         ca: /etc/agw/oss-ca.pem       # optional: the CA of the receiver's certificate
         insecure: false               # true: plain http to a host that is not loopback
         retry_client_errors: false    # true: a 4xx is retried like a 5xx
+      - name: bus                     # a NATS JetStream stream (gateway/events/jetstream.py)
+        kind: nats
+        url: nats://127.0.0.1:4222    # nats:// (loopback, or insecure: true) or tls://
+        stream: AGW_RESULTS           # created when missing, with the subjects <subject_prefix>.>
+        subject_prefix: agw.activation    # one subject per outcome: agw.activation.completed, …
+        token: env:AGW_NATS_TOKEN     # optional: the server's token (env: or file:, like secret)
+        duplicate_window_s: 120       # optional: the stream's deduplication window, when created here
+        # filter, retry, timeouts, ca, insecure: as for a webhook
 
 A filter matches an event when its outcome is one of ``outcomes`` and at least one task is of
 one of ``services``, on a device of one of ``groups`` and named by one of ``devices`` (each test
@@ -118,13 +126,40 @@ class Filter:
         return not self.devices or any(fnmatchcase(device, glob) for glob in self.devices)
 
 
+KINDS = ("webhook", "nats")
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NatsTarget:
+    """Where a ``kind: nats`` subscriber's events go: a JetStream stream, one subject per outcome."""
+
+    stream: str
+    subject_prefix: str = "agw.activation"
+    token: Secret | None = field(default=None, repr=False)
+    duplicate_window_s: float = 120.0
+    """The stream's deduplication window (by ``Nats-Msg-Id``), when the gateway creates the stream."""
+
+    def subject(self, outcome: str) -> str:
+        return f"{self.subject_prefix}.{outcome}"
+
+    @property
+    def subjects(self) -> str:
+        """What the stream must capture."""
+        return f"{self.subject_prefix}.>"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Subscriber:
     name: str
     url: str
-    secret: Secret = field(repr=False)
+    secret: Secret | None = field(default=None, repr=False)
+    """A webhook's HMAC key (required for webhooks)."""
     kind: str = "webhook"
-    """The sink that delivers to it (:mod:`gateway.events.dispatcher`); only webhook so far."""
+    """The sink that delivers to it (:mod:`gateway.events.dispatcher`): webhook or nats."""
+    nats: NatsTarget | None = None
+    """``kind: nats``: the stream and subjects."""
     filter: Filter = Filter()
     retry: RetryPolicy = RetryPolicy()
     timeouts: Timeouts = Timeouts()
@@ -236,23 +271,26 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _url(value: Any, where: str, insecure: bool, problems: _Problems) -> str:
+def _url(value: Any, where: str, insecure: bool, problems: _Problems, *, kind: str = "webhook") -> str:
     if not problems.need(isinstance(value, str) and bool(value), f"{where}: a url is required"):
         return ""
     parts = urlsplit(value)
-    if not problems.need(parts.scheme in ("http", "https") and bool(parts.hostname),
-                         f"{where}: {value!r} is not an http(s) URL"):
+    plain, tls = ("http", "https") if kind == "webhook" else ("nats", "tls")
+    if not problems.need(parts.scheme in (plain, tls) and bool(parts.hostname),
+                         f"{where}: {value!r} is not a URL of scheme {plain} or {tls}"):
         return ""
-    problems.need(parts.scheme == "https" or insecure or _loopback(parts.hostname or ""),
-                  f"{where}: plain http to {parts.hostname} would send signed results (rendered configuration) "
-                  "in clear; use https, or set insecure: true")
-    problems.need(not parts.username and not parts.password, f"{where}: no credentials in the URL (use secret)")
+    problems.need(parts.scheme == tls or insecure or _loopback(parts.hostname or ""),
+                  f"{where}: plain {plain} to {parts.hostname} would send results (rendered configuration) "
+                  f"in clear; use {tls}, or set insecure: true")
+    problems.need(not parts.username and not parts.password,
+                  f"{where}: no credentials in the URL (use {'secret' if kind == 'webhook' else 'token'})")
     return str(value)
 
 
-def resolve_secret(ref: Any, *, where: str, environ: Mapping[str, str]) -> Secret | None:
+def resolve_secret(ref: Any, *, where: str, environ: Mapping[str, str], min_chars: int = MIN_SECRET_CHARS) -> Secret:
     """``env:VAR`` (the variable's value) or ``file:/abs/path`` (the file's text, less its final
-    line break; the file must not be readable by group or others). Messages never show a value."""
+    line break; the file must not be readable by group or others), at least ``min_chars`` long.
+    Messages never show a value."""
     if not isinstance(ref, str) or not ref.startswith(("env:", "file:")):
         raise ConfigurationError(f"{where}: must be env:VARIABLE or file:/absolute/path (never the secret itself)")
     if ref.startswith("env:"):
@@ -274,14 +312,41 @@ def resolve_secret(ref: Any, *, where: str, environ: Mapping[str, str]) -> Secre
             value = path.read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigurationError(f"{where}: cannot read {path}: {type(exc).__name__}") from None
-    if len(value) < MIN_SECRET_CHARS:
-        raise ConfigurationError(f"{where}: the secret is shorter than {MIN_SECRET_CHARS} characters")
+    if len(value) < min_chars:
+        raise ConfigurationError(f"{where}: the secret is shorter than {min_chars} characters")
     return Secret(value)
 
 
 _TOP = ("source", "poll_interval_s", "concurrency", "defaults", "subscribers")
-_SUB = ("name", "kind", "url", "secret", "filter", "retry", "timeouts", "max_response_bytes", "ca", "insecure",
-        "retry_client_errors")
+_COMMON = ("name", "kind", "url", "filter", "retry", "timeouts", "ca", "insecure")
+_SUB = {"webhook": (*_COMMON, "secret", "max_response_bytes", "retry_client_errors"),
+        "nats": (*_COMMON, "stream", "subject_prefix", "token", "duplicate_window_s")}
+
+
+def _nats(d: dict[str, Any], where: str, env: Mapping[str, str], problems: _Problems) -> NatsTarget | None:
+    """The JetStream part of a ``kind: nats`` subscriber."""
+    import importlib.util
+
+    problems.need(importlib.util.find_spec("nats") is not None,
+                  f"{where}.kind: nats needs the nats client: pip install 'activation-gateway[nats]'")
+    stream, prefix = d.get("stream"), d.get("subject_prefix", NatsTarget.subject_prefix)
+    ok = problems.need(isinstance(stream, str) and bool(_STREAM_RE.match(stream)),
+                       f"{where}.stream: required, letters, digits, _ and - (at most 64)")
+    ok = problems.need(isinstance(prefix, str) and bool(_SUBJECT_RE.match(prefix)),
+                       f"{where}.subject_prefix: dot-separated tokens of letters, digits, _ and - "
+                       f"(no wildcards), not {prefix!r}") and ok
+    window = _number(d.get("duplicate_window_s", NatsTarget.duplicate_window_s), f"{where}.duplicate_window_s",
+                     problems, high=86_400)
+    token: Secret | None = None
+    if "token" in d:
+        try:
+            token = resolve_secret(d["token"], where=f"{where}.token", environ=env, min_chars=1)
+        except ConfigurationError as exc:
+            problems.append(exc.message)
+            ok = False
+    if not ok or window is None:
+        return None
+    return NatsTarget(stream=str(stream), subject_prefix=str(prefix), token=token, duplicate_window_s=window)
 
 
 def parse_subscribers(data: Any, *, origin: str, environ: Mapping[str, str] | None = None) -> EventsConfig:
@@ -301,22 +366,28 @@ def parse_subscribers(data: Any, *, origin: str, environ: Mapping[str, str] | No
         items = []
     for i, item in enumerate(items):
         where = f"{origin}: subscribers[{i}]"
-        d = _mapping(item, where, _SUB, problems)
+        kind = item.get("kind", "webhook") if isinstance(item, dict) else "webhook"
+        if not problems.need(kind in KINDS, f"{where}.kind: must be one of {', '.join(KINDS)}, not {kind!r}"):
+            continue
+        d = _mapping(item, where, _SUB[kind], problems)
         name = d.get("name")
         if problems.need(isinstance(name, str) and bool(_NAME_RE.match(name)),
                          f"{where}.name: required, letters, digits and _ . - (at most 64)"):
             where = f"{origin}: subscriber {name}"
             problems.need(name not in {s.name for s in subscribers}, f"{where}: the name is used twice")
-        problems.need(d.get("kind", "webhook") == "webhook", f"{where}.kind: only webhook is supported")
         insecure = d.get("insecure", False)
         flags_ok = all(isinstance(d.get(k, False), bool) for k in ("insecure", "retry_client_errors"))
         problems.need(flags_ok, f"{where}: insecure and retry_client_errors must be true or false")
-        url = _url(d.get("url"), f"{where}.url", insecure is True, problems)
+        url = _url(d.get("url"), f"{where}.url", insecure is True, problems, kind=kind)
         secret: Secret | None = None
-        try:
-            secret = resolve_secret(d.get("secret"), where=f"{where}.secret", environ=env)
-        except ConfigurationError as exc:
-            problems.append(exc.message)
+        nats: NatsTarget | None = None
+        if kind == "webhook":
+            try:
+                secret = resolve_secret(d.get("secret"), where=f"{where}.secret", environ=env)
+            except ConfigurationError as exc:
+                problems.append(exc.message)
+        else:
+            nats = _nats(d, where, env, problems)
         body = _number(d.get("max_response_bytes", max_body), f"{where}.max_response_bytes", problems, integer=True,
                        high=16 * 1024 * 1024)
         ca = d.get("ca")
@@ -325,13 +396,12 @@ def parse_subscribers(data: Any, *, origin: str, environ: Mapping[str, str] | No
             ca = Path(ca)
         sub_timeouts = _timeouts(d.get("timeouts"), f"{where}.timeouts", timeouts, problems)
         problems.need(sub_timeouts.connect_s <= sub_timeouts.total_s, f"{where}.timeouts: connect_s exceeds total_s")
-        if problems or secret is None or not isinstance(name, str):
-            _retry(d.get("retry"), f"{where}.retry", retry, problems)
-            _filter(d.get("filter"), f"{where}.filter", problems)
+        flt = _filter(d.get("filter"), f"{where}.filter", problems)
+        policy = _retry(d.get("retry"), f"{where}.retry", retry, problems)
+        if problems or not isinstance(name, str):
             continue
         subscribers.append(Subscriber(
-            name=name, url=url, secret=secret, filter=_filter(d.get("filter"), f"{where}.filter", problems),
-            retry=_retry(d.get("retry"), f"{where}.retry", retry, problems), timeouts=sub_timeouts,
+            name=name, url=url, secret=secret, kind=kind, nats=nats, filter=flt, retry=policy, timeouts=sub_timeouts,
             max_response_bytes=int(body or 0), ca=ca if isinstance(ca, Path) else None, insecure=insecure is True,
             retry_client_errors=d.get("retry_client_errors", False) is True))
     source = top.get("source", f"agw://{socket.gethostname()}")
@@ -349,5 +419,6 @@ def load_subscribers(path: Path, *, environ: Mapping[str, str] | None = None) ->
     return parse_subscribers(load_yaml_file(path), origin=str(path), environ=environ)
 
 
-__all__ = ["EventsConfig", "Filter", "LEASE_MARGIN_S", "MIN_SECRET_CHARS", "RetryPolicy", "Subscriber", "Timeouts",
+__all__ = ["EventsConfig", "Filter", "KINDS", "LEASE_MARGIN_S", "MIN_SECRET_CHARS", "NatsTarget", "RetryPolicy",
+           "Subscriber", "Timeouts",
            "load_subscribers", "parse_subscribers", "resolve_secret"]

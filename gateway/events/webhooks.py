@@ -31,6 +31,7 @@ from typing import Callable
 
 import httpx
 
+from gateway.errors import ConfigurationError
 from gateway.events import cloudevents
 from gateway.events.sink import Outcome, Verdict
 from gateway.events.subscribers import Subscriber
@@ -76,7 +77,10 @@ class WebhookSink:
 
     def __init__(self, subscriber: Subscriber, *, source: str, clock: Callable[[], float] = time.time,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if subscriber.secret is None:
+            raise ConfigurationError(f"subscriber {subscriber.name}: a webhook needs a secret")
         self.subscriber, self.source, self._clock = subscriber, source, clock
+        self._secret = subscriber.secret
         t = subscriber.timeouts
         verify: ssl.SSLContext | bool = True
         if subscriber.ca is not None:
@@ -89,7 +93,7 @@ class WebhookSink:
     async def deliver(self, event: OutboxEvent, *, attempt: int) -> Outcome:
         s = self.subscriber
         payload = cloudevents.body(event, source=self.source)
-        headers = cloudevents.headers(event_id=event.id, attempt=attempt, secret=s.secret.reveal(),
+        headers = cloudevents.headers(event_id=event.id, attempt=attempt, secret=self._secret.reveal(),
                                       timestamp=int(self._clock()), payload=payload)
         try:
             async with asyncio.timeout(s.timeouts.total_s):

@@ -15,6 +15,9 @@ time limit (the lease). Another replica neither waits for those rows nor sees th
 lease is over; a gateway that dies mid-attempt leaves the row to be sent again then (at least
 once). :meth:`Outbox.finish` writes an outcome only while the row is still at that attempt, so a
 late answer of an attempt whose lease ran out changes nothing.
+
+The events can also be read in the order they were committed, by position (:meth:`Outbox.after`,
+:meth:`Outbox.head`): the feed of the ``Subscribe`` RPC (:mod:`gateway.engine.feed`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.errors import NotFoundError, Phase
 from gateway.journal.dbcall import call
-from gateway.journal.schema import deliveries, outbox
+from gateway.journal.schema import OUTBOX_SEQUENCE, deliveries, outbox, sequences
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 STATES = (PENDING, DELIVERED, DEAD)
@@ -51,6 +54,8 @@ class OutboxEvent:
     time: datetime
     payload: str
     """The event's data, JSON text."""
+    position: int = 0
+    """Its place in the commit order of all events (1, 2, …; gaps where events were pruned)."""
 
     def data(self) -> Any:
         return json.loads(self.payload)
@@ -96,12 +101,13 @@ class Delivery:
 
 
 _o, _d = outbox.c, deliveries.c
-_EVENT_COLS = (_o.id, _o.activation_id, _o.seq, _o.type, _o.time, _o.payload)
+_EVENT_COLS = (_o.id, _o.activation_id, _o.seq, _o.type, _o.time, _o.payload, _o.position)
 
 
 def _event(row: Sequence[Any]) -> OutboxEvent:
-    eid, aid, seq, type_, time, payload = row[:6]
-    return OutboxEvent(id=eid, activation_id=aid, seq=int(seq), type=type_, time=time, payload=payload)
+    eid, aid, seq, type_, time, payload, position = row[:7]
+    return OutboxEvent(id=eid, activation_id=aid, seq=int(seq), type=type_, time=time, payload=payload,
+                       position=int(position))
 
 
 @contextlib.contextmanager
@@ -242,6 +248,20 @@ def events_of(engine: Engine, activation_id: str) -> list[OutboxEvent]:
         return [_event(r) for r in conn.execute(q)]
 
 
+def after(engine: Engine, position: int, limit: int) -> list[OutboxEvent]:
+    """Up to ``limit`` events after ``position``, in position order."""
+    with engine.connect() as conn:
+        q = sa.select(*_EVENT_COLS).where(_o.position > position).order_by(_o.position).limit(limit)
+        return [_event(r) for r in conn.execute(q)]
+
+
+def head(engine: Engine) -> int:
+    """The last position given so far (0: none yet)."""
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(sequences.c.value).where(sequences.c.name == OUTBOX_SEQUENCE)).scalar()
+        return int(found or 0)
+
+
 def counts(engine: Engine) -> dict[str, int]:
     """Deliveries by state (every state present, 0 when none)."""
     with engine.connect() as conn:
@@ -294,6 +314,15 @@ class Outbox:
     async def counts(self) -> dict[str, int]:
         found: dict[str, int] = await self._call("count", counts)
         return found
+
+    async def after(self, position: int, *, limit: int = 100) -> builtins.list[OutboxEvent]:
+        """The events committed after ``position``, oldest first (at most ``limit``)."""
+        found: builtins.list[OutboxEvent] = await self._call("read", after, position, limit)
+        return found
+
+    async def head(self) -> int:
+        """The position of the last event committed (0: none yet)."""
+        return int(await self._call("read", head))
 
 
 __all__ = ["Claim", "DEAD", "DELIVERED", "Delivery", "Outbox", "OutboxEvent", "PENDING", "Route", "STATES"]

@@ -5,8 +5,10 @@ When a record of a write batch (:mod:`gateway.journal.batch`) sets an activation
 and again the end of every later Rollback, fallout retry, force-rollback or resolve), the same
 transaction inserts one ``agw_outbox`` row: a new event id (uuid4: the CloudEvents ``id``, the
 receivers' deduplication key), the activation id, the seq of the record's event, the type
-(``net.agw.activation.<state>``), the record's time and the payload, built right there from the
-activation's and its tasks' rows as this transaction leaves them. An activation that ends is never
+(``net.agw.activation.<state>``), the record's time, the payload, built right there from the
+activation's and its tasks' rows as this transaction leaves them, and the event's position (the
+next values of the ``outbox`` counter in ``agw_sequences``, taken last: the counter's row stays
+locked until the commit, so positions follow the commit order, across replicas too). An activation that ends is never
 without its event, and no event tells of a state that was rolled back. The dispatcher
 (:mod:`gateway.events`) delivers it later, at least once.
 
@@ -36,7 +38,7 @@ from typing import Any, Callable, Sequence
 
 from gateway.journal import codec
 from gateway.journal.reads import activation_sql
-from gateway.journal.schema import outbox
+from gateway.journal.schema import OUTBOX_SEQUENCE, outbox, sequences
 from gateway.results import ActivationResult, ActivationState, TaskResult
 
 END_STATES: frozenset[str] = frozenset(s.value for s in (
@@ -143,7 +145,7 @@ _INSERT: dict[str, str] = {}
 def _insert_sql(mark: str) -> str:
     found = _INSERT.get(mark)
     if found is None:
-        cols = ("id", "activation_id", "seq", "type", "time", "payload", "fanned")
+        cols = ("id", "activation_id", "seq", "type", "time", "payload", "fanned", "position")
         found = _INSERT[mark] = f"INSERT INTO {outbox.name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
     return found
 
@@ -155,17 +157,31 @@ def _load(cur: Any, mark: str, activation_id: str) -> ActivationResult:
     return codec.decode_activation(rows[0][:_N_ACT], found, ())
 
 
+def _take_positions(cur: Any, mark: str, n: int) -> int:
+    """Raise the outbox counter by ``n``; its new value (the last of the ``n`` positions). The row
+    stays locked until this transaction ends: another writer's events wait, then follow."""
+    name, value = sequences.name, sequences.c.value.name
+    cur.execute(f"UPDATE {name} SET {value} = {value} + {mark} WHERE name = {mark}", (n, OUTBOX_SEQUENCE))
+    cur.execute(f"SELECT {value} FROM {name} WHERE name = {mark}", (OUTBOX_SEQUENCE,))
+    found = cur.fetchone()
+    if found is None:  # setup.ensure_sequences makes the row when the journal opens
+        raise RuntimeError(f"the {OUTBOX_SEQUENCE!r} row of {name} is missing")
+    return int(found[0])
+
+
 def write(cur: Any, mark: str, bind_time: Callable[[datetime], Any], ends: Sequence[End]) -> None:
     """Insert the events of ``ends`` on the batch's DB-API cursor (``mark``: its placeholder),
     after the batch's activation and task updates (the payload reads them back)."""
     if not ends:
         return
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for end in ends:
         activation = _load(cur, mark, end.activation_id)
         payload = encode_payload(activation, outcome=end.state, seq=end.seq, time=end.time)
         rows.append((str(uuid.uuid4()), end.activation_id, end.seq, event_type(end.state), bind_time(end.time),
                      payload, False))
+    last = _take_positions(cur, mark, len(rows))
+    rows = [(*row, last - len(rows) + 1 + i) for i, row in enumerate(rows)]
     if len(rows) == 1:
         cur.execute(_insert_sql(mark), rows[0])
     else:

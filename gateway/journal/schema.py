@@ -13,8 +13,10 @@
                        the gateways sharing a PostgreSQL journal (:mod:`gateway.journal.lease`)
     agw_device_leases  device PK, replica, owner, inherited, since
                        which replica may change a device now (:mod:`gateway.journal.cluster`)
-    agw_outbox         id PK (the event id), activation_id, seq, type, time, payload, fanned
+    agw_outbox         id PK (the event id), activation_id, seq, type, time, payload, fanned,
+                       position UNIQUE (the feed's order: the commit order of the events)
                        a result event, written with the state change (:mod:`gateway.journal.outbox`)
+    agw_sequences      name PK, value     counters that never go back (``outbox``: the last position)
     agw_deliveries     (event_id, subscriber) PK, state, attempts, next_attempt_at, started_at,
                        last_error, last_status, delivered_at     one per event and subscriber
                        (:mod:`gateway.journal.deliveries`, :mod:`gateway.events`)
@@ -25,16 +27,19 @@ Times are stored in UTC; :class:`UtcDateTime` hands back timezone-aware datetime
 Versions: 1 (first); 2 adds ``activations.submitted_by`` and ``events.actor`` (the caller
 identities of the audit trail); 3 adds ``tasks.emulated`` (JSON list of what the gateway emulated
 for a task, ``'[]'`` on older rows); 4 adds ``activations.owner`` and the replica tables (several
-gateways on one PostgreSQL journal), and drops ``agw_owner`` (one active gateway's epoch).
-:data:`MIGRATIONS` upgrades an older journal in place.
+gateways on one PostgreSQL journal), and drops ``agw_owner`` (one active gateway's epoch); 5 adds
+``agw_outbox.position`` (numbered in the order of the events' times on an older journal) and
+``agw_sequences``. :data:`MIGRATIONS` upgrades an older journal in place.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
+import sqlalchemy as sa
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
     Boolean,
     Column,
@@ -49,11 +54,26 @@ from sqlalchemy import (
     Text,
     bindparam,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.types import NullType, TypeDecorator
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
-MIGRATIONS: dict[int, tuple[str, ...]] = {
+
+def _outbox_positions(conn: Connection) -> None:
+    """Version 5: ``agw_outbox.position``. A journal from before version 4 got the table with the
+    column from ``create_all`` (nothing to do); a version 4 one numbers its events by time, then id."""
+    if "position" in {c["name"] for c in sa.inspect(conn).get_columns("agw_outbox")}:
+        return
+    conn.exec_driver_sql("ALTER TABLE agw_outbox ADD COLUMN position BIGINT NOT NULL DEFAULT 0")
+    conn.exec_driver_sql(
+        "UPDATE agw_outbox SET position = (SELECT COUNT(*) FROM agw_outbox o WHERE o.time < agw_outbox.time "
+        "OR (o.time = agw_outbox.time AND o.id <= agw_outbox.id))")
+    conn.exec_driver_sql("CREATE UNIQUE INDEX ix_agw_outbox_position ON agw_outbox (position)")
+
+
+Migration = str | Callable[[Connection], None]
+MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     2: (
         "ALTER TABLE agw_activations ADD COLUMN submitted_by VARCHAR NOT NULL DEFAULT ''",
         "ALTER TABLE agw_events ADD COLUMN actor VARCHAR NOT NULL DEFAULT ''",
@@ -63,8 +83,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE agw_activations ADD COLUMN owner VARCHAR NOT NULL DEFAULT ''",
         "DROP TABLE IF EXISTS agw_owner",
     ),
+    5: (_outbox_positions,),  # agw_sequences is new: create_all makes it (setup fills its row)
 }
-"""Statements that take a journal from version N-1 to N (the same on SQLite and PostgreSQL)."""
+"""Statements (or functions of the connection) that take a journal from version N-1 to N (the same
+on SQLite and PostgreSQL)."""
 
 
 def idem_key(request_id: str, submitted_by: str) -> str:
@@ -210,12 +232,27 @@ outbox = Table(
     Column("time", UtcDateTime, nullable=False),
     Column("payload", Text, nullable=False),
     Column("fanned", Boolean, nullable=False),
+    Column("position", BigInteger, nullable=False, server_default="0"),
     Index("ix_agw_outbox_fanned", "fanned", "time"),
     Index("ix_agw_outbox_activation_id", "activation_id"),
+    Index("ix_agw_outbox_position", "position", unique=True),
 )
 """Result events: one row per end state an activation reaches, inserted in the transaction that
 records it (the payload built there, from the activation's rows). ``fanned``: the dispatcher has
-made its delivery rows (one per matching subscriber)."""
+made its delivery rows (one per matching subscriber). ``position``: 1, 2, 3, … in the order the
+events were committed, from the ``outbox`` row of :data:`sequences` (taken in the inserting
+transaction and held to its commit: on PostgreSQL a concurrent replica waits, so a reader that sees
+position n has seen every position before it); never given twice, pruning or not."""
+
+sequences = Table(
+    "agw_sequences",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+"""Counters that only grow: ``outbox`` is the last :data:`outbox` position given."""
+
+OUTBOX_SEQUENCE = "outbox"
 
 deliveries = Table(
     "agw_deliveries",
@@ -244,6 +281,7 @@ schema_version = Table(
 
 __all__ = [
     "MIGRATIONS",
+    "OUTBOX_SEQUENCE",
     "SCHEMA_VERSION",
     "StoredTime",
     "UtcDateTime",
@@ -256,6 +294,7 @@ __all__ = [
     "outbox",
     "replicas",
     "schema_version",
+    "sequences",
     "stored_time",
     "tasks",
 ]

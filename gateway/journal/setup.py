@@ -22,7 +22,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import URL, Connection, Engine
 
 from gateway.errors import JournalError, Phase
-from gateway.journal.schema import MIGRATIONS, SCHEMA_VERSION, metadata, schema_version
+from gateway.journal.schema import MIGRATIONS, OUTBOX_SEQUENCE, SCHEMA_VERSION, metadata, outbox, schema_version, sequences
 from gateway.permissions import private_file, tighten_file
 from gateway.transitions import refused
 
@@ -82,6 +82,7 @@ def open_engine(url: URL, options: JournalOptions) -> Engine:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('agw-schema:' || current_schema()))")
             metadata.create_all(conn)
             check_schema_version(conn)
+            ensure_sequences(conn)
     except BaseException:
         engine.dispose()
         raise
@@ -172,9 +173,19 @@ def check_schema_version(conn: Connection) -> None:
     else:
         for version in range(found + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS.get(version, ()):
-                conn.exec_driver_sql(statement)
+                if isinstance(statement, str):
+                    conn.exec_driver_sql(statement)
+                else:
+                    statement(conn)
             conn.execute(sa.insert(schema_version).values(version=version, applied_at=now()))
             log.warning("journal schema upgraded to version %d", version)
 
 
-__all__ = ["JournalOptions", "check_schema_version", "is_sqlite_file", "now", "open_engine"]
+def ensure_sequences(conn: Connection) -> None:
+    """The counters' rows, once: ``outbox`` starts at the highest position kept (0 on a new journal)."""
+    if conn.execute(sa.select(sequences.c.name).where(sequences.c.name == OUTBOX_SEQUENCE)).first() is None:
+        last = conn.execute(sa.select(sa.func.coalesce(sa.func.max(outbox.c.position), 0))).scalar()
+        conn.execute(sa.insert(sequences).values(name=OUTBOX_SEQUENCE, value=int(last or 0)))
+
+
+__all__ = ["JournalOptions", "check_schema_version", "ensure_sequences", "is_sqlite_file", "now", "open_engine"]

@@ -127,12 +127,16 @@ def free_port() -> int:
 
 
 class SubprocessGateway:
-    """``agw serve`` in its own process, so a test can SIGKILL (or SIGSTOP) it."""
+    """``agw serve`` in its own process, so a test can SIGKILL (or SIGSTOP) it. ``subscribers``:
+    its subscribers file (``--subscribers``: result events to webhooks, NATS); ``env``: variables
+    added to the process's environment (a subscriber's secret, say)."""
 
     def __init__(self, *, data_dir: Path, inventory: Path, profiles: Path, journal_url: str = "",
-                 journal_lease_s: float | None = None) -> None:
+                 journal_lease_s: float | None = None, subscribers: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir, self.inventory, self.profiles = data_dir, inventory, profiles
         self.journal_url, self.journal_lease_s = journal_url, journal_lease_s
+        self.subscribers, self.env = subscribers, dict(env or {})
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -146,8 +150,10 @@ class SubprocessGateway:
             args += ["--journal", self.journal_url]
         if self.journal_lease_s is not None:
             args += ["--journal-lease-s", str(self.journal_lease_s)]
+        if self.subscribers is not None:
+            args += ["--subscribers", str(self.subscribers)]
         args += ["--self-healing-interval-s", "0"]  # the tests drive fallout actions themselves
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         if wait:
             self.wait_listening(30)
 

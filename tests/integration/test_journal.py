@@ -797,7 +797,7 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
         await again.close()
     engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION == 4
+        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION == 5
     engine.dispose()
 
 
@@ -825,7 +825,7 @@ async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> Non
     try:
         with engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version FROM agw_schema_version ORDER BY version")).scalars()
-            assert list(versions) == [2, 3, 4]
+            assert list(versions) == [2, 3, 4, 5]
         column = next(c for c in sa.inspect(engine).get_columns("agw_tasks") if c["name"] == "emulated")
         assert column["nullable"] is False and "[]" in str(column["default"])
     finally:
@@ -854,10 +854,38 @@ async def test_a_version_3_journal_is_upgraded_in_place(journal_url: str) -> Non
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT owner FROM agw_activations WHERE id = 'old3'")).scalar() == ""
-            assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == 4
+            assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION
         assert "agw_owner" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+async def test_a_version_4_journal_is_upgraded_in_place(journal_url: str) -> None:
+    """Version 5 (the Subscribe feed): the outbox's events get positions in the order of their times,
+    the counter starts after them, and the next event follows."""
+    first = SqlJournal(journal_url)
+    await first.start()
+    for aid in ("old1", "old2"):
+        await create(first, aid)
+        await first.record(Transition(activation_id=aid, phase="end", state="completed",
+                                      activation_state=ActivationState.COMPLETED))
+    before = {e.activation_id: e.id for aid in ("old1", "old2") for e in await first.outbox.events(aid)}
+    await first.close()
+    downgrade(journal_url, 4, "DROP INDEX ix_agw_outbox_position", "ALTER TABLE agw_outbox DROP COLUMN position",
+              "DROP TABLE agw_sequences")
+    again = SqlJournal(journal_url)
+    await again.start()
+    try:
+        events = await again.outbox.after(0)
+        assert [(e.position, e.activation_id, e.id) for e in events] == [
+            (1, "old1", before["old1"]), (2, "old2", before["old2"])]
+        assert await again.outbox.head() == 2
+        await create(again, "new3")
+        await again.record(Transition(activation_id="new3", phase="end", state="failed",
+                                      activation_state=ActivationState.FAILED))
+        assert [(e.position, e.activation_id) for e in await again.outbox.after(2)] == [(3, "new3")]
+    finally:
+        await again.close()
 
 
 async def test_a_fresh_journal_has_the_same_emulated_column_as_an_upgraded_one(journal: SqlJournal,

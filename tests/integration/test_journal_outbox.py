@@ -178,3 +178,48 @@ async def test_two_journals_claiming_at_once_never_get_the_same_delivery(journal
         assert {c.attempt for c in got} == {1}
     finally:
         await other.close()
+
+
+async def test_events_are_numbered_in_commit_order_and_a_position_is_never_given_twice(journal: SqlJournal) -> None:
+    """The Subscribe feed's order: positions 1, 2, 3… as the events were committed (several in one
+    batch: consecutive), read back after any position; pruning never makes a position come back."""
+    outbox = journal.outbox
+    assert await outbox.head() == 0 and await outbox.after(0) == []
+    for aid in ("a1", "a2", "a3"):
+        await create(journal, aid)
+    await journal.record(end("a1", ActivationState.COMPLETED))
+    writer = journal._writer  # two ends in one batch
+    writer._draining = True
+    writer._idle.clear()
+    pending = [asyncio.ensure_future(journal.record(end(aid, ActivationState.FAILED))) for aid in ("a2", "a3")]
+    await asyncio.sleep(0)
+    assert writer.executor is not None
+    writer.executor.submit(writer._drain)
+    await asyncio.gather(*pending)
+    events = await outbox.after(0)
+    assert [(e.position, e.activation_id) for e in events] == [(1, "a1"), (2, "a2"), (3, "a3")]
+    assert await outbox.head() == 3
+    assert [e.position for e in await outbox.after(1, limit=1)] == [2]
+    assert [e.activation_id for e in await outbox.after(3)] == []
+    assert await journal.prune(datetime.now(timezone.utc) + timedelta(days=1)) == 3
+    assert await outbox.after(0) == [] and await outbox.head() == 3
+    await create(journal, "a4")
+    await journal.record(end("a4", ActivationState.COMPLETED))
+    assert [(e.position, e.activation_id) for e in await outbox.after(0)] == [(4, "a4")]
+
+
+async def test_two_journals_writing_at_once_number_every_event_once(journal: SqlJournal, journal_url: str) -> None:
+    """Replicas (PostgreSQL) or two writers in turn (SQLite): positions stay dense and unique."""
+    other = SqlJournal(journal_url)
+    await other.start()
+    try:
+        for n in range(10):
+            await create(journal, f"a{n}")
+        await asyncio.gather(*(j.record(end(f"a{n}", ActivationState.COMPLETED))
+                               for n, j in enumerate([journal, other] * 5)))
+        events = await other.outbox.after(0)
+        assert sorted(e.position for e in events) == list(range(1, 11)) == [e.position for e in events]
+        assert {e.activation_id for e in events} == {f"a{n}" for n in range(10)}
+        assert await journal.outbox.head() == await other.outbox.head() == 10
+    finally:
+        await other.close()

@@ -79,6 +79,23 @@ def test_mode_decisions() -> None:
     assert open_mode.decide(ORCH, "/agw.activation.v1.ActivationService/ResolveFallout")[1].unrestricted
 
 
+def test_subscribe_needs_the_permission_events_subscribe() -> None:
+    svc = "/agw.activation.v1.ActivationService/Subscribe"
+    policy = parse_policy({"grants": [
+        {"identity": "oss", "role": "reader", "permissions": ["events:subscribe"]},
+        {"identity": "boss", "role": "admin"},
+        {"identity": "op", "role": "operator"},
+    ]}, source="p.yaml")
+    mode = AuthMode(identities=True, policy=policy)
+    assert required_role(svc) is Role.READER
+    assert mode.decide("oss", svc)[1].permits("events:subscribe")
+    assert mode.decide("boss", svc)[1].permits("events:subscribe")  # admin holds every permission
+    with pytest.raises(PermissionDeniedError, match="Subscribe: it needs the permission events:subscribe"):
+        mode.decide("op", svc)
+    assert mode.decide("op", "/agw.activation.v1.ActivationService/Get")  # the other methods as before
+    assert AuthMode().decide("", svc)[1].permits("events:subscribe")  # no identities: unrestricted
+
+
 def test_scopes_by_device_group_and_service() -> None:
     AUTHZ.submit(access(EDGE), request(("d1", "interface"), ("d9", "interface")))
     with pytest.raises(PermissionDeniedError, match=r"covering device d2 \(groups core\) and service interface"):
@@ -108,6 +125,9 @@ def test_cancel_and_rollback_own_or_as_operator() -> None:
     ({"grants": [{"identity": "x", "role": "reader", "devices": []}]}, r"grants\[0\].devices"),
     ({"grants": [{"identity": "x", "role": "reader", "colour": "red"}]}, "unknown field"),
     ({"rules": []}, "one key, grants"),
+    ({"grants": [{"identity": "x", "role": "reader", "permissions": ["events:publish"]}]},
+     r"grants\[0\].permissions: unknown events:publish \(known: events:subscribe\)"),
+    ({"grants": [{"identity": "x", "role": "reader", "permissions": []}]}, r"grants\[0\].permissions"),
 ])
 def test_bad_policies_are_refused_naming_the_file(data: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message) as err:

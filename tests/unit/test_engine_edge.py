@@ -384,11 +384,13 @@ def test_agw_serve_passes_the_per_caller_limits_to_the_engine(tmp_path: Any, mon
 
     monkeypatch.setattr(cli, "_serve", fake_serve)
     result = CliRunner().invoke(cli.main, ["serve", "--data-dir", str(tmp_path), "--max-activations-per-caller", "7",
-                                           "--max-dry-runs-per-caller", "2"], catch_exceptions=False)
+                                           "--max-dry-runs-per-caller", "2", "--max-subscriptions-per-caller", "3"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     settings = seen[0].settings
     assert (settings.max_activations_per_caller, settings.max_dry_runs_per_caller) == (7, 2)
     assert seen[0].activation_slots.limit == 7 and seen[0].dry_run_slots.limit == 2
+    assert settings.max_subscriptions_per_caller == 3 and seen[0].results.slots.limit == 3
     refused = CliRunner().invoke(cli.main, ["serve", "--data-dir", str(tmp_path), "--max-dry-runs-per-caller", "0"])
     assert refused.exit_code != 0 and "--max-dry-runs-per-caller" in refused.output
 

@@ -149,9 +149,20 @@ def test_a_full_subscribers_file(tmp_path: Path) -> None:
              "retry": {"max_attempts": 50}},
             {"name": "local", "url": "http://127.0.0.1:8080/hook", "secret": "env:HOOK_SECRET",
              "retry_client_errors": True},
+            {"name": "bus", "kind": "nats", "url": "nats://127.0.0.1:4222", "stream": "AGW_RESULTS",
+             "token": "env:HOOK_SECRET", "filter": {"outcomes": ["completed"]}},
+            {"name": "bus2", "kind": "nats", "url": "tls://nats.example.net:4222", "stream": "S2",
+             "subject_prefix": "net.results", "duplicate_window_s": 600},
         ]}, origin="subs.yaml", environ=ENV)
     assert (config.source, config.poll_interval_s, config.concurrency) == ("agw://prod", 0.5, 4)
-    oss, local = config.subscribers
+    oss, local, bus, bus2 = config.subscribers
+    assert (bus.kind, bus.secret, bus.url) == ("nats", None, "nats://127.0.0.1:4222") and bus.nats is not None
+    assert (bus.nats.stream, bus.nats.subject("completed"), bus.nats.subjects) == (
+        "AGW_RESULTS", "agw.activation.completed", "agw.activation.>")
+    assert bus.nats.token is not None and bus.nats.token.reveal() == SECRET and SECRET not in repr(bus)
+    assert bus2.nats is not None and (bus2.nats.subject("fallout"), bus2.nats.duplicate_window_s, bus2.nats.token) == (
+        "net.results.fallout", 600, None)
+    assert oss.nats is None and oss.kind == "webhook"
     assert oss.secret.reveal() == SECRET and SECRET not in repr(oss)
     assert (oss.retry.max_attempts, oss.retry.max_delay_s, oss.timeouts.total_s) == (50, 60, 8)
     assert (local.retry.max_attempts, local.retry_client_errors) == (10, True)
@@ -170,7 +181,6 @@ def test_the_default_source_is_the_host() -> None:
     ({"url": "https://x/h", "secret": "env:HOOK_SECRET"}, "name: required"),
     ({"name": "a b", "url": "https://x/h", "secret": "env:HOOK_SECRET"}, "name: required"),
     ({"name": "a", "secret": "env:HOOK_SECRET"}, "a url is required"),
-    ({"name": "a", "url": "ftp://x/h", "secret": "env:HOOK_SECRET"}, "is not an http(s) URL"),
     ({"name": "a", "url": "http://10.0.0.1/h", "secret": "env:HOOK_SECRET"}, "in clear"),
     ({"name": "a", "url": "https://u:p@x/h", "secret": "env:HOOK_SECRET"}, "no credentials in the URL"),
     ({"name": "a", "url": "https://x/h", "secret": SECRET}, "never the secret itself"),
@@ -184,7 +194,17 @@ def test_the_default_source_is_the_host() -> None:
     ({"name": "a", "url": "https://x/h", "secret": "env:HOOK_SECRET", "retry": {"base_delay_s": 9,
                                                                                 "max_delay_s": 1}},
      "base_delay_s must not exceed max_delay_s"),
-    ({"name": "a", "url": "https://x/h", "secret": "env:HOOK_SECRET", "kind": "nats"}, "only webhook"),
+    ({"name": "a", "url": "https://x/h", "secret": "env:HOOK_SECRET", "kind": "sqs"}, "must be one of webhook, nats"),
+    ({"name": "a", "url": "ftp://x/h", "secret": "env:HOOK_SECRET"}, "is not a URL of scheme http or https"),
+    ({"name": "a", "kind": "nats", "url": "https://x", "stream": "S"}, "is not a URL of scheme nats or tls"),
+    ({"name": "a", "kind": "nats", "url": "nats://10.0.0.1:4222", "stream": "S"}, "use tls, or set insecure"),
+    ({"name": "a", "kind": "nats", "url": "nats://127.0.0.1:4222"}, "stream: required"),
+    ({"name": "a", "kind": "nats", "url": "nats://127.0.0.1:4222", "stream": "S", "subject_prefix": "agw.*"},
+     "no wildcards"),
+    ({"name": "a", "kind": "nats", "url": "nats://127.0.0.1:4222", "stream": "S", "secret": "env:HOOK_SECRET"},
+     "unknown key(s) secret"),
+    ({"name": "a", "kind": "nats", "url": "nats://127.0.0.1:4222", "stream": "S", "token": "plain"},
+     "never the secret itself"),
 ])
 def test_a_bad_subscriber_is_refused_with_the_reason(sub: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError) as err:

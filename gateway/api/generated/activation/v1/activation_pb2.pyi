@@ -354,3 +354,33 @@ class FalloutActionRequest(_message.Message):
     task_id: str
     note: str
     def __init__(self, activation_id: _Optional[str] = ..., task_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("after", "from_start", "outcomes", "services")
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    FROM_START_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    after: str
+    from_start: bool
+    outcomes: _containers.RepeatedScalarFieldContainer[ActivationState]
+    services: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, after: _Optional[str] = ..., from_start: _Optional[bool] = ..., outcomes: _Optional[_Iterable[_Union[ActivationState, str]]] = ..., services: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResultEvent(_message.Message):
+    __slots__ = ("id", "type", "subject", "time", "outcome", "data", "cursor")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: str
+    subject: str
+    time: _timestamp_pb2.Timestamp
+    outcome: ActivationState
+    data: str
+    cursor: str
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[ActivationState, str]] = ..., data: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...

@@ -30,6 +30,7 @@ class ActivationServiceStub:
     List, ListFallout; submitter = reader + Submit, DryRun, and Cancel/Rollback of its own
     activations; operator = submitter + the fallout actions and Cancel/Rollback of any activation;
     admin = everything. A grant may be scoped to devices (names or inventory groups) and services.
+    Subscribe needs a grant with the permission events:subscribe (or the admin role).
     No identity: UNAUTHENTICATED; not allowed: PERMISSION_DENIED naming the role or scope needed.
     """
 
@@ -94,6 +95,11 @@ class ActivationServiceStub:
                 request_serializer=activation_dot_v1_dot_activation__pb2.FalloutActionRequest.SerializeToString,
                 response_deserializer=activation_dot_v1_dot_activation__pb2.Activation.FromString,
                 _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/agw.activation.v1.ActivationService/Subscribe',
+                request_serializer=activation_dot_v1_dot_activation__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=activation_dot_v1_dot_activation__pb2.ResultEvent.FromString,
+                _registered_method=True)
 
 
 class ActivationServiceServicer:
@@ -101,6 +107,7 @@ class ActivationServiceServicer:
     List, ListFallout; submitter = reader + Submit, DryRun, and Cancel/Rollback of its own
     activations; operator = submitter + the fallout actions and Cancel/Rollback of any activation;
     admin = everything. A grant may be scoped to devices (names or inventory groups) and services.
+    Subscribe needs a grant with the permission events:subscribe (or the admin role).
     No identity: UNAUTHENTICATED; not allowed: PERMISSION_DENIED naming the role or scope needed.
     """
 
@@ -182,6 +189,19 @@ class ActivationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Subscribe(self, request, context):
+        """Every activation's result events (one each time an activation reaches an end state:
+        completed, partial, failed, rolledBack, cancelled, fallout; the same events, ids and data the
+        webhooks and NATS get, docs/events.md) in the order they were recorded, then live, until the
+        caller hangs up. Resume with the cursor of the last event received. A caller with a scoped
+        grant gets the events of the activations it may read. At most a few streams per caller
+        (RESOURCE_EXHAUSTED); a stream that is not read falls behind its buffer and is ended with
+        RESOURCE_EXHAUSTED (resume with the last cursor).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ActivationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -240,6 +260,11 @@ def add_ActivationServiceServicer_to_server(servicer, server):
                     request_deserializer=activation_dot_v1_dot_activation__pb2.FalloutActionRequest.FromString,
                     response_serializer=activation_dot_v1_dot_activation__pb2.Activation.SerializeToString,
             ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=activation_dot_v1_dot_activation__pb2.SubscribeRequest.FromString,
+                    response_serializer=activation_dot_v1_dot_activation__pb2.ResultEvent.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'agw.activation.v1.ActivationService', rpc_method_handlers)
@@ -253,6 +278,7 @@ class ActivationService:
     List, ListFallout; submitter = reader + Submit, DryRun, and Cancel/Rollback of its own
     activations; operator = submitter + the fallout actions and Cancel/Rollback of any activation;
     admin = everything. A grant may be scoped to devices (names or inventory groups) and services.
+    Subscribe needs a grant with the permission events:subscribe (or the admin role).
     No identity: UNAUTHENTICATED; not allowed: PERMISSION_DENIED naming the role or scope needed.
     """
 
@@ -543,6 +569,33 @@ class ActivationService:
             '/agw.activation.v1.ActivationService/ResolveFallout',
             activation_dot_v1_dot_activation__pb2.FalloutActionRequest.SerializeToString,
             activation_dot_v1_dot_activation__pb2.Activation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agw.activation.v1.ActivationService/Subscribe',
+            activation_dot_v1_dot_activation__pb2.SubscribeRequest.SerializeToString,
+            activation_dot_v1_dot_activation__pb2.ResultEvent.FromString,
             options,
             channel_credentials,
             insecure,
