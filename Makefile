@@ -6,9 +6,9 @@ AGW := $(VENV)/bin/agw
 APT_PACKAGES := netconfd libyuma-base openssh-server frr snmpd snmp iproute2 nftables iptables chromium fonts-dejavu-core \
 	iputils-ping procps psmisc libnetfilter-queue-dev gcc python3-venv python3-dev postgresql nats-server
 
-.PHONY: setup apt venv run test typecheck fuzz bench lab-up lab-down proto pki clean
+.PHONY: setup apt netconfd-sil venv run test typecheck fuzz bench lab-up lab-down proto pki clean
 
-setup: apt venv
+setup: apt netconfd-sil venv
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -16,6 +16,21 @@ apt:
 		echo "installing:$$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+
+# netconfd's ietf-interfaces SIL (interfaces-state of a lab node's namespace, for nodes with
+# `oper-state: true`), unpacked beside the system, NOT installed: installed, every netconfd on the
+# machine would load it (shared/lab-notes.md 1.6). lab/daemons.py loads it with --runpath.
+NETCONFD_SIL_DIR ?= /usr/local/lib/agw-lab/netconfd-ietf-interfaces
+netconfd-sil:
+	@[ -f $(NETCONFD_SIL_DIR)/lib/libietf-interfaces.so ] || { \
+		set -e; tmp=$$(mktemp -d); chmod 755 $$tmp; \
+		(cd $$tmp && apt-get download -q netconfd-module-ietf-interfaces 2>/dev/null || \
+			{ apt-get update -q && apt-get download -q netconfd-module-ietf-interfaces; }); \
+		dpkg -x $$tmp/netconfd-module-ietf-interfaces_*.deb $$tmp/x; \
+		mkdir -p $(NETCONFD_SIL_DIR)/lib $(NETCONFD_SIL_DIR)/modules; \
+		cp $$tmp/x/usr/lib/*/yuma/libietf-interfaces.so.0.0.0 $(NETCONFD_SIL_DIR)/lib/libietf-interfaces.so; \
+		cp $$tmp/x/usr/share/yuma/modules/examples/interfaces-notifications.yang $(NETCONFD_SIL_DIR)/modules/; \
+		chmod -R a+rX $(NETCONFD_SIL_DIR); rm -rf $$tmp; echo "unpacked the netconfd ietf-interfaces SIL in $(NETCONFD_SIL_DIR)"; }
 
 venv:
 	@[ -x $(PY) ] || python3 -m venv $(VENV)

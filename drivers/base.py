@@ -110,16 +110,25 @@ class Timeouts:
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    """Automatic retries of a task's steps before its push (connect, lock, snapshot: nothing sent
-    to the device yet) on a retryable error: timeouts, refused or dropped connections, a device
-    busy or its lock denied. Exponential backoff with full jitter: attempt n waits a random time up
-    to ``min(max_delay_s, initial_delay_s * 2**(n-1))``; no attempt starts after ``deadline_s``
-    from the first. ``attempts`` counts the first: 1 (the default) means no retry."""
+    """Automatic retries of a task on a retryable error: timeouts, refused or dropped connections,
+    a device busy or its lock denied. Before its push (connect, lock, snapshot: nothing sent to the
+    device yet) the steps are tried again; after a push whose answer was lost, the gateway first
+    reconnects and reads the device, and pushes again only when nothing was applied
+    (``gateway/engine/retries.py``). Exponential backoff with jitter: attempt n waits between half
+    and all of ``min(max_delay_s, initial_delay_s * 2**(n-1))``; no attempt starts after
+    ``deadline_s`` from the first. ``attempts`` counts the first: 1 (the default) means no retry.
+    An activation may give its own values, field by field, within the same caps."""
 
     attempts: int = 1
     initial_delay_s: float = 0.5
     max_delay_s: float = 5.0
     deadline_s: float = 30.0
+
+
+MAX_RETRY_ATTEMPTS = 20
+"""The hard cap of :attr:`RetryPolicy.attempts`, for a profile and for an activation alike."""
+MAX_RETRY_S = 3600.0
+"""The hard cap of each duration of a :class:`RetryPolicy` (an hour)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,7 +184,8 @@ class ChangeSet:
     undo: str | None = None
     """An explicitly rendered undo, when the service ships an undo template."""
     checks: tuple[str, ...] = ()
-    """Extra read-back checks declared by the service (e.g. TTP-parsed show commands)."""
+    """The service's rendered operational checks (YAML texts, :mod:`drivers.checks`): ``verify``
+    runs each, polling until its condition holds or its wait ends, after the exact read-back."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,6 +240,10 @@ class Driver(abc.ABC):
     """What ``load`` sends: the format templates for this driver's platforms render in."""
     supported: ClassVar[Capabilities]
     """Everything this driver can do on the best platform; profiles narrow it."""
+    check_kinds: ClassVar[frozenset[str]] = frozenset()
+    """The kinds of service check (:data:`drivers.checks.KINDS`: ``cli``, ``netconf``, ``snmp``)
+    this driver's ``verify`` runs. The planner refuses a service whose rendered checks are of
+    another kind, before anything is journaled; the default runs none."""
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         self.endpoint = endpoint
@@ -333,7 +347,9 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
-        """Read the scope back and prove the device holds exactly ``before`` with ``change`` applied.
+        """Read the scope back and prove the device holds exactly ``before`` with ``change`` applied;
+        then run the change's checks (:mod:`drivers.checks`, of a kind in :attr:`check_kinds`),
+        each failed one a :class:`Mismatch` ``check <name>`` with what it observed.
 
         Every rendered value must be there (or gone, for a delete), and nothing else in the scope
         may differ from ``before`` (the pre-change snapshot), except what the profile lists as
@@ -366,7 +382,10 @@ __all__ = [
     "Driver",
     "Endpoint",
     "Mismatch",
+    "MAX_RETRY_ATTEMPTS",
+    "MAX_RETRY_S",
     "PayloadFormat",
+    "RetryPolicy",
     "Snapshot",
     "Timeouts",
     "Verification",

@@ -8,7 +8,7 @@
     capabilities: {lock: true, candidate: true, confirmed_commit: true}   # missing = false
     timeouts: {connect_s: 10, operation_s: 10, commit_s: 30}
     confirm_timeout_s: 120
-    retry: {attempts: 3, initial_delay_s: 0.5, max_delay_s: 5, deadline_s: 30}   # before the push only
+    retry: {attempts: 3, initial_delay_s: 0.5, max_delay_s: 5, deadline_s: 30}   # after a lost push: read first
     quirks: {validate_drops_candidate: true}   # the driver's own (Driver.settings_from checks them)
     settings: {list_keys: ...}                 # the driver's own data (Driver.settings_from checks them)
     device_managed: []                      # what the device fills in by itself (exact verification)
@@ -37,12 +37,14 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from drivers.base import Capabilities, DeviceProfile, PayloadFormat, RetryPolicy, Timeouts
+from drivers.base import MAX_RETRY_ATTEMPTS, MAX_RETRY_S, Capabilities, DeviceProfile, PayloadFormat, RetryPolicy, Timeouts
 from drivers.errors import ConfigurationError
 
 RENDER_FORMATS = tuple(f.value for f in PayloadFormat)
-COMMON_SETTINGS = ("render_format",)
-"""Accepted in the ``settings`` of every profile, whatever its driver (checked by the gateway)."""
+COMMON_SETTINGS = ("render_format", "check_settle_s")
+"""Accepted in the ``settings`` of every profile, whatever its driver: ``render_format`` (checked
+by the gateway) and ``check_settle_s``, the default wait of a service check (:mod:`drivers.checks`)."""
+MAX_CHECK_SETTLE_S = 300
 _TOP_KEYS = (
     "platform", "description", "driver", "capabilities", "timeouts", "confirm_timeout_s", "retry", "quirks",
     "settings", "device_managed",
@@ -112,15 +114,10 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
         for key, value in raw_retry.items():
             if key not in _RETRY:
                 problems.append(f"retry.{key}: unknown setting (known: {', '.join(_RETRY)})")
-            elif key == "attempts":
-                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
-                    problems.append(f"retry.attempts: must be a whole number from 1 (no retry) to 20, not {value!r}")
-                else:
-                    retry[key] = value
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
-                problems.append(f"retry.{key}: must be a number of seconds greater than 0 (at most 3600), not {value!r}")
+            elif (problem := retry_problem(key, value)) is not None:
+                problems.append(f"retry.{key}: {problem}")
             else:
-                retry[key] = float(value)
+                retry[key] = value if key == "attempts" else float(value)
 
     confirm = data.get("confirm_timeout_s", 120)
     if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm <= 0:
@@ -138,6 +135,11 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
     fmt = mappings.get("settings", {}).get("render_format")
     if fmt is not None and fmt not in RENDER_FORMATS:
         problems.append(f"settings.render_format: must be one of {', '.join(RENDER_FORMATS)}, not {fmt!r}")
+    settle = mappings.get("settings", {}).get("check_settle_s")
+    if settle is not None and (isinstance(settle, bool) or not isinstance(settle, (int, float))
+                               or not 0 <= settle <= MAX_CHECK_SETTLE_S):
+        problems.append(f"settings.check_settle_s: must be a number of seconds from 0 to {MAX_CHECK_SETTLE_S}, "
+                        f"not {settle!r}")
     for section, key in ((m, k) for m in ("settings", "quirks") for k in HOST_KEY_SETTINGS):
         if key in mappings.get(section, {}):
             problems.append(f"{section}.{key}: SSH host keys are not a device-profile setting (they belong to devices): "
@@ -165,6 +167,19 @@ def parse_profile(data: Any, *, source: str, expected_platform: str | None = Non
         device_managed=tuple(managed),
         source=source,
     )
+
+
+def retry_problem(key: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the :class:`RetryPolicy` field ``key`` (None: nothing).
+    One rule for a profile's ``retry`` and an activation's: whole attempts from 1 (no retry) to
+    :data:`MAX_RETRY_ATTEMPTS`, durations greater than 0 and at most :data:`MAX_RETRY_S`."""
+    if key == "attempts":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_RETRY_ATTEMPTS:
+            return f"must be a whole number from 1 (no retry) to {MAX_RETRY_ATTEMPTS}, not {value!r}"
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_RETRY_S:
+        return f"must be a number of seconds greater than 0 (at most {MAX_RETRY_S:g}), not {value!r}"
+    return None
 
 
 def type_name(value: Any) -> str:
@@ -231,6 +246,7 @@ __all__ = [
     "field_names",
     "parse_profile",
     "refuse_unknown",
+    "retry_problem",
     "type_name",
     "unknown_keys",
     "where",

@@ -56,6 +56,9 @@ class GatewayConfig:
     """Result events to these subscribers (webhooks, NATS; gateway/events/, docs/events.md); None: no
     dispatcher (the events are still written to the journal's outbox)."""
 
+    pools_path: Path | None = None
+    """Resource pools applied to the journal at start (docs/pools.md); None: the journal's as they are."""
+
     def resolved_inventory(self) -> Path:
         return self.inventory_path or self.data_dir / "inventory.yaml"
 
@@ -80,11 +83,10 @@ def build_engine(config: GatewayConfig) -> Engine:
         inventory = Inventory.from_mapping({"devices": {}}, source="(no inventory)")
     warn_unchecked_host_keys(inventory)
     credentials = CredentialResolver()
-    install_redaction(credentials)
     profiles = ProfileStore.load(config.profiles_dir)
     templates = TemplateStore(root=config.templates_dir)
     check_catalogue(profiles=profiles, templates=templates, registry=drivers)
-    return Engine(
+    engine = Engine(
         journal=open_journal(config.resolved_journal_url(), options=JournalOptions(lease_s=config.journal_lease_s)),
         inventory=inventory,
         profiles=profiles,
@@ -98,6 +100,9 @@ def build_engine(config: GatewayConfig) -> Engine:
                                 max_subscriptions_per_caller=config.max_subscriptions_per_caller,
                                 self_healing_interval_s=config.self_healing_interval_s),
     )
+    # logs mask every credential resolved so far and the secret parameters of running activations
+    install_redaction(lambda: credentials.known_secrets() | engine.ctx.secret_values())
+    return engine
 
 
 def build_dispatcher(config: GatewayConfig, engine: Engine) -> Any:
@@ -113,6 +118,30 @@ def build_dispatcher(config: GatewayConfig, engine: Engine) -> Any:
         log.warning("%s lists no subscriber: no result event is delivered", config.subscribers_path)
         return None
     return Dispatcher(engine.journal, events, groups_of=engine.inventory.groups_of)
+
+
+def load_pools(config: GatewayConfig) -> list[Any]:
+    """The pools file's definitions (checked before anything starts), or none."""
+    if config.pools_path is None:
+        return []
+    from gateway.resources.file import load_pools_file
+
+    return load_pools_file(config.pools_path)
+
+
+async def apply_pools(engine: Engine, defs: list[Any]) -> None:
+    """Apply the pools file's definitions to the started engine's journal, idempotently: a change
+    that would orphan an allocation in use stops the start with the error."""
+    if not defs:
+        return
+    from gateway.engine.context import utcnow
+
+    outcomes = await engine.journal.pools.define(defs, replace=True, now=utcnow())
+    for name, outcome in outcomes:
+        if outcome != "unchanged":
+            log.info("pool %s %s", name, outcome)
+    log.info("%d pool(s) from the pools file: %d new or changed", len(outcomes),
+             sum(o != "unchanged" for _, o in outcomes))
 
 
 def warn_unchecked_host_keys(inventory: Any) -> list[str]:

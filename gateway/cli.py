@@ -165,6 +165,8 @@ def _details(a: Any) -> None:
             click.echo(f"  depends on: {', '.join(shown(d) for d in t.depends_on)}")
         if t.timings:
             click.echo("  timings: " + ", ".join(f"{shown(x.phase)} {x.duration_ms:.1f}ms" for x in t.timings))
+        if t.parameters:
+            click.echo("  parameters: " + shown(json.dumps(t.parameters, sort_keys=True, ensure_ascii=False)))
         if t.rendered:
             click.echo("  rendered:\n" + _indent(t.rendered))
         if t.diff:
@@ -327,11 +329,15 @@ def _load_serve_config(ctx: click.Context, _param: click.Parameter, path: Path |
 @click.option("--subscribers", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="AGW_SUBSCRIBERS",
               help="Deliver result events as CloudEvents (signed webhooks, NATS JetStream) to the subscribers in "
                    "this YAML file (docs/events.md); without it, none is sent (they wait in the journal's outbox).")
+@click.option("--pools", "pools_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), envvar="AGW_POOLS",
+              help="Resource pools (YAML, docs/pools.md), applied to the journal at start: new pools created, "
+                   "changed ones updated unless that would orphan an allocation in use (then the start stops).")
 def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str, templates: Path | None,
           profiles: Path | None, tls_cert: Path | None, tls_key: Path | None, client_ca: Path | None,
           policy: Path | None, insecure: bool, retention: timedelta, max_activations_per_caller: int,
           max_dry_runs_per_caller: int, max_subscriptions_per_caller: int, journal_lease_s: float,
-          self_healing_interval_s: float, otlp_endpoint: str, metrics_listen: str, subscribers: Path | None) -> None:
+          self_healing_interval_s: float, otlp_endpoint: str, metrics_listen: str, subscribers: Path | None,
+          pools_file: Path | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT, then shut down gracefully."""
     from gateway.app import GatewayConfig, build_engine
     from gateway.errors import AgwError
@@ -348,6 +354,7 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
     kw["journal_lease_s"] = journal_lease_s
     kw["self_healing_interval_s"] = self_healing_interval_s
     kw["subscribers_path"] = subscribers
+    kw["pools_path"] = pools_file
     config = GatewayConfig(listen=listen, data_dir=data_dir, inventory_path=inventory, journal_url=journal_url,
                            tls_cert=tls_cert, tls_key=tls_key, client_ca=client_ca, policy_path=policy,
                            insecure=insecure, **kw)
@@ -373,14 +380,20 @@ def serve(listen: str, data_dir: Path, inventory: Path | None, journal_url: str,
 async def _serve(config: Any, build_engine: Callable[[Any], Any], *, metrics_listen: str = "") -> None:
     from gateway.api.server import serve as serve_grpc
     from gateway.api.tls import check_listen
-    from gateway.app import build_dispatcher, edge_settings
+    from gateway.app import apply_pools, build_dispatcher, edge_settings, load_pools
     from gateway.errors import ConfigurationError
 
     tls, auth = edge_settings(config)  # before anything starts: a bad file or setting stops here
     check_listen(config.listen, tls=tls, insecure=config.insecure, warn=False)  # refuse before starting
     engine = build_engine(config)
     dispatcher = build_dispatcher(config, engine)  # the subscribers file checked before anything starts
+    pool_defs = load_pools(config)  # the pools file too
     await engine.start()
+    try:
+        await apply_pools(engine, pool_defs)
+    except BaseException:
+        await engine.stop(grace_s=0)
+        raise
     from gateway.offload import tune_serving_process
 
     tune_serving_process()  # once started: the event loop answers first (see the function)
@@ -645,3 +658,8 @@ def drivers_(as_json: bool) -> None:
         ["DRIVER", "DISTRIBUTION", "SENDS", "CAPABILITIES"],
     )
 
+
+
+from gateway.cli_pools import pools as _pools  # noqa: E402 - it uses client_command, defined above
+
+main.add_command(_pools)

@@ -26,6 +26,7 @@ SDK's, so ``from gateway.errors import X`` works for every class of the tree.
     │   └── DriverUnavailableError   sdk       driver found but an optional dependency is missing
     ├── RenderError                  sdk       a change did not render into what its driver sends (names
     │                                          template, line, variable; or the XML the driver cannot scope)
+    ├── ShuttingDownError            gateway   the gateway is shutting down: an open stream ends (UNAVAILABLE)
     ├── JournalError                 gateway   the journal cannot be read or written
     │   └── FencedError              gateway   this replica lost its journal lease (another takes over):
     │                                          it writes nothing more and touches no device
@@ -98,6 +99,15 @@ class JournalError(AgwError):
     default_retryable = True
 
 
+class ShuttingDownError(AgwError):
+    """This gateway is shutting down: an open Watch or Subscribe stream ends with it at once (it
+    would otherwise hold the shutdown for its whole grace period). Retryable: UNAVAILABLE; the
+    caller watches again, or resumes its subscription from its cursor, on another replica or after
+    the restart."""
+
+    default_retryable = True
+
+
 class FencedError(JournalError):
     """This gateway no longer holds the journal's lease (:mod:`gateway.journal.lease`): another
     gateway may have taken its work over, so it writes nothing and touches no device any more."""
@@ -131,6 +141,7 @@ __all__ = [
     "RenderError",
     "ResourceExhaustedError",
     "SessionLostError",
+    "ShuttingDownError",
     "StateError",
     "UnauthenticatedError",
     "UnsupportedOperationError",

@@ -44,11 +44,35 @@ class TaskSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetryOverride:
+    """An activation's own retry policy: each field given replaces the device profile's
+    (:class:`drivers.base.RetryPolicy`) for this activation's tasks; None keeps the profile's.
+    Each given value is within the same hard caps as a profile's
+    (:func:`drivers.profiles.retry_problem`), checked where the request comes in."""
+
+    attempts: int | None = None
+    initial_delay_s: float | None = None
+    max_delay_s: float | None = None
+    deadline_s: float | None = None
+
+    def given(self) -> dict[str, int | float]:
+        """The fields given, by name (what the fingerprint, the journal and the API carry)."""
+        out: dict[str, int | float] = {} if self.attempts is None else {"attempts": int(self.attempts)}
+        for name, value in (("initial_delay_s", self.initial_delay_s), ("max_delay_s", self.max_delay_s),
+                            ("deadline_s", self.deadline_s)):
+            if value is not None:
+                out[name] = float(value)  # 2 and 2.0 are the same policy (and the same fingerprint)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActivationRequest:
     request_id: str
     order_ref: str = ""
     atomic: bool = True
     tasks: tuple[TaskSpec, ...] = ()
+    retry: RetryOverride | None = None
+    """The activation's retry policy over its devices' profiles' (None: the profiles' alone)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,4 +91,4 @@ class Caller:
 ANONYMOUS = Caller()
 
 
-__all__ = ["ANONYMOUS", "FINAL_STATES", "Action", "ActivationRequest", "Caller", "TaskSpec", "TaskState"]
+__all__ = ["ANONYMOUS", "FINAL_STATES", "Action", "ActivationRequest", "Caller", "RetryOverride", "TaskSpec", "TaskState"]

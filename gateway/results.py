@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Mapping, TypeVar
 
 from gateway.errors import DeviceErrorInfo
 from gateway.model import Action, TaskState
@@ -112,6 +112,9 @@ class TaskResult:
     emulated: tuple[str, ...] = ()
     """What the gateway did in place of a capability the device lacks, one short note each
     (e.g. "snapshot-and-restore instead of native rollback"); empty when all was native."""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """The task's parameters as submitted (JSON values), every secret parameter of its service
+    (``writeOnly: true`` in the parameter schema) replaced by the mask. Fixed at creation."""
 
 
 @dataclass(frozen=True, kw_only=True)

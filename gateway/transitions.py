@@ -30,7 +30,7 @@ from typing import Any, Callable, Final, Iterable
 
 from drivers.base import Snapshot
 from gateway.errors import JournalError, Phase
-from gateway.model import TaskState
+from gateway.model import RetryOverride, TaskState
 from gateway.results import ActivationState, ErrorView, PhaseTiming, RollbackView, VerificationView
 from gateway.secrets import Secret
 
@@ -205,6 +205,8 @@ class RecoveryChanges:
     pending: Pending | Unchanged = UNCHANGED
     phase: str | Unchanged = UNCHANGED
     attempt: int | Unchanged = UNCHANGED
+    retry: RetryOverride | None | Unchanged = UNCHANGED
+    """The activation's own retry policy (a repair after a restart runs with it too)."""
 
     def __init__(
         self,
@@ -216,6 +218,7 @@ class RecoveryChanges:
         pending: Pending | Unchanged = UNCHANGED,
         phase: str | Unchanged = UNCHANGED,
         attempt: int | Unchanged = UNCHANGED,
+        retry: RetryOverride | None | Unchanged = UNCHANGED,
     ) -> None:
         given = self.__dict__  # as in TaskChanges: only what is given, in field order
         if snapshot is not UNCHANGED:
@@ -232,6 +235,8 @@ class RecoveryChanges:
             given["phase"] = as_text(phase, "recovery phase")
         if attempt is not UNCHANGED:
             given["attempt"] = _count(attempt, "recovery attempt")
+        if retry is not UNCHANGED:
+            given["retry"] = _optional(retry, RetryOverride, "recovery retry")
 
     def changed(self) -> dict[str, Any]:
         """The keys this changes, by name, in field order."""
@@ -257,6 +262,7 @@ class TaskRecovery:
     pending: Pending = Pending.NONE
     phase: str = ""
     attempt: int = 0
+    retry: RetryOverride | None = None
 
 
 _EVENT_STATES: frozenset[str] = frozenset({""} | {s.value for s in TaskState} | {s.value for s in ActivationState})

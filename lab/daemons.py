@@ -115,10 +115,49 @@ def snmpd_conf(*, node: str, address: str, creds: dict[str, str], extra: str = "
     )
 
 
-def netconfd_spec(*, nsenter: tuple[str, ...], user: str, d: Path, logdir: Path) -> DaemonSpec:
+NETCONFD_SIL_ENV = "AGW_LAB_NETCONFD_SIL"
+NETCONFD_SIL_DIR = "/usr/local/lib/agw-lab/netconfd-ietf-interfaces"
+"""Where ``make setup`` unpacks Debian's ``netconfd-module-ietf-interfaces`` (``lib/`` the SIL,
+``modules/`` the YANG module it loads). It is deliberately *not* installed as a package: installed,
+every netconfd on the machine loads it (notes §1.6); here only nodes with ``oper-state: true`` do,
+through ``--runpath``."""
+SIL_INTERFACE_PREFIX = "eth"
+"""The SIL reads every kernel interface each second (a popen per interface): only ``eth*``."""
+GET_INTERFACE_IPV4 = """#!/bin/sh
+# The helper the ietf-interfaces SIL runs for each interface (Debian does not ship it; notes §1.6).
+ip=$(ip -4 -o addr show dev "$1" 2>/dev/null | awk '{split($4,a,"/"); print a[1]; exit}')
+[ -z "$ip" ] && exit 0
+printf '<ipv4 xmlns="urn:ietf:params:xml:ns:yang:ietf-ip"><address><ip>%s</ip></address></ipv4>\n' "$ip"
+"""
+
+
+def netconfd_sil_dir() -> Path:
+    return Path(os.environ.get(NETCONFD_SIL_ENV) or NETCONFD_SIL_DIR)
+
+
+def netconfd_spec(*, nsenter: tuple[str, ...], user: str, d: Path, logdir: Path,
+                  oper_state: bool = False) -> DaemonSpec:
+    """netconfd, YANG-only; with ``oper_state`` it also loads the ietf-interfaces SIL from
+    :func:`netconfd_sil_dir` and serves ``interfaces-state`` of the node's namespace (it runs
+    unprivileged, so the SIL's ``ifconfig`` side effects are refused by the kernel)."""
     sock = d / "ncxserver.sock"
+    env = {"PATH": PATH_ENV, "HOME": str(d), "USER": user, "LOGNAME": user}
+    extra: tuple[str, ...] = ()
+    mount: tuple[str, ...] = ()
+    if oper_state:
+        sil = netconfd_sil_dir()
+        extra = (f"--runpath={sil / 'lib'}",)
+        # The SIL reads /sys/class/net/NAME/operstate: /sys must be the node's namespace's, as
+        # `ip netns exec` gives it (nsenter only enters the network namespace: /sys stays the
+        # host's, and the SIL aborts on an interface the host does not have). unshare and sh
+        # exec, so the recorded PID is still netconfd's.
+        mount = ("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                 'mount -t sysfs -o ro sysfs /sys && exec "$@"', "netconfd-sysfs")
+        env.update(PATH=f"{d / 'bin'}:{PATH_ENV}", YUMA_MODPATH=str(sil / "modules"),
+                   INTERFACE_NAME_PREFIX=SIL_INTERFACE_PREFIX)
     argv = (
         *nsenter,
+        *mount,
         "setpriv",
         f"--reuid={user}",
         f"--regid={user}",
@@ -132,6 +171,7 @@ def netconfd_spec(*, nsenter: tuple[str, ...], user: str, d: Path, logdir: Path)
         "--port=830",
         f"--log={logdir / 'netconfd.log'}",
         "--log-level=info",
+        *extra,
     )
     return DaemonSpec(
         name="netconfd",
@@ -139,7 +179,7 @@ def netconfd_spec(*, nsenter: tuple[str, ...], user: str, d: Path, logdir: Path)
         cwd=str(d),  # the txid file is searched in cwd first (notes §1.4)
         log=str(logdir / "netconfd.log"),
         out=str(logdir / "netconfd.out"),
-        env={"PATH": PATH_ENV, "HOME": str(d), "USER": user, "LOGNAME": user},
+        env=env,
     )
 
 

@@ -22,7 +22,7 @@ from gateway.errors import FieldViolation
 from lab import daemons as dm
 from lab import host, probes
 from lab import state as stmod
-from lab.errors import LabConflictError, ReadinessError, TopologyError
+from lab.errors import LabConflictError, LabError, ReadinessError, TopologyError
 from lab.topology import PORTS, Topology, allocate, overlapping_routes
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,13 @@ def plan(topo: Topology, lab_path: Path) -> dict[str, Any]:
         address = str(sub.network_address + 2)
         daemons: dict[str, dm.DaemonSpec] = {}
         if "netconf" in spec.protocols:
+            if spec.oper_state and not (dm.netconfd_sil_dir() / "lib" / "libietf-interfaces.so").is_file():
+                raise LabError(
+                    f"node {spec.name}: oper-state needs netconfd's ietf-interfaces SIL in {dm.netconfd_sil_dir()} "
+                    f"(`make setup` unpacks it there; or set {dm.NETCONFD_SIL_ENV})")
             daemons["netconfd"] = dm.netconfd_spec(
-                nsenter=nsenter, user=spec.credentials["netconf"]["username"], d=nd / "nc", logdir=nd / "nc"
+                nsenter=nsenter, user=spec.credentials["netconf"]["username"], d=nd / "nc", logdir=nd / "nc",
+                oper_state=spec.oper_state,
             )
         if "cli" in spec.protocols:
             for d in dm.frr_specs(nsenter=nsenter, run=nd / "frr" / "run", logdir=nd / "frr"):
@@ -213,6 +218,10 @@ def _write_files(st: dict[str, Any], n: dict[str, Any]) -> None:
         (d / "startup-cfg.xml").write_text(startup.get("netconf") or dm.EMPTY_NETCONF_STARTUP)
         (d / "startup-cfg-txid.txt").write_text("0\n")
         (d / "ncxserver.sock").unlink(missing_ok=True)
+        if "--runpath" in " ".join(n["daemons"].get("netconfd", {}).get("argv", ())):  # oper-state: the SIL's helper
+            (d / "bin").mkdir(exist_ok=True)
+            (d / "bin" / "get-interface-ipv4").write_text(dm.GET_INTERFACE_IPV4)
+            os.chmod(d / "bin" / "get-interface-ipv4", 0o755)
         host.chown_tree(d, user, user)
         nc_sock = str(d / "ncxserver.sock")
     cli = None

@@ -50,7 +50,7 @@ DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
         "v3_priv_key": "labprivpass",
     },
 }
-NODE_KEYS = {"kind", "credentials", "startup-config", "image", "labels"}
+NODE_KEYS = {"kind", "credentials", "startup-config", "image", "labels", "oper-state"}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
 IFNAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]{0,14}$")
@@ -63,6 +63,9 @@ class NodeSpec:
     kind: str
     credentials: dict[str, dict[str, str]]
     startup: dict[str, str] = field(default_factory=dict)  # protocol -> file contents
+    oper_state: bool = False
+    """netconfd serves ietf-interfaces ``interfaces-state`` read from the node's namespace (the
+    ietf-interfaces SIL; :func:`lab.daemons.netconfd_spec`)."""
 
     @property
     def protocols(self) -> tuple[str, ...]:
@@ -205,7 +208,14 @@ def from_dict(data: Any, *, file: str = "<dict>", base_dir: Path | None = None) 
             bad=bad,
         )
         startup = _startup(nd.get("startup-config"), kind, where=f"{where}.startup-config", base_dir=base_dir, bad=bad)
-        nodes.append(NodeSpec(name=nname, kind=kind, credentials=creds, startup=startup))
+        oper = nd.get("oper-state", False)
+        if not isinstance(oper, bool):
+            bad(f"{where}.oper-state", "must be true or false")
+            oper = False
+        elif oper and "netconf" not in KIND_PROTOCOLS[kind]:
+            bad(f"{where}.oper-state", f"kind {kind} has no netconf protocol (oper-state is netconfd's interfaces-state)")
+            oper = False
+        nodes.append(NodeSpec(name=nname, kind=kind, credentials=creds, startup=startup, oper_state=oper))
     _check_users(nodes, bad)
     links = _links(topo.get("links") or [], {n.name for n in nodes} | set(raw_nodes), bad)
     if len(nodes) > (rng.num_addresses // 4):

@@ -140,14 +140,16 @@ class Stored:
         return json.loads(self.data)
 
 
-async def read_stream(url: str, stream: str, subjects: str = ">", *, timeout_s: float = 10.0) -> list[Stored]:
+async def read_stream(url: str, stream: str, subjects: str = ">", *, timeout_s: float = 10.0,
+                      **connect: Any) -> list[Stored]:
     """Every message of ``stream`` (on ``subjects``), in stream order, through a new ephemeral pull
-    consumer delivering from the first message."""
+    consumer delivering from the first message (``connect``: more options of ``nats.connect``, e.g.
+    ``user`` and ``password`` or ``tls``)."""
     import nats
     import nats.errors
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-    nc = await nats.connect(servers=[url], connect_timeout=5, allow_reconnect=False)
+    nc = await nats.connect(servers=[url], connect_timeout=5, allow_reconnect=False, **connect)
     try:
         js = nc.jetstream(timeout=timeout_s)
         last = (await js.stream_info(stream)).state.last_seq

@@ -8,7 +8,7 @@ configuration back to the snapshot), after which the engine re-reads and compare
     preview  hier_config: what the rendered lines would change; nothing is sent
     load     configuration mode, every line's output checked against the profile's error patterns
     verify   re-read: the running configuration must equal the snapshot with the rendered lines
-             applied (:mod:`drivers.cli.exact`), then the service's TTP checks
+             applied (:mod:`drivers.cli.exact`), then the service's checks (TTP or JSON)
     restore  the change's explicit undo (when given), then generated undo from the snapshot
 
 Parsing with hier_config is the driver's main client CPU cost, so parsed configurations are kept
@@ -18,7 +18,6 @@ needs an equal text, so every check still runs against what the device printed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import ClassVar, Sequence
@@ -36,7 +35,8 @@ from drivers.base import (
 )
 from drivers.cli import config as cfg
 from drivers.cli import exact
-from drivers.cli.checks import Check, evaluate, parse_output
+from drivers import checks as svc_checks
+from drivers.cli.checks import NotJson, output_records
 from drivers.cli.errors import rejected_info
 from drivers.cli.session import CliSession, SessionOptions
 from drivers.cli.settings import CliSettings, scrapli_definition
@@ -70,6 +70,7 @@ class CliDriver(Driver):
     name: ClassVar[str] = "cli"
     payload_format: ClassVar[PayloadFormat] = PayloadFormat.LINES
     supported: ClassVar[Capabilities] = Capabilities()  # lifecycle without lock/candidate/commit
+    check_kinds: ClassVar[frozenset[str]] = frozenset({"cli"})
 
     @classmethod
     def settings_from(cls, profile: DeviceProfile) -> CliSettings:
@@ -225,7 +226,8 @@ class CliDriver(Driver):
     # -- verifying -----------------------------------------------------------------------
     async def verify(self, change: ChangeSet, before: Snapshot) -> Verification:
         """The running configuration must be ``before`` with the rendered lines applied, exactly
-        (:mod:`drivers.cli.exact`); then every show-command check of the service must pass."""
+        (:mod:`drivers.cli.exact`); then every show-command check of the service must pass
+        (:mod:`drivers.checks`, polled until it holds or its wait ends)."""
         parsed = self._parsed.get(await self._running(Phase.VERIFY))
         rules = self.settings.replace_rules
         want = exact.expected(before.content, change.content, rules=rules, section_exit=self.settings.section_exit,
@@ -234,33 +236,30 @@ class CliDriver(Driver):
         details = [f"{checked} lines compared with the snapshot plus the change: "
                    + (f"{len(mismatches)} differ ({sum(m.unexpected for m in mismatches)} not named by the change)"
                       if mismatches else "all equal")]
-        for text in change.checks:
-            check = Check.from_text(text)
-            if check is None:
-                continue
-            ok, detail = await self._run_check(check)
+        for check in svc_checks.parse_all(change, self.profile, svc_checks.CLI):
+            outcome = await self._run_check(check)
             checked += 1
-            details.append(detail)
-            if not ok:
-                mismatches.append(Mismatch(path=f"check {check.name}", expected=str(dict(check.expect)),
-                                           actual=detail))
+            details.append(svc_checks.detail(check, outcome))
+            if not outcome.ok:
+                mismatches.append(svc_checks.mismatch(check, outcome))
         return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches),
                             detail="; ".join(details), readback=Snapshot(content=parsed.canonical, scope=SCOPE))
 
-    async def _run_check(self, check: Check) -> tuple[bool, str]:
-        """Run a show-command check, again until it passes or ``check_settle_s`` has passed:
-        operational state (a route in the RIB) follows the configuration a few ms later."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.check_settle_s
-        delay_s = 0.01
-        while True:
+    async def _run_check(self, check: svc_checks.Check) -> svc_checks.Outcome:
+        """Run a show-command check until its condition holds or its wait ends (operational
+        state, a route in the RIB or a link's state, follows the configuration)."""
+        query = check.query
+        assert isinstance(query, svc_checks.CliQuery)  # parse_all gave CLI checks only
+
+        async def probe() -> list[dict[str, str]]:
             session = await self._ready()
-            output = await session.send(check.command, timeout_s=self._op_s, phase=Phase.VERIFY)
-            ok, detail = evaluate(check, parse_output(output, check.ttp))
-            if ok or loop.time() + delay_s > deadline:
-                return ok, detail
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, 0.2)
+            output = await session.send(query.command, timeout_s=self._op_s, phase=Phase.VERIFY)
+            try:
+                return output_records(query, output)
+            except NotJson as exc:
+                return [{"error": str(exc)}]
+
+        return await svc_checks.run(check, probe)
 
     # -- rolling back --------------------------------------------------------------------
     async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:

@@ -26,8 +26,9 @@ from drivers.base import (
     Snapshot,
     Verification,
 )
+from drivers import checks as svc_checks
 from drivers import hostkeys
-from drivers.netconf import exact, restore, rpc, xmlconfig
+from drivers.netconf import exact, oper, restore, rpc, xmlconfig
 from drivers.netconf.framing import FramingError
 from drivers.netconf.session import (
     DEFAULT_MAX_REPLY_BYTES,
@@ -271,6 +272,7 @@ class NetconfDriver(Driver):
         native_rollback=False,
         atomic_push=True,
     )
+    check_kinds = frozenset({svc_checks.NETCONF})
 
     def __init__(self, *, endpoint: Endpoint, profile: DeviceProfile) -> None:
         super().__init__(endpoint=endpoint, profile=profile)
@@ -310,6 +312,18 @@ class NetconfDriver(Driver):
             analyse(change.content, settings_for(profile).list_keys)
         except xmlconfig.ConfigXmlError as exc:
             raise InputError([FieldViolation("content", f"configuration XML: {exc}")]) from None
+        default = svc_checks.default_wait(profile)
+        for i, text in enumerate(change.checks):
+            try:
+                check = svc_checks.parse(text, index=i, default=default)
+            except svc_checks.CheckError:
+                continue  # the planner names it (drivers.checks.plan_checks)
+            if check is not None and isinstance(check.query, svc_checks.NetconfQuery):
+                try:
+                    oper.filter_bytes(check.query.get)
+                except oper.FilterError as exc:
+                    raise InputError([FieldViolation(f"service {change.service!r} checks[{i}] ({check.name})",
+                                                     f"get: {exc}")]) from None
 
     # -- errors: the one translation point ----------------------------------------------------
     def _guard(self, phase: Phase) -> _Guard:
@@ -488,8 +502,27 @@ class NetconfDriver(Driver):
             unexpected = sum(1 for m in mismatches if m.unexpected)
             detail = (f"{checked} leaves compared with the snapshot plus the change: "
                       + (f"{len(mismatches)} differ ({unexpected} not named by the change)" if mismatches else "all equal"))
-            return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches), detail=detail,
-                                readback=Snapshot(content=content, scope=a.scope))
+            details = [detail]
+            for check in svc_checks.parse_all(change, self.profile, svc_checks.NETCONF):
+                outcome = await self._run_check(check)
+                checked += 1
+                details.append(svc_checks.detail(check, outcome))
+                if not outcome.ok:
+                    mismatches.append(svc_checks.mismatch(check, outcome))
+            return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches),
+                                detail="; ".join(details), readback=Snapshot(content=content, scope=a.scope))
+
+    async def _run_check(self, check: svc_checks.Check) -> svc_checks.Outcome:
+        """``<get>`` the check's filter until its condition holds or its wait ends."""
+        query = check.query
+        assert isinstance(query, svc_checks.NetconfQuery)  # parse_all gave NETCONF checks only
+        body = rpc.get(subtree=oper.filter_bytes(query.get))
+
+        async def probe() -> list[dict[str, str]]:
+            reply = await self._rpc(body, operation=f"get ({check.name})", phase=Phase.VERIFY, want_data=True)
+            return oper.xml_records(reply.data)
+
+        return await svc_checks.run(check, probe)
 
     async def restore(self, snapshot: Snapshot, undo: str | None = None) -> None:
         """Discard anything staged, edit the snapshot's scope back into the candidate, commit.

@@ -102,6 +102,11 @@ def get_config(*, source: str = "running", subtree: bytes | None = None) -> byte
     return body + b"</get-config>"
 
 
+def get(*, subtree: bytes) -> bytes:
+    """``<get>`` (running configuration and operational state) with a subtree filter."""
+    return b'<get><filter type="subtree">' + subtree + b"</filter></get>"
+
+
 def close_session() -> bytes:
     return b"<close-session/>"
 
@@ -210,6 +215,7 @@ __all__ = [
     "discard_changes",
     "edit_config",
     "error_matches",
+    "get",
     "get_config",
     "has_ok",
     "lock",

@@ -19,6 +19,7 @@ may differ by themselves.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
@@ -34,6 +35,7 @@ from drivers.base import (
     Snapshot,
     Verification,
 )
+from drivers import checks as svc_checks
 from drivers.snmp.session import SECURITY_MODES, SnmpOptions, SnmpSession
 from drivers.snmp.varbinds import (
     SnapshotFormatError,
@@ -112,6 +114,7 @@ class SnmpDriver(Driver):
     name: ClassVar[str] = "snmp"
     payload_format: ClassVar[PayloadFormat] = PayloadFormat.VARBINDS
     supported: ClassVar[Capabilities] = Capabilities(atomic_push=True)
+    check_kinds: ClassVar[frozenset[str]] = frozenset({svc_checks.SNMP})
 
     @classmethod
     def settings_from(cls, profile: DeviceProfile) -> SnmpSettings:
@@ -202,10 +205,39 @@ class SnmpDriver(Driver):
             mismatches.append(Mismatch(path=oid, expected=w.text if w else None, actual=a.text if a else None,
                                        unexpected=oid not in named))
         readback = Snapshot(content=format_snapshot(got), scope=format_scope(oids))
-        detail = ("; ".join(str(m) for m in mismatches) if mismatches
-                  else f"{len(oids)} value(s) read back equal to the snapshot plus the change")
-        return Verification(ok=not mismatches, checked=len(oids), mismatches=tuple(mismatches), detail=detail,
-                            readback=readback)
+        details = ["; ".join(str(m) for m in mismatches) if mismatches
+                   else f"{len(oids)} value(s) read back equal to the snapshot plus the change"]
+        checked = len(oids)
+        for check in svc_checks.parse_all(change, self.profile, svc_checks.SNMP):
+            outcome = await svc_checks.run(check, functools.partial(self._probe, check))
+            checked += 1
+            details.append(svc_checks.detail(check, outcome))
+            if not outcome.ok:
+                mismatches.append(svc_checks.mismatch(check, outcome))
+        return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches),
+                            detail="; ".join(details), readback=readback)
+
+    async def _probe(self, check: svc_checks.Check) -> list[dict[str, str]]:
+        """One poll of an SNMP check: its GET or its walk, as records (:mod:`drivers.checks`)."""
+        query = check.query
+        assert isinstance(query, svc_checks.SnmpQuery)  # parse_all gave SNMP checks only
+        session = self._require(Phase.VERIFY)
+        if query.get:
+            got = await session.get([oid for _, oid in query.get], phase=Phase.VERIFY)
+            if query.per_oid:
+                return [{"oid": vb.oid, "value": plain(vb)} for vb in got]
+            return [{name: plain(vb) for (name, _), vb in zip(query.get, got)}]
+        columns = [oid for _, oid in query.walk]
+        found = await session.walk(columns, phase=Phase.VERIFY, max_rows=svc_checks.MAX_RECORDS)
+        rows: dict[str, dict[str, str]] = {}
+        for (name, column), vbs in zip(query.walk, found):
+            for vb in vbs:
+                index = vb.oid[len(column) + 1:]
+                row = rows.setdefault(index, {"index": index})
+                row[name] = plain(vb)
+                if len(query.walk) == 1:
+                    row["oid"] = vb.oid
+        return sorted(rows.values(), key=lambda r: tuple(int(p) for p in r["index"].split(".")))
 
     def _managed(self, oid: str) -> bool:
         return any(oid == p or oid.startswith(p + ".") for p in self.profile.device_managed)
@@ -250,4 +282,17 @@ class SnmpDriver(Driver):
         return self._session
 
 
-__all__ = ["SnmpDriver", "SnmpSettings"]
+def plain(vb: Varbind) -> str:
+    """A value as a check compares it: text of an OCTET STRING (hex ``0x..`` when not UTF-8),
+    the number of an integer, the exception's name (``noSuchInstance``)."""
+    if vb.is_exception:
+        return vb.type
+    if isinstance(vb.value, bytes):
+        try:
+            return vb.value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "0x" + vb.value.hex()
+    return str(vb.value)
+
+
+__all__ = ["SnmpDriver", "SnmpSettings", "plain"]

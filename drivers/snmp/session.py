@@ -25,6 +25,7 @@ from pysnmp.hlapi.v3arch.asyncio import CommunityData, UdpTransportTarget, UsmUs
 from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
 from pysnmp.entity import config as snmp_config
 
+from drivers.checks import TooMuch
 from drivers.snmp import codec
 from drivers.snmp.errors import translate
 from drivers.snmp.varbinds import Varbind
@@ -188,6 +189,36 @@ class SnmpSession:
         except ValueError as exc:
             raise translate(device=self.device, phase=phase, operation="GET", timeout_s=0, exc=exc) from exc
 
+    async def walk(self, columns: Sequence[str], *, phase: Phase, max_rows: int) -> list[list[Varbind]]:
+        """GETNEXT the subtrees under ``columns`` together (a table's columns, one PDU a row):
+        per column, its varbinds in order. More than ``max_rows`` in a column raises
+        :class:`~drivers.checks.TooMuch`; an agent that does not move forward ends its column."""
+        results: list[list[Varbind]] = [[] for _ in columns]
+        current = list(columns)
+        active = list(range(len(columns)))
+        while active:
+            oids = [current[i] for i in active]
+            reply = await self._request(cmdgen.NextCommandGeneratorSingleRun(), codec.get_request(oids), oids,
+                                        operation="GETNEXT", phase=phase)
+            try:
+                got = [codec.from_wire(name, value) for name, value in reply]
+            except ValueError as exc:
+                raise translate(device=self.device, phase=phase, operation="GETNEXT", timeout_s=0, exc=exc) from exc
+            if len(got) != len(oids):
+                raise translate(device=self.device, phase=phase, operation="GETNEXT", timeout_s=0,
+                                exc=codec.ReplyError(f"the agent answered {len(got)} varbinds for {len(oids)}"))
+            still = []
+            for i, vb in zip(active, got):
+                if vb.is_exception or not vb.oid.startswith(columns[i] + ".") or not _after(vb.oid, current[i]):
+                    continue  # past the column (or an agent going backwards): the column is done
+                results[i].append(vb)
+                if len(results[i]) > max_rows:
+                    raise TooMuch(f"more than {max_rows} rows under {columns[i]}")
+                current[i] = vb.oid
+                still.append(i)
+            active = still
+        return results
+
     async def set(self, varbinds: Sequence[Varbind], *, phase: Phase) -> None:
         await self._request(cmdgen.SetCommandGenerator(), codec.to_wire(varbinds), [vb.oid for vb in varbinds],
                             operation="SET", phase=phase)
@@ -226,6 +257,10 @@ class SnmpSession:
             raise translate(device=self.device, phase=phase, operation=operation, timeout_s=limit_s,
                             indication=indication, status=int(status or 0), index=int(index or 0), oids=oids)
         return list(varbinds)
+
+
+def _after(oid: str, previous: str) -> bool:
+    return tuple(int(p) for p in oid.split(".")) > tuple(int(p) for p in previous.split("."))
 
 
 __all__ = ["AUTH_PROTOCOLS", "PRIV_PROTOCOLS", "SnmpOptions", "SnmpSession", "build_auth", "close_engines",

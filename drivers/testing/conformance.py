@@ -38,7 +38,8 @@ from typing import Any
 
 import pytest
 
-from drivers.base import ChangeSet, DeviceProfile, Driver, Endpoint, Snapshot
+from drivers import checks
+from drivers.base import Action, ChangeSet, DeviceProfile, Driver, Endpoint, Snapshot
 from drivers.errors import (
     AgwError,
     ConfigurationError,
@@ -46,6 +47,7 @@ from drivers.errors import (
     DeviceError,
     DeviceRejectedError,
     DeviceTimeoutError,
+    InputError,
     LockDeniedError,
     SessionLostError,
 )
@@ -175,6 +177,28 @@ class DriverConformance:
             assert driver.capabilities.candidate, "confirmed_commit/validate without candidate"
         if driver.capabilities.persist_id:
             assert driver.capabilities.confirmed_commit, "persist_id without confirmed_commit"
+        kinds = type(driver).check_kinds
+        assert isinstance(kinds, frozenset) and kinds <= set(checks.KINDS), (
+            f"check_kinds {sorted(kinds)!r}: each must be one of {checks.KINDS} (drivers.checks)")
+
+    def test_service_checks_of_an_undeclared_kind_are_refused_by_the_planner(
+            self, conformance_target: ConformanceTarget) -> None:
+        """A service check this driver does not declare is refused before anything is sent (the
+        engine never finds out by a failing verify)."""
+        cls, profile = conformance_target.driver_class, conformance_target.profile
+        samples = {checks.CLI: "command: show version\njson: true",
+                   checks.NETCONF: "get: '<netconf-state xmlns=\"urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring\"/>'",
+                   checks.SNMP: "get: [1.3.6.1.2.1.1.3.0]"}
+        for kind, text in samples.items():
+            change = ChangeSet(service="conformance", action=Action.CREATE, content="", checks=(text,))
+            if kind in cls.check_kinds:
+                planned = checks.plan_checks(change, profile=profile, kinds=cls.check_kinds, driver=cls.name,
+                                             confirmed_commit=False)
+                assert [c.kind for c in planned] == [kind]
+            else:
+                with pytest.raises(InputError, match=f"a {kind} check, but driver"):
+                    checks.plan_checks(change, profile=profile, kinds=cls.check_kinds, driver=cls.name,
+                                       confirmed_commit=False)
 
     def test_profile_settings_parse_and_refuse_unknown_keys(self, conformance_target: ConformanceTarget) -> None:
         cls, profile = conformance_target.driver_class, conformance_target.profile

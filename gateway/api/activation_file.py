@@ -5,6 +5,9 @@
     request_id: lab-if-1          # required: the idempotency key (--request-id overrides)
     order_ref: ORD-1001           # optional
     atomic: true                  # optional, default true
+    retry:                        # optional: this activation's automatic retries, each field over
+      attempts: 5                 #   the device profile's (1 = none, at most 20)
+      max_delay_s: 4              #   also initial_delay_s, deadline_s: seconds in (0, 3600]
     tasks:
       - id: if1
         device: nc1
@@ -25,11 +28,13 @@ from typing import Any, Iterator
 
 import yaml
 
+from drivers.profiles import retry_problem
 from gateway.api.convert import MAX_SAFE_INTEGER
 from gateway.errors import FieldViolation, InputError
-from gateway.model import Action, ActivationRequest, TaskSpec
+from gateway.model import Action, ActivationRequest, RetryOverride, TaskSpec
 
-TOP_KEYS = frozenset({"request_id", "order_ref", "atomic", "tasks"})
+TOP_KEYS = frozenset({"request_id", "order_ref", "atomic", "retry", "tasks"})
+RETRY_KEYS = ("attempts", "initial_delay_s", "max_delay_s", "deadline_s")
 TASK_KEYS = frozenset({"id", "device", "service", "action", "parameters", "depends_on"})
 
 
@@ -99,6 +104,23 @@ def _task(i: int, raw: Any, out: list[FieldViolation]) -> TaskSpec | None:
     return TaskSpec(id=tid, device=device, service=service, action=action, parameters=params, depends_on=tuple(deps))
 
 
+def _retry(raw: Any, out: list[FieldViolation]) -> RetryOverride | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        out.append(FieldViolation("retry", "must be a mapping (attempts, initial_delay_s, max_delay_s, deadline_s)"))
+        return None
+    given: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in RETRY_KEYS:
+            out.append(FieldViolation(f"retry.{key}", f"unknown field (known: {', '.join(RETRY_KEYS)})"))
+        elif (problem := retry_problem(key, value)) is not None:
+            out.append(FieldViolation(f"retry.{key}", problem))
+        else:
+            given[key] = value
+    return RetryOverride(**given) if given else None
+
+
 def parse_activation(data: Any, *, request_id: str = "") -> ActivationRequest:
     out: list[FieldViolation] = []
     if not isinstance(data, dict):
@@ -111,6 +133,7 @@ def parse_activation(data: Any, *, request_id: str = "") -> ActivationRequest:
     if not isinstance(atomic, bool):
         out.append(FieldViolation("atomic", "must be true or false"))
         atomic = True
+    retry = _retry(data.get("retry"), out)
     raw_tasks = data.get("tasks")
     tasks: list[TaskSpec] = []
     if not isinstance(raw_tasks, list) or not raw_tasks:
@@ -122,7 +145,7 @@ def parse_activation(data: Any, *, request_id: str = "") -> ActivationRequest:
                 tasks.append(t)
     if out:
         raise InputError(out)
-    return ActivationRequest(request_id=rid, order_ref=order_ref, atomic=atomic, tasks=tuple(tasks))
+    return ActivationRequest(request_id=rid, order_ref=order_ref, atomic=atomic, tasks=tuple(tasks), retry=retry)
 
 
 def load_activation(path: Path, *, request_id: str = "") -> ActivationRequest:

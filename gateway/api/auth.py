@@ -57,6 +57,9 @@ METHOD_ROLES: dict[str, Role] = {
 """The least role each method needs (the servicer then checks the devices and services)."""
 METHOD_PERMISSIONS: dict[str, str] = {"Subscribe": "events:subscribe"}
 """The permission (:data:`gateway.api.policy.PERMISSIONS`) a method needs besides its role."""
+POOL_SERVICE = "/agw.activation.v1.PoolService/"
+POOL_PERMISSIONS: dict[str, str] = {"ListPools": "pools:read", "GetPool": "pools:read", "CreatePool": "pools:admin"}
+"""PoolService: every method needs the reader role and this permission (any other: pools:admin)."""
 OPEN_PREFIXES = ("/grpc.health.v1.Health/",)
 """Methods anyone may call, identity or not."""
 
@@ -122,6 +125,8 @@ def required_permission(method: str) -> str:
     """The permission ``method`` needs besides its role ("" for none)."""
     if method.startswith(SERVICE):
         return METHOD_PERMISSIONS.get(method[len(SERVICE):], "")
+    if method.startswith(POOL_SERVICE):
+        return POOL_PERMISSIONS.get(method[len(POOL_SERVICE):], "pools:admin")
     return ""
 
 

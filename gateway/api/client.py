@@ -15,6 +15,8 @@ from gateway.api import convert, status
 from gateway.api.tls import ClientTls
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
+from gateway.api.generated.activation.v1 import pools_pb2 as ppb
+from gateway.api.generated.activation.v1 import pools_pb2_grpc as ppb_grpc
 from gateway.model import ActivationRequest
 from gateway.results import ActivationResult, ActivationState, Event, SubmitResult, TaskResult
 
@@ -51,6 +53,7 @@ class Client:
         else:
             self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.ActivationServiceStub(self._channel)
+        self._pools = ppb_grpc.PoolServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -158,6 +161,19 @@ class Client:
     def resolve(self, activation_id: str, task_id: str, note: str) -> ActivationResult:
         req = pb.FalloutActionRequest(activation_id=activation_id, task_id=task_id, note=note)
         return convert.activation_from_proto(self._stub.ResolveFallout(req, timeout=self.timeout_s))
+
+    # -- resource pools (proto/activation/v1/pools.proto): the messages as they come ------------------
+    def create_pool(self, pool: ppb.Pool, *, replace: bool = False) -> ppb.CreatePoolResponse:
+        r: ppb.CreatePoolResponse = self._pools.CreatePool(ppb.CreatePoolRequest(pool=pool, replace=replace),
+                                                           timeout=self.timeout_s)
+        return r
+
+    def list_pools(self) -> builtins.list[ppb.Pool]:
+        return builtins.list(self._pools.ListPools(ppb.ListPoolsRequest(), timeout=self.timeout_s).pools)
+
+    def get_pool(self, name: str, *, limit: int = 0) -> ppb.Pool:
+        p: ppb.Pool = self._pools.GetPool(ppb.GetPoolRequest(name=name, limit=limit), timeout=self.timeout_s)
+        return p
 
 
 __all__ = ["DEFAULT_SERVER", "Client", "describe_rpc_error", "violations_of"]

@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.errors import DeviceErrorInfo
-from gateway.model import Action, ActivationRequest, TaskSpec, TaskState
+from gateway.model import Action, ActivationRequest, RetryOverride, TaskSpec, TaskState
 from gateway.results import (
     ActivationResult,
     ActivationState,
@@ -128,7 +128,19 @@ def request_from_proto(msg: pb.SubmitRequest) -> ActivationRequest:
             )
             for t in msg.tasks
         ),
+        retry=retry_from_proto(msg.retry) if msg.HasField("retry") else None,
     )
+
+
+def retry_from_proto(msg: pb.RetryPolicy) -> RetryOverride | None:
+    """The fields given (None when none is)."""
+    given = {name: getattr(msg, name) for name in ("attempts", "initial_delay_s", "max_delay_s", "deadline_s")
+             if msg.HasField(name)}
+    return RetryOverride(**given) if given else None
+
+
+def retry_to_proto(retry: RetryOverride | None) -> pb.RetryPolicy | None:
+    return None if retry is None else pb.RetryPolicy(**retry.given())  # type: ignore[arg-type]
 
 
 def request_to_proto(req: ActivationRequest) -> pb.SubmitRequest:
@@ -136,6 +148,7 @@ def request_to_proto(req: ActivationRequest) -> pb.SubmitRequest:
         request_id=req.request_id,
         order_ref=req.order_ref,
         atomic=req.atomic,
+        retry=retry_to_proto(req.retry),
         tasks=[
             pb.Task(
                 id=t.id,
@@ -201,6 +214,7 @@ def task_to_proto(t: TaskResult) -> pb.TaskResult:
         ],
         note=t.note,
         emulated=list(t.emulated),
+        parameters=dict_to_struct(t.parameters),
     )
     if t.verification is not None:
         v = t.verification
@@ -307,6 +321,7 @@ def task_from_proto(msg: pb.TaskResult) -> TaskResult:
         ),
         note=msg.note,
         emulated=tuple(msg.emulated),
+        parameters=struct_to_dict(msg.parameters),
     )
 
 
@@ -363,6 +378,8 @@ __all__ = [
     "event_to_proto",
     "request_from_proto",
     "request_to_proto",
+    "retry_from_proto",
+    "retry_to_proto",
     "result_event_to_proto",
     "struct_to_dict",
     "submit_to_proto",

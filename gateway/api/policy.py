@@ -28,6 +28,8 @@ Permissions are rights no role below admin implies, granted by name (admin holds
 ==================  ===========================================================================
 events:subscribe    Subscribe: the stream of every activation's result events (those of the
                     activations the caller may read, when its grants are scoped)
+pools:read          ListPools, GetPool: the resource pools and their allocations in use
+pools:admin         CreatePool: define or change a resource pool (includes pools:read)
 ==================  ===========================================================================
 
 A grant without ``devices``/``services`` covers all of them. A caller may hold several grants;
@@ -48,7 +50,11 @@ from gateway.inventory._yaml import load_yaml_file, type_name
 
 GROUP_PREFIX = "group:"
 _GRANT_KEYS = ("identity", "role", "devices", "services", "permissions")
-PERMISSIONS: dict[str, str] = {"events:subscribe": "Subscribe (every activation's result events)"}
+PERMISSIONS: dict[str, str] = {"events:subscribe": "Subscribe (every activation's result events)",
+                               "pools:read": "ListPools, GetPool (the resource pools and their allocations)",
+                               "pools:admin": "CreatePool (define or change a resource pool); includes pools:read"}
+IMPLIED: dict[str, frozenset[str]] = {"pools:read": frozenset({"pools:admin"})}
+"""A permission a grant also holds through another: pools:admin includes pools:read."""
 """The permissions a grant may hold, and what each allows."""
 
 
@@ -123,7 +129,8 @@ class Access:
 
     def permits(self, permission: str) -> bool:
         """A grant holds ``permission`` (an admin grant holds them all)."""
-        return self.unrestricted or any(g.role is Role.ADMIN or permission in g.permissions for g in self.grants)
+        via = IMPLIED.get(permission, frozenset()) | {permission}
+        return self.unrestricted or any(g.role is Role.ADMIN or bool(via & g.permissions) for g in self.grants)
 
 
 UNRESTRICTED = Access(identity="", grants=(), unrestricted=True)

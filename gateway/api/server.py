@@ -21,7 +21,10 @@ from grpc_reflection.v1alpha import reflection
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.api.generated.activation.v1 import activation_pb2_grpc as pb_grpc
 from gateway.api.auth import AuthInterceptor, AuthMode, Authorizer
+from gateway.api.generated.activation.v1 import pools_pb2_grpc as ppb_grpc
 from gateway.api.interceptors import ObservabilityInterceptor
+from gateway.api.pools import SERVICE_NAME as POOL_SERVICE_NAME
+from gateway.api.pools import PoolServicer
 from gateway.api.servicer import ActivationServicer, EngineFacade
 from gateway.api.tls import ServerTls, check_listen
 from gateway.api.validate import DEFAULT_LIMITS, MIB, EdgeLimits
@@ -36,6 +39,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 8 * MIB
 DEFAULT_GRACE_S = 10.0
 
 _health: "weakref.WeakKeyDictionary[grpc.aio.Server, health.aio.HealthServicer]" = weakref.WeakKeyDictionary()
+_close_streams: "weakref.WeakKeyDictionary[grpc.aio.Server, Callable[[], None]]" = weakref.WeakKeyDictionary()
 
 
 async def start_server(
@@ -82,10 +86,11 @@ async def start_server(
     authorizer = Authorizer(groups_of=getattr(inventory, "groups_of", None))
     pb_grpc.add_ActivationServiceServicer_to_server(
         ActivationServicer(engine, limits=limits, authorizer=authorizer), server)
+    ppb_grpc.add_PoolServiceServicer_to_server(PoolServicer(engine), server)  # resource pools: docs/pools.md
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, POOL_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     try:
         port = server.add_secure_port(listen, credentials) if credentials is not None else server.add_insecure_port(listen)
@@ -97,6 +102,9 @@ async def start_server(
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _health[server] = health_servicer
+    close_streams = getattr(engine, "close_streams", None)
+    if callable(close_streams):
+        _close_streams[server] = close_streams
     log.info("serving %s on %s (port %d, %s%s)", SERVICE_NAME, listen, port,
              "plain text" if tls is None else ("mutual TLS" if tls.client_ca else "TLS"),
              f", policy {auth.policy.source}" if auth.policy is not None else "")
@@ -108,6 +116,9 @@ async def stop_server(server: grpc.aio.Server, *, grace_s: float = DEFAULT_GRACE
     health_servicer = _health.pop(server, None)
     if health_servicer is not None:
         await health_servicer.enter_graceful_shutdown()
+    close_streams = _close_streams.pop(server, None)
+    if close_streams is not None:  # open Watch/Subscribe streams end now (UNAVAILABLE), not at the grace's end
+        close_streams()
     await server.stop(grace_s)
     log.info("server stopped")
 

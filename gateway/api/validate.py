@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
+from drivers.profiles import retry_problem
 from gateway.api.generated.activation.v1 import activation_pb2 as pb
 from gateway.errors import FieldViolation, InputError
 
@@ -159,7 +160,21 @@ def submit_violations(msg: pb.SubmitRequest, limits: EdgeLimits = DEFAULT_LIMITS
             ids[task.id] = i
     for i, task in enumerate(msg.tasks):
         out.extend(_task(i, task, ids, limits))
+    if msg.HasField("retry"):
+        out.extend(retry_violations(msg.retry))
     return out
+
+
+RETRY_FIELDS = ("attempts", "initial_delay_s", "max_delay_s", "deadline_s")
+
+
+def retry_violations(retry: pb.RetryPolicy) -> Iterator[FieldViolation]:
+    """Each field given within the hard caps a device profile's retry has too (``retry.attempts``...)."""
+    for name in RETRY_FIELDS:
+        if retry.HasField(name):
+            problem = retry_problem(name, getattr(retry, name))
+            if problem is not None:
+                yield FieldViolation(f"retry.{name}", problem)
 
 
 def _timestamp(field: str, ts: timestamp_pb2.Timestamp) -> Iterator[FieldViolation]:
@@ -268,6 +283,7 @@ __all__ = [
     "list_violations",
     "page_size",
     "raise_if_any",
+    "retry_violations",
     "submit_violations",
     "subscribe_violations",
 ]

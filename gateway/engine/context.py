@@ -15,6 +15,7 @@ from gateway.journal.base import Journal
 from gateway.engine.events import EventBus
 from gateway.errors import AgwError, DeviceError, Phase
 from gateway.incidents import public_kind, public_message
+from gateway.render.masking import Redactor, redact_transition
 from gateway.results import ErrorView, Event, PhaseTiming, VerificationView
 from gateway.transitions import Transition
 
@@ -31,9 +32,23 @@ class EngineContext:
     pool: SessionPool
     locks: DeviceLocks
     bus: EventBus
+    redactors: dict[str, Redactor] = field(default_factory=dict)
+    """Activation id -> the masking of its secret parameter values, while its run is here: every
+    transition of that activation is journaled (and so shown and sent) with them masked."""
+
+    def _masked(self, transition: Transition) -> Transition:
+        redact = self.redactors.get(transition.activation_id) if self.redactors else None
+        return transition if redact is None else redact_transition(transition, redact)
+
+    def secret_values(self) -> frozenset[str]:
+        """The secret parameter values of the activations running here (for the log filter)."""
+        if not self.redactors:
+            return frozenset()
+        return frozenset().union(*(r.values for r in list(self.redactors.values())))
 
     async def record(self, transition: Transition) -> Event:
         """Write a transition to the journal, then tell the watchers. Returns after the write."""
+        transition = self._masked(transition)
         event: Event = await self.journal.record_later(transition)
         self.bus.publish(event)
         return event
@@ -45,7 +60,7 @@ class EngineContext:
         returns only once everything before it is durable; watchers hear of it once committed.
         Its ``recovery`` may only carry what a recovery can do without (the read-back ``after``, a
         cleared ``pending`` once confirmed): a crash may lose a note, never a :meth:`record`."""
-        future = self.journal.record_later(transition)
+        future = self.journal.record_later(self._masked(transition))
         future.add_done_callback(self._published)
 
     def _published(self, future: Any) -> None:

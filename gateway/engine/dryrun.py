@@ -26,6 +26,7 @@ and lock rules as an activation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
@@ -36,6 +37,7 @@ from gateway.engine.plan import Plan, PlannedTask
 from gateway.engine.transaction import DeviceTransaction, planned_connect
 from gateway.errors import DeviceBusyError, DeviceTimeoutError, Phase
 from gateway.model import TaskState
+from gateway.render.masking import Redactor
 from gateway.results import ActivationResult, ActivationState, TaskResult
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,16 @@ class _Group:
 
 
 def _result(p: PlannedTask, *, diff: str = "", exc: BaseException | None = None, note: str = "") -> TaskResult:
+    """A dry run's task result, the task's secret parameter values masked in every text."""
+    redact = Redactor(p.secrets)
+    error = None if exc is None else error_view(exc, phase=Phase.DIFF)
+    if error is not None and redact:
+        error = dataclasses.replace(error, message=redact(error.message))
     return TaskResult(
         id=p.spec.id, device=p.spec.device, service=p.spec.service, action=p.spec.action,
         state=TaskState.COMPLETED if exc is None else TaskState.FAILED, depends_on=p.spec.depends_on,
-        platform=p.platform, driver=p.profile.driver, rendered=p.change.content, diff=diff,
-        error=None if exc is None else error_view(exc, phase=Phase.DIFF), note=note,
+        platform=p.platform, driver=p.profile.driver, rendered=redact(p.change.content), diff=redact(diff),
+        error=error, note=redact(note), parameters=p.parameters,
     )
 
 

@@ -27,6 +27,7 @@ from gateway.engine.events import EventBus
 from gateway.engine.feed import ResultFeed
 from gateway.engine.healing import Healer
 from gateway.engine.limits import CallerSlots, EngineSettings
+from gateway.engine import allocation
 from gateway.engine.plan import Plan, make_plan
 from gateway.engine.lifecycle import Mode
 from gateway.engine.repair import Repairer
@@ -36,6 +37,7 @@ from gateway.errors import AgwError, StateError
 from gateway.journal.base import Journal
 from gateway.incidents import incident, public_text
 from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
+from gateway.render.masking import Redactor
 from gateway.results import ActivationResult, ActivationState, Event, Page, ResultEvent, SubmitResult, TaskResult
 from gateway.transitions import Transition
 
@@ -141,9 +143,16 @@ class Engine:
 
         self._reaper = asyncio.create_task(reap(), name="session-reaper")
 
+    def close_streams(self) -> None:
+        """End every open Watch and Subscribe stream now (:class:`ShuttingDownError`), so that a
+        shutdown does not wait its grace period for callers that never hang up."""
+        self.ctx.bus.close()
+        self.results.close()
+
     async def stop(self, *, grace_s: float = 10.0) -> None:
         """Let running activations finish for ``grace_s``, then stop them. Whatever is cut off
         is recovered at the next start (and NETCONF devices revert by themselves meanwhile)."""
+        self.close_streams()
         if self._healer is not None:  # no new self-healing retry from here on
             self._healer.cancel()
             await asyncio.gather(self._healer, return_exceptions=True)
@@ -249,10 +258,11 @@ class Engine:
     def _plan_with_results(self, request: ActivationRequest) -> tuple[Plan, list[TaskResult]]:
         """The plan and the activation's first task results (what the journal creates)."""
         plan = self.plan(request)  # raises InputError with every violation
+        redact = Redactor(plan.secrets)
         tasks = [
             TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service, action=p.spec.action,
                        state=TaskState.ACKNOWLEDGED, depends_on=p.spec.depends_on, platform=p.platform,
-                       driver=p.profile.driver, rendered=p.change.content)
+                       driver=p.profile.driver, rendered=redact(p.change.content), parameters=p.parameters)
             for p in sorted(plan.tasks, key=lambda p: p.index)
         ]
         return plan, tasks
@@ -279,14 +289,17 @@ class Engine:
         elif await self.journal.find_by_request_id(request.request_id, submitted_by=caller.identity) is None:
             raise slots.exhausted(caller)
         try:
-            plan, tasks = await self._off_loop(self._plan_with_results, request)
+            prepared = await allocation.prepare(request, self.journal)  # resource pools: docs/pools.md
+            plan, tasks = await self._off_loop(self._plan_with_results, request if prepared is None else prepared.probe)
+            pools = allocation.Submission(prepared, plan, self._plan_with_results)
             # the journal enforces idempotency: same request_id and content → the existing activation,
             # different content → ConflictError
             activation_id, created = await self.journal.create_activation(  # serialized by the journal's writer
-                activation_id=str(uuid.uuid4()), request_id=request.request_id, fingerprint=plan.fingerprint,
+                activation_id=str(uuid.uuid4()), request_id=request.request_id, fingerprint=pools.fingerprint,
                 order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=utcnow(),
-                submitted_by=caller.identity,
+                submitted_by=caller.identity, **pools.journal_kwargs(),
             )
+            plan = pools.plan  # with the values allocated in that transaction
         except BaseException:
             if reserved:
                 slots.give_back(caller)
@@ -297,6 +310,8 @@ class Engine:
             slots.give_back(caller)
         if created:
             self._slot_of[activation_id] = caller
+            if plan.secrets:  # every text journaled for it masks them (gateway.render.masking)
+                self.ctx.redactors[activation_id] = Redactor(plan.secrets)
             run = ActivationRun(self.ctx, activation_id=activation_id, plan=plan)
             self._runs[activation_id] = run
             self._spawn(self._run(run), name=f"activation-{activation_id}", activation_id=activation_id)
@@ -318,6 +333,7 @@ class Engine:
                 log.exception("could not record the failure of %s", run.id)
         finally:
             self._runs.pop(run.id, None)
+            self.ctx.redactors.pop(run.id, None)
             slot = self._slot_of.pop(run.id, None)
             if slot is not None:
                 self.activation_slots.give_back(slot)
@@ -336,7 +352,7 @@ class Engine:
         deadline = asyncio.get_running_loop().time() + timeout_s
         self.dry_run_slots.take(caller)
         try:
-            plan = await self._off_loop(self.plan, request)
+            plan = await self._off_loop(self.plan, await allocation.dry_run_request(request, self.journal))
             return await DryRun(self.ctx, plan, deadline=deadline, timeout_s=timeout_s,
                                 lock_wait_s=s.dry_run_lock_wait_s, spawn=self._spawn).run()
         finally:

@@ -2,7 +2,8 @@
 the listeners of every event: the Subscribe feed, :mod:`gateway.engine.feed`).
 
 A watcher subscribes *before* it reads past events from the journal, then drops live events it
-has already seen (by ``seq``), so it never misses nor repeats one.
+has already seen (by ``seq``), so it never misses nor repeats one. :meth:`EventBus.close` (the
+gateway shutting down) ends every stream with :class:`~gateway.errors.ShuttingDownError`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 from collections import defaultdict
 from typing import AsyncIterator, Awaitable, Callable
 
+from gateway.errors import ShuttingDownError
 from gateway.results import ActivationState, Event
 
 _END_STATES = {s.value for s in ActivationState if s.final} | {ActivationState.FALLOUT.value}
@@ -23,9 +25,17 @@ def is_terminal(event: Event) -> bool:
 
 class EventBus:
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
+        self._subscribers: dict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
         self._last: dict[str, int] = {}  # activation id -> last seq published to its watchers
         self._listeners: list[Callable[[Event], None]] = []
+        self._closed = False
+
+    def close(self) -> None:
+        """End every stream now and refuse new ones (the gateway is shutting down)."""
+        self._closed = True
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(None)
 
     def listen(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener`` with every event published from now on (on the loop: keep it quick)."""
@@ -56,7 +66,9 @@ class EventBus:
         past: Callable[[], Awaitable[list[Event]]],
         is_over: Callable[[], Awaitable[bool]],
     ) -> AsyncIterator[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        if self._closed:
+            raise _closing()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._subscribers[activation_id].add(queue)
         try:
             last = 0
@@ -70,12 +82,14 @@ class EventBus:
                         yield event
                 return
             while True:
-                event = await queue.get()
-                if event.seq <= last:
+                live = await queue.get()
+                if live is None:
+                    raise _closing()
+                if live.seq <= last:
                     continue
-                last = event.seq
-                yield event
-                if is_terminal(event):
+                last = live.seq
+                yield live
+                if is_terminal(live):
                     return
         finally:
             subs = self._subscribers.get(activation_id)
@@ -84,6 +98,11 @@ class EventBus:
                 if not subs:
                     self._subscribers.pop(activation_id, None)
                     self._last.pop(activation_id, None)
+
+
+def _closing() -> ShuttingDownError:
+    return ShuttingDownError("the gateway is shutting down: watch again (on another replica, or once it is back); "
+                             "the events seen so far come again first")
 
 
 __all__ = ["EventBus", "is_terminal"]

@@ -31,7 +31,7 @@ import re
 from typing import Any, AsyncIterator, Callable, Collection
 
 from gateway.engine.limits import CallerSlots
-from gateway.errors import FieldViolation, InputError
+from gateway.errors import FieldViolation, InputError, ShuttingDownError
 from gateway.journal.deliveries import OutboxEvent
 from gateway.journal.outbox import END_STATES, TYPE_PREFIX
 from gateway.model import ANONYMOUS, Caller
@@ -91,6 +91,7 @@ class ResultFeed:
         self.streams = 0
         """Streams open and positioned (an event committed from now on reaches each of them)."""
         self._wake = asyncio.Event()
+        self._closed = False
 
     def heard(self, event: Event) -> None:
         """An event published here: an activation-level end state means a new outbox row (committed
@@ -98,6 +99,12 @@ class ResultFeed:
         if not event.task_id and event.state in END_STATES:
             self._wake.set()
             self._wake = asyncio.Event()
+
+    def close(self) -> None:
+        """End every stream now and refuse new ones (the gateway is shutting down): each raises
+        :class:`~gateway.errors.ShuttingDownError`; its subscriber resumes from its last cursor."""
+        self._closed = True
+        self._wake.set()
 
     async def stream(self, *, after: str = "", from_start: bool = False, outcomes: Collection[str] = (),
                      services: Collection[str] = (), caller: Caller = ANONYMOUS,
@@ -121,6 +128,9 @@ class ResultFeed:
             self.streams, counted = self.streams + 1, True
             log.debug("feed for %s from position %d", caller.shown, position)
             while True:
+                if self._closed:
+                    raise ShuttingDownError("the gateway is shutting down: subscribe again with the cursor of "
+                                            "the last event received (on another replica, or once it is back)")
                 wake = self._wake  # before the read: an end committed after it wakes the wait below
                 events = await outbox.after(position, limit=BATCH)
                 for event in events:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, PayloadFormat
+from drivers.checks import plan_checks
 from gateway.errors import AgwError, FieldViolation, InputError
 from gateway.incidents import public_message
 from gateway.model import Action, ActivationRequest, TaskSpec
@@ -35,6 +36,7 @@ class _Templates(Protocol):
         payload_format: PayloadFormat,
         validated: bool = False,
     ) -> ChangeSet: ...
+    def masked(self, *, service: str, parameters: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +55,10 @@ class PlannedTask:
     capabilities: Capabilities
     """What the engine may use: the profile's claims narrowed by the driver (read before planning)."""
     change: ChangeSet
+    parameters: Mapping[str, Any]
+    """The task's parameters as journaled and shown: every secret parameter masked."""
+    secrets: tuple[str, ...] = ()
+    """The values of the task's secret parameters (never journaled: the engine masks them)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +71,11 @@ class Plan:
     def devices(self) -> tuple[str, ...]:
         return tuple(sorted({t.spec.device for t in self.tasks}))
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret parameter values of every task (what the engine masks in journaled texts)."""
+        return tuple(dict.fromkeys(v for t in self.tasks for v in t.secrets))
+
     def task(self, task_id: str) -> PlannedTask:
         for t in self.tasks:
             if t.spec.id == task_id:
@@ -73,8 +84,9 @@ class Plan:
 
 
 def fingerprint(request: ActivationRequest) -> str:
-    """A stable digest of a request's content (what the idempotency check compares)."""
-    body = {
+    """A stable digest of a request's content (what the idempotency check compares: the same
+    request id with another retry policy is another request, as with another ``atomic``)."""
+    body: dict[str, Any] = {
         "order_ref": request.order_ref,
         "atomic": request.atomic,
         "tasks": [
@@ -89,6 +101,8 @@ def fingerprint(request: ActivationRequest) -> str:
             for t in request.tasks
         ],
     }
+    if request.retry is not None and request.retry.given():
+        body["retry"] = request.retry.given()  # only when given: older activations keep their fingerprint
     raw = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -226,8 +240,9 @@ def make_plan(
 
     The platform's driver (``driver_for(profile)``, read before anything else) decides the
     capabilities the engine may use and the payload format the template renders in; the driver
-    then checks the rendered change (:meth:`Driver.check_change`), so nothing a driver could not
-    send is ever journaled as pushable."""
+    then checks the rendered change (:meth:`Driver.check_change`) and the service's checks
+    (:func:`drivers.checks.plan_checks`: kinds it runs, waits that fit the verify phase and the
+    confirmed-commit window), so nothing a driver could not send or check is ever journaled."""
     violations = structural_violations(request)
     planned: list[PlannedTask] = []
     for i, t in enumerate(request.tasks):
@@ -279,6 +294,13 @@ def make_plan(
         except AgwError as exc:
             violations.append(FieldViolation(f"{where}.parameters", public_message(exc)))
             continue
+        try:  # the service's checks: a kind the driver runs, waits that fit (drivers.checks)
+            plan_checks(change, profile=profile, kinds=driver.check_kinds, driver=driver.name,
+                        confirmed_commit=capabilities.confirmed_commit)
+        except InputError as exc:
+            violations.extend(FieldViolation(f"{where}.{v.field}", v.reason) for v in exc.violations)
+            continue
+        shown, secrets = templates.masked(service=t.service, parameters=t.parameters)
         planned.append(
             PlannedTask(
                 spec=t,
@@ -292,6 +314,8 @@ def make_plan(
                 profile=profile,
                 capabilities=capabilities,
                 change=change,
+                parameters=shown,
+                secrets=secrets,
             )
         )
     if violations:

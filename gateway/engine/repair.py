@@ -53,7 +53,7 @@ class Repairer:
 
         return DeviceTransaction(self.ctx, activation_id=activation_id, device=task.device,
                                  caps=self.capabilities_for(profile), profile=profile, connect=connect,
-                                 persist_id=rec.persist_id, attempt=rec.attempt)
+                                 persist_id=rec.persist_id, attempt=rec.attempt, retry=rec.retry)
 
     def _choose(self, result: ActivationResult, mode: Mode, task_id: str) -> list[TaskResult]:
         if mode == Mode.UNDO:

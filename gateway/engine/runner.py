@@ -141,7 +141,7 @@ class ActivationRun:
 
         txn = DeviceTransaction(self.ctx, activation_id=self.id, device=p.spec.device, caps=p.capabilities,
                                 profile=p.profile, connect=planned_connect(self.ctx, p), persist_id=persist_id + suffix,
-                                attempt=self.attempt, cancelled=self.cancel_event.is_set)
+                                attempt=self.attempt, cancelled=self.cancel_event.is_set, retry=self.plan.request.retry)
         self._txns.append(txn)
         return txn
 

@@ -45,14 +45,16 @@ import logging
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, RetryPolicy
+from drivers import checks
 from gateway.engine.context import EngineContext, error_view, verification_view
+from gateway.engine import retries
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import PlannedTask
 from gateway import metrics, tracing
 from gateway.errors import (AgwError, DeviceTimeoutError, FencedError, LockDeniedError, Phase, StateError,
                             VerificationError)
 from gateway.incidents import public_text
-from gateway.model import TaskState
+from gateway.model import RetryOverride, TaskState
 from gateway.results import RollbackView
 from gateway.engine.lifecycle import (BEFORE_PUSH, MOVES, CancelRequested, Connect, Leg, Mode, TxnState, Work,
                                       emulations, may_restore, retry_delay_s, steps_for, task_transition)
@@ -86,7 +88,7 @@ class DeviceTransaction:
 
     def __init__(self, ctx: EngineContext, *, activation_id: str, device: str, caps: Capabilities,
                  profile: DeviceProfile, connect: Connect, persist_id: str = "", attempt: int = 1,
-                 cancelled: Callable[[], bool] = lambda: False) -> None:
+                 cancelled: Callable[[], bool] = lambda: False, retry: RetryOverride | None = None) -> None:
         self.ctx = ctx
         self.activation_id = activation_id
         self.device = device
@@ -96,6 +98,8 @@ class DeviceTransaction:
         self.persist_id = persist_id
         self.attempt = attempt
         self.cancelled = cancelled
+        self.override = retry  # the activation's own retry policy, journaled with each task it starts
+        self.retry = retries.effective(profile.retry, retry)
         self.state = TxnState.OPEN
         self.legs: list[Leg] = []
         self.driver: Driver | None = None
@@ -143,16 +147,17 @@ class DeviceTransaction:
             return t.operation_s + t.commit_s
         return t.operation_s
 
-    async def call(self, phase: Phase, op: Awaitable[T]) -> T:
-        """A driver operation, cancelled when it overruns its own timeout by :data:`OVERRUN_GRACE_S`
-        (the session is dropped: it may be mid-request). Refused, the device untouched, once this
-        gateway has lost the journal's claim (another gateway may be running the work)."""
+    async def call(self, phase: Phase, op: Awaitable[T], *, extra_s: float = 0.0) -> T:
+        """A driver operation, cancelled when it overruns its own timeout (plus ``extra_s``: a
+        verify's service checks may wait) by :data:`OVERRUN_GRACE_S` (the session is dropped: it
+        may be mid-request). Refused, the device untouched, once this gateway has lost the
+        journal's claim (another gateway may be running the work)."""
         if not self.ctx.journal.holds_claim():
             if inspect.iscoroutine(op):
                 op.close()
             raise FencedError(f"{phase.value} not sent: this gateway lost the journal's lease", device=self.device,
                               phase=phase)
-        limit_s = self._limit_s(phase) + OVERRUN_GRACE_S
+        limit_s = self._limit_s(phase) + extra_s + OVERRUN_GRACE_S
         try:
             return await asyncio.wait_for(op, timeout=limit_s)
         except asyncio.TimeoutError as exc:
@@ -179,8 +184,8 @@ class DeviceTransaction:
         self._move(TxnState.PREPARING)
         leg.undo = work.change.undo
         phase = Phase.CONNECT
+        budget = retries.Budget(self.retry)
         try:
-            attempt, first = 1, time.monotonic()
             n = 0
             while n < len(self.steps):
                 phase = self.steps[n]
@@ -188,17 +193,21 @@ class DeviceTransaction:
                     raise CancelRequested()
                 leg.clock.start(phase)
                 try:
-                    with tracing.span(phase.value, task_id=leg.id, attempt=attempt):
+                    with tracing.span(phase.value, task_id=leg.id, attempt=budget.attempt):
                         await self._step(phase, leg, work)
                 except AgwError as exc:
-                    delay_s = self._retry_delay_s(exc, phase, leg, attempt, first)
+                    if leg.touched and retries.outcome_unknown(exc, phase):  # read the device, never push blindly
+                        n = self.steps.index(await retries.recheck(self, leg, work, phase, exc, budget))
+                        continue
+                    delay_s = self._retry_delay_s(exc, phase, leg, budget)
                     if delay_s is None:
                         raise
                     self._failed(exc)  # a suspect session is dropped: the next attempt reconnects
-                    await self.record(leg, phase, message=f"retrying in {delay_s:.1f} s (attempt {attempt + 1} of "
-                                                          f"{self.profile.retry.attempts}): {public_text(exc)}")
+                    await self.record(leg, phase, message=f"retrying in {delay_s:.1f} s ({budget.shown}): "
+                                                          f"{public_text(exc)}")
                     await asyncio.sleep(delay_s)
-                    attempt, n = attempt + 1, 0  # from connect again; a datastore lock taken stays taken
+                    budget.spend()
+                    n = 0  # from connect again; a datastore lock taken stays taken
                     continue
                 n += 1
             leg.prepared_ok = True
@@ -216,20 +225,21 @@ class DeviceTransaction:
                               task=TaskChanges(error=error_view(exc, phase=phase), timings=leg.clock.snapshot()))
             return False
 
-    def _retry_delay_s(self, exc: AgwError, phase: Phase, leg: Leg, attempt: int, first: float) -> float | None:
+    def _retry_delay_s(self, exc: AgwError, phase: Phase, leg: Leg, budget: retries.Budget) -> float | None:
         """The wait before trying again, or None: only a retryable error, only before anything was
-        sent (:data:`BEFORE_PUSH`), only as the profile's :class:`~drivers.base.RetryPolicy` allows."""
+        sent (:data:`BEFORE_PUSH`), only as the task's policy allows (:mod:`gateway.engine.retries`)."""
         if not exc.retryable or phase not in BEFORE_PUSH or leg.touched or self.cancelled():
             return None
-        return retry_delay_s(self.profile.retry, attempt, elapsed_s=time.monotonic() - first, draw=random.random())
+        return budget.delay_s()
 
     async def _step(self, phase: Phase, leg: Leg, work: Work) -> None:
         change = work.change
         if phase == Phase.CONNECT:
             # connect, lock and snapshot only read: this event announces them
             self.note(leg, phase, state=TaskState.IN_PROGRESS,
-                      message=f"{self.profile.driver}: connect, lock, snapshot",
-                      task=TaskChanges(emulated=self.emulated))
+                      message=f"{self.profile.driver}: connect, lock, snapshot ({retries.describe(self.retry)})",
+                      task=TaskChanges(emulated=self.emulated),
+                      recovery=None if self.override is None else RecoveryChanges(retry=self.override))
             await self.session()
         elif phase == Phase.LOCK:
             if not self.locked:
@@ -277,7 +287,8 @@ class DeviceTransaction:
         assert leg.snapshot is not None
         drv = await self.session()
         snapshot = leg.snapshot
-        verification = await self.call(Phase.VERIFY, drv.verify(change, snapshot))
+        verification = await self.call(Phase.VERIFY, drv.verify(change, snapshot),
+                                       extra_s=checks.allowance_for(change, self.profile))
         after = verification.readback
         if after is None:
             after = await self.call(Phase.VERIFY, drv.read(snapshot.scope))
@@ -366,7 +377,7 @@ class DeviceTransaction:
         """Rules 1-4 of the module docstring; every outcome is a :class:`RollbackView` per leg."""
         methods: list[str] = []
         try:
-            drv = await self.session()
+            drv = await retries.connected(self, legs[0])
             if self.armed and not self.locked:
                 # rebuilt after a restart: a device with another session's confirmed commit pending
                 # refuses the lock (netconfd: in-use) until the commit is cancelled by its persist-id

@@ -35,6 +35,7 @@ import logging
 import math
 import ssl
 import time
+from typing import Any
 
 import nats
 import nats.errors
@@ -128,12 +129,16 @@ class JetStreamSink:
         if self._closed:
             raise nats.errors.ConnectionClosedError
         s = self.subscriber
-        token = self.target.token.reveal() if self.target.token is not None else None
+        t = self.target
+        token = t.token.reveal() if t.token is not None else None
+        auth: dict[str, Any] = {"user": t.user, "password": t.password.reveal()} if t.password is not None else {}
         tls = ssl.create_default_context(cafile=str(s.ca) if s.ca else None) if s.url.startswith("tls:") else None
+        if tls is not None and t.client_cert is not None and t.client_key is not None:
+            tls.load_cert_chain(str(t.client_cert), str(t.client_key))
         nc = NatsClient()
         try:
             await asyncio.wait_for(nc.connect(
-                servers=[s.url], name=f"agw {self.source} {s.name}", token=token, tls=tls,
+                servers=[s.url], name=f"agw {self.source} {s.name}", token=token, tls=tls, **auth,
                 connect_timeout=max(1, math.ceil(s.timeouts.connect_s)), allow_reconnect=True,
                 reconnect_time_wait=1, max_reconnect_attempts=RECONNECT_ATTEMPTS,
                 error_cb=self._on_error, disconnected_cb=self._on_disconnected,

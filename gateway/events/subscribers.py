@@ -30,7 +30,11 @@ apart from reading the file and resolving the secrets.
         url: nats://127.0.0.1:4222    # nats:// (loopback, or insecure: true) or tls://
         stream: AGW_RESULTS           # created when missing, with the subjects <subject_prefix>.>
         subject_prefix: agw.activation    # one subject per outcome: agw.activation.completed, …
-        token: env:AGW_NATS_TOKEN     # optional: the server's token (env: or file:, like secret)
+        token: env:AGW_NATS_TOKEN     # optional: the server's token (env: or file:, like secret), or
+        user: agw                     #   a user and its password (env: or file:), and/or
+        password: file:/etc/agw/nats-password
+        client_cert: /etc/agw/nats-client.pem   # a client certificate (tls:// only; with client_key)
+        client_key: /etc/agw/nats-client.key
         duplicate_window_s: 120       # optional: the stream's deduplication window, when created here
         # filter, retry, timeouts, ca, insecure: as for a webhook
 
@@ -138,6 +142,11 @@ class NatsTarget:
     stream: str
     subject_prefix: str = "agw.activation"
     token: Secret | None = field(default=None, repr=False)
+    user: str = ""
+    password: Secret | None = field(default=None, repr=False)
+    client_cert: Path | None = None
+    """With ``client_key``: the certificate the gateway shows a nats-server that verifies clients."""
+    client_key: Path | None = None
     duplicate_window_s: float = 120.0
     """The stream's deduplication window (by ``Nats-Msg-Id``), when the gateway creates the stream."""
 
@@ -320,7 +329,8 @@ def resolve_secret(ref: Any, *, where: str, environ: Mapping[str, str], min_char
 _TOP = ("source", "poll_interval_s", "concurrency", "defaults", "subscribers")
 _COMMON = ("name", "kind", "url", "filter", "retry", "timeouts", "ca", "insecure")
 _SUB = {"webhook": (*_COMMON, "secret", "max_response_bytes", "retry_client_errors"),
-        "nats": (*_COMMON, "stream", "subject_prefix", "token", "duplicate_window_s")}
+        "nats": (*_COMMON, "stream", "subject_prefix", "token", "user", "password", "client_cert", "client_key",
+                 "duplicate_window_s")}
 
 
 def _nats(d: dict[str, Any], where: str, env: Mapping[str, str], problems: _Problems) -> NatsTarget | None:
@@ -344,9 +354,36 @@ def _nats(d: dict[str, Any], where: str, env: Mapping[str, str], problems: _Prob
         except ConfigurationError as exc:
             problems.append(exc.message)
             ok = False
+    user, password = d.get("user", ""), None
+    ok = problems.need(isinstance(user, str) and len(user) <= 256 and user.isprintable() and " " not in user,
+                       f"{where}.user: a name without spaces (at most 256 characters)") and ok
+    if ok and ("password" in d) != bool(user):
+        problems.append(f"{where}: user and password go together")
+        ok = False
+    elif "password" in d:
+        try:
+            password = resolve_secret(d["password"], where=f"{where}.password", environ=env, min_chars=1)
+        except ConfigurationError as exc:
+            problems.append(exc.message)
+            ok = False
+    if ok and token is not None and user:
+        problems.append(f"{where}: a token or a user and password, not both")
+        ok = False
+    cert, key = d.get("client_cert"), d.get("client_key")
+    if (cert is None) != (key is None):
+        problems.append(f"{where}: client_cert and client_key go together")
+        ok = False
+    elif cert is not None:
+        for name, value in (("client_cert", cert), ("client_key", key)):
+            ok = problems.need(isinstance(value, str) and Path(value).is_file(),
+                               f"{where}.{name}: {value!r} is not a readable file") and ok
+        ok = problems.need(str(d.get("url", "")).startswith("tls://"),
+                           f"{where}.client_cert: a client certificate needs a tls:// url") and ok
     if not ok or window is None:
         return None
-    return NatsTarget(stream=str(stream), subject_prefix=str(prefix), token=token, duplicate_window_s=window)
+    return NatsTarget(stream=str(stream), subject_prefix=str(prefix), token=token, user=str(user), password=password,
+                      client_cert=Path(cert) if cert else None, client_key=Path(key) if key else None,
+                      duplicate_window_s=window)
 
 
 def parse_subscribers(data: Any, *, origin: str, environ: Mapping[str, str] | None = None) -> EventsConfig:

@@ -58,6 +58,11 @@ class Journal(abc.ABC):
         return None
 
     @property
+    def pools(self) -> Any:
+        """The resource pools (:class:`gateway.journal.pool_store.PoolStore`)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no pools")
+
+    @property
     def outbox(self) -> Any:
         """The result events written with the state changes, and their deliveries
         (:class:`gateway.journal.deliveries.Outbox`; :mod:`gateway.events` sends them)."""
@@ -85,9 +90,18 @@ class Journal(abc.ABC):
         tasks: Sequence[TaskResult],
         created_at: datetime,
         submitted_by: str = "",
+        allocations: Sequence[Any] = (),
+        releases: Sequence[Any] = (),
+        complete: Callable[[dict[Any, Any]], dict[int, TaskResult]] | None = None,
     ) -> tuple[str, bool]:
         """Create an activation in state ``acknowledged`` with its first event (its actor:
         ``submitted_by``, the caller's identity).
+
+        ``allocations`` / ``releases`` (:mod:`gateway.resources.params`): in the same transaction,
+        values are taken from their pools and released values claimed (docs/pools.md); ``complete``
+        is then given the values taken and returns the task results (by position) that replace
+        those of ``tasks``. An unknown or exhausted pool, or an error ``complete`` raises, creates
+        nothing and is raised.
 
         ``request_id`` is unique among the non-dry-run activations of one caller (``submitted_by``):
         if it is already known with the same ``fingerprint`` return ``(existing_id, False)``; with

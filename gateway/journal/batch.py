@@ -8,7 +8,11 @@ DB-API cursor with plain SQL (SQLAlchemy's statement path cost more CPU than SQL
 * all changes of one task within the batch merged into ONE row update (later values win, recovery
   keys merged), tasks with the same changed columns in one executemany UPDATE;
 * one UPDATE per changed activation (state, last_seq, updated_at), all in one executemany.
-* per activation that ends: its rows read back and its event inserted (:mod:`gateway.journal.outbox`).
+* per activation that ends: its rows read back and its event inserted (:mod:`gateway.journal.outbox`);
+* resource pools (:mod:`gateway.journal.pools`): a Submit's allocations taken in the transaction that
+  creates its activation; the allocations of a task given back in the transaction that records it
+  ``failed``, ``cancelled`` or ``rolledBack`` (of every task when the activation ends so), and the
+  ones a delete task names in the one that records it ``completed``.
 
 What an activation looks like (state, last_seq, its task ids and recovery records) is cached in
 memory (:class:`WriterCache`), so a warm batch reads nothing. The cache is checked, never trusted:
@@ -35,14 +39,19 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-from gateway.errors import ConflictError, FencedError, JournalError, NotFoundError, Phase, StateError
+from gateway.errors import AgwError, ConflictError, FencedError, JournalError, NotFoundError, Phase, StateError
 from gateway.journal.dbcall import invalidate_if_lost, sqlalchemy_error
-from gateway.journal import outbox
+from gateway.journal import codec, outbox, pools
 from gateway.journal.lease import fence_sql
 from gateway.journal.schema import activations, events, idem_key, tasks
+from gateway.model import TaskState
 from gateway.results import ActivationState, Event
 
 _ACKNOWLEDGED = ActivationState.ACKNOWLEDGED.value
+_COMPLETED = TaskState.COMPLETED.value
+_RELEASING = frozenset({TaskState.FAILED.value, TaskState.CANCELLED.value, TaskState.ROLLED_BACK.value})
+"""The task (and activation) states that give a task's allocations back: its change is not on the
+device. ``fallout`` keeps them (a person decides; resolving it makes the task failed)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -59,6 +68,14 @@ class Create:
     task_rows: list[dict[str, Any]]
     created_at: datetime
     future: asyncio.Future[Any] = field(repr=False)
+    allocations: Sequence[Any] = ()
+    """Its :class:`~gateway.resources.params.AllocationRequest` s, taken in its transaction."""
+    releases: Sequence[Any] = ()
+    """Its :class:`~gateway.resources.params.ReleaseRequest` s, claimed in its transaction."""
+    complete: Callable[[dict[Any, Any]], dict[int, Any]] | None = field(default=None, repr=False)
+    """With allocations: given the values taken, the task results (by position) that replace
+    those of ``task_rows`` (rendered with the real values); raises an InputError to refuse. Called
+    in the transaction, again if the transaction is retried: the last call is the committed one."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -91,6 +108,8 @@ class ActivationImage:
     last_seq: int
     recovery: dict[str, dict[str, Any]]
     """task id -> its recovery record (every task of the activation has an entry)."""
+    pools: bool = False
+    """It owns or claims allocations (:mod:`gateway.journal.pools`): its end may give them back."""
 
 
 class WriterCache:
@@ -166,6 +185,7 @@ class _Sql:
     insert_tasks: str
     notify: str
     """PostgreSQL: wake the replicas watching these activations (delivered at commit)."""
+    pools: pools.Sql
 
     def update_task(self, cols: tuple[str, ...]) -> str:
         sets = ", ".join(f"{c} = {self.mark}" for c in cols)
@@ -208,6 +228,7 @@ def _sql(dialect: Dialect) -> _Sql:
         select_idem=f"SELECT id, fingerprint FROM {a} WHERE idem_key = {m}",
         insert_tasks=f"INSERT INTO {t} ({', '.join(_TASK_COLUMNS)}) VALUES ({marks(len(_TASK_COLUMNS))})",
         notify="" if dialect.name == "sqlite" else "SELECT pg_notify('agw_event', x) FROM unnest(%s::text[]) AS x",
+        pools=pools.sql_for(dialect.name, dialect.paramstyle, proc if proc is not None else (lambda v: v)),
     )
     _SQL[dialect.name] = found
     return found
@@ -320,7 +341,7 @@ def _apply(
                 missing.append(aid)
                 work[aid] = None  # type: ignore[assignment]  # placeholder: read below
             else:
-                work[aid] = ActivationImage(image.state, image.last_seq, dict(image.recovery))
+                work[aid] = ActivationImage(image.state, image.last_seq, dict(image.recovery), image.pools)
                 expected[aid] = image.last_seq
     if missing:
         _read(cur, sql, missing, work, expected)
@@ -331,11 +352,14 @@ def _apply(
     task_changes: dict[tuple[str, str], dict[str, Any]] = {}
     touched: dict[str, datetime] = {}  # activation id -> updated_at, for records
     ends: list[outbox.End] = []  # records that end an activation: their events go to the outbox
+    owned: list[tuple[str, str]] = []  # (activation, task or "") whose allocations go back to their pools
+    claimed: list[tuple[str, str]] = []  # completed delete tasks: the allocations they name go back
     for op in batch:
         if isinstance(op, Create):
             outcome = _create(cur, sql, op, event_rows, replica)
             if outcome == (op.activation_id, True):
-                work[op.activation_id] = ActivationImage(_ACKNOWLEDGED, 1, {r["task_id"]: {} for r in op.task_rows})
+                work[op.activation_id] = ActivationImage(_ACKNOWLEDGED, 1, {r["task_id"]: {} for r in op.task_rows},
+                                                         bool(op.allocations or op.releases))
                 expected[op.activation_id] = 1
             outcomes.append(outcome)
             continue
@@ -360,6 +384,14 @@ def _apply(
             image.state = op.activation_state
             if op.activation_state in outbox.END_STATES:
                 ends.append(outbox.End(op.activation_id, seq, op.activation_state, op.time))
+            if image.pools and op.activation_state in _RELEASING:
+                owned.append((op.activation_id, ""))
+        if image.pools and op.task_id:
+            task_state = op.task_cols.get("state")
+            if task_state in _RELEASING:
+                owned.append((op.activation_id, op.task_id))
+            elif task_state == _COMPLETED:
+                claimed.append((op.activation_id, op.task_id))
         event_rows.append((op.activation_id, seq, sql.time(op.time), op.task_id, op.phase, op.state, op.message,
                            op.actor))
         if op.task_cols or op.recovery:
@@ -390,6 +422,8 @@ def _apply(
         if cur.rowcount != len(act_rows):
             raise _Stale(sorted(touched))
     _update_tasks(cur, sql, task_changes, work)
+    if owned or claimed:
+        pools.release(cur, sql.pools, max(touched.values()), owned=owned, claimed=claimed)
     outbox.write(cur, sql.mark, sql.time, ends)  # after the updates: its payload reads them back
     # events last: a failing event insert proves the task and activation updates roll back too
     if event_rows:
@@ -418,9 +452,35 @@ def _read(cur: Any, sql: _Sql, ids: list[str], work: dict[str, ActivationImage],
         image = work.get(aid)
         if image is not None:
             image.recovery[tid] = json.loads(raw)
+    for aid in pools.has_allocations(cur, sql.pools, [aid for aid in ids if work.get(aid) is not None]):
+        work[aid].pools = True
 
 
 def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]], replica: str) -> Any:
+    if not (op.allocations or op.releases):
+        return _insert_activation(cur, sql, op, event_rows, replica, op.task_rows)
+    # with pools: whatever the allocation or the rendering with its values refuses leaves nothing
+    cur.execute("SAVEPOINT agw_create")
+    try:
+        outcome = _insert_activation(cur, sql, op, event_rows, replica, None)
+        if outcome == (op.activation_id, True):
+            taken = pools.allocate(cur, sql.pools, activation_id=op.activation_id, now=op.created_at,
+                                   allocations=op.allocations, releases=op.releases)
+            replaced = op.complete(taken.values) if op.complete is not None else {}
+            rows = [codec.task_row(op.activation_id, i, replaced[i]) if i in replaced else row
+                    for i, row in enumerate(op.task_rows)]
+            _insert_tasks(cur, sql, op, event_rows, rows)
+    except AgwError as exc:  # an unknown or exhausted pool, a value the schema refuses: this Submit only
+        cur.execute("ROLLBACK TO SAVEPOINT agw_create")
+        cur.execute("RELEASE SAVEPOINT agw_create")
+        return exc
+    cur.execute("RELEASE SAVEPOINT agw_create")
+    return outcome
+
+
+def _insert_activation(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]], replica: str,
+                       rows: list[dict[str, Any]] | None) -> Any:
+    """The activation's row, and (``rows`` given) its tasks and first event."""
     created = sql.time(op.created_at)
     key = idem_key(op.request_id, op.submitted_by)
     cur.execute(
@@ -450,11 +510,17 @@ def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]], 
             f"request_id {op.request_id!r} was already used by activation {existing_id} with different content",
             phase=Phase.VALIDATE,
         )
-    if op.task_rows:
-        _many(cur, sql.insert_tasks, [tuple(r[c] for c in _TASK_COLUMNS) for r in op.task_rows])
-    event_rows.append((op.activation_id, 1, created, "", "", _ACKNOWLEDGED, "activation acknowledged",
-                       op.submitted_by))
+    if rows is not None:
+        _insert_tasks(cur, sql, op, event_rows, rows)
     return (op.activation_id, True)
+
+
+def _insert_tasks(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]],
+                  rows: list[dict[str, Any]]) -> None:
+    if rows:
+        _many(cur, sql.insert_tasks, [tuple(r[c] for c in _TASK_COLUMNS) for r in rows])
+    event_rows.append((op.activation_id, 1, sql.time(op.created_at), "", "", _ACKNOWLEDGED, "activation acknowledged",
+                       op.submitted_by))
 
 
 def _update_tasks(

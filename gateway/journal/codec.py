@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from drivers.base import Snapshot
 from gateway.errors import DeviceErrorInfo, JournalError
-from gateway.model import Action, TaskState
+from gateway.model import Action, RetryOverride, TaskState
 from gateway.results import (
     ActivationResult,
     ActivationState,
@@ -48,7 +48,7 @@ ACTIVATION_COLUMNS = (
 )
 TASK_COLUMNS = (
     "task_id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff",
-    "verification", "rollback", "error", "timings", "note", "emulated",
+    "verification", "rollback", "error", "timings", "note", "emulated", "parameters",
 )
 AUDIT_COLUMNS = ("time", "actor", "phase", "task_id", "message")
 EVENT_COLUMNS = ("activation_id", "seq", "time", "task_id", "phase", "state", "message", "actor")
@@ -227,6 +227,7 @@ def task_row(activation_id: str, position: int, task: TaskResult) -> dict[str, A
         "action": Action(task.action).value,
         "depends_on": dumps(list(task.depends_on)),
         "recovery": "{}",
+        "parameters": dumps(task.parameters),  # already masked by the planner; a Secret masks itself
     }
     row.update(task_columns(TaskChanges(**{name: getattr(task, name) for name in TASK_FIELDS_ORDER})))
     return row
@@ -247,7 +248,7 @@ def utc_time(value: Any) -> datetime:
 def decode_task(row: Sequence[Any]) -> TaskResult:
     """A task from its :data:`TASK_COLUMNS`."""
     (task_id, device, service, action, state, depends_on, platform, driver, rendered, diff, verification, rollback,
-     error, timings, note, emulated) = row
+     error, timings, note, emulated, parameters) = row
     return TaskResult(
         id=task_id,
         device=device,
@@ -265,6 +266,7 @@ def decode_task(row: Sequence[Any]) -> TaskResult:
         timings=decode_timings(timings),
         note=note,
         emulated=decode_texts(emulated),
+        parameters=json.loads(parameters or "{}"),
     )
 
 
@@ -311,6 +313,8 @@ def recovery_values(changes: RecoveryChanges) -> dict[str, Any]:
             out[name] = to_plain(value)
         elif name == "pending":
             out[name] = value.value
+        elif name == "retry":
+            out[name] = None if value is None else value.given()
     return out
 
 
@@ -328,6 +332,7 @@ def decode_recovery(raw: str | None) -> TaskRecovery:
         pending=Pending(d.get("pending", "")),
         phase=d.get("phase", ""),
         attempt=int(d.get("attempt", 0)),
+        retry=RetryOverride(**d["retry"]) if d.get("retry") else None,
     )
 
 

@@ -50,15 +50,9 @@ FORGET_ENDED_AFTER = "7 days"
 """Rows of replicas that ended longer ago are deleted when a replica registers."""
 
 
-def replica_key(replica_id: str) -> str:
-    """The advisory lock key of a replica, scoped to the journal's schema."""
-    return f"hashtext('agw-replica:' || current_schema() || ':' || {_quote(replica_id)})"
-
-
-def _quote(text: str) -> str:
-    if not all(c.isalnum() or c in "-_" for c in text):
-        raise ValueError(f"bad replica id {text!r}")
-    return f"'{text}'"
+REPLICA_KEY = "hashtext('agw-replica:' || current_schema() || ':' || %s)"
+"""The advisory lock key of a replica (its id the statement's parameter), scoped to the journal's
+schema. A replica id is read from the database (a peer's row): it is bound, never put in the text."""
 
 
 def open_dedicated(engine: Engine, *, lease_s: float) -> Any:
@@ -104,7 +98,7 @@ class ReplicaLease:
         """Take this replica's lock and write its row (alive)."""
         started = time.monotonic()
         cur = self._cursor()
-        cur.execute(f"SELECT pg_try_advisory_lock({replica_key(self.replica_id)})")
+        cur.execute(f"SELECT pg_try_advisory_lock({REPLICA_KEY})", (self.replica_id,))
         row = cur.fetchone()
         if not row or not row[0]:  # a fresh random id: only a hash collision gets here
             raise JournalError("could not take this replica's lease (its key is held)", phase=Phase.JOURNAL)
@@ -138,7 +132,7 @@ class ReplicaLease:
         cur.execute(f"SELECT id FROM {REPLICAS} WHERE alive AND id <> %s ORDER BY started_at", (self.replica_id,))
         dead = []
         for (peer,) in cur.fetchall():
-            cur.execute(f"SELECT pg_try_advisory_lock({replica_key(peer)})")
+            cur.execute(f"SELECT pg_try_advisory_lock({REPLICA_KEY})", (peer,))
             got = cur.fetchone()
             if got and got[0]:
                 dead.append(peer)
@@ -174,7 +168,7 @@ class ReplicaLease:
                 cur.execute("ROLLBACK")
                 raise
         finally:
-            cur.execute(f"SELECT pg_advisory_unlock({replica_key(peer)})")
+            cur.execute(f"SELECT pg_advisory_unlock({REPLICA_KEY})", (peer,))
         return taken
 
     def adopt_unowned(self) -> list[str]:
@@ -226,4 +220,4 @@ def fence_sql() -> str:
     return f"SELECT alive FROM {REPLICAS} WHERE id = %s FOR SHARE"
 
 
-__all__ = ["LOCAL_SHARE", "ReplicaLease", "close_quietly", "fence_sql", "open_dedicated", "replica_key"]
+__all__ = ["LOCAL_SHARE", "ReplicaLease", "close_quietly", "fence_sql", "open_dedicated", "REPLICA_KEY"]

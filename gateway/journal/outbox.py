@@ -16,13 +16,14 @@ The payload (the CloudEvent's ``data``, version :data:`PAYLOAD_VERSION`)::
 
     activation_id, outcome, seq, request_id, order_ref, submitted_by, atomic,
     created_at, ended_at, duration_ms, texts_omitted,
-    tasks: [{id, device, service, action, state, platform, driver, depends_on,
+    tasks: [{id, device, service, action, state, platform, driver, depends_on, parameters,
              rendered, diff, verification, timings, duration_ms, error, rollback,
              note, emulated, truncated}]
 
-The request's parameters are NOT in it: the journal does not keep them (only what they rendered).
-Secrets: ``rendered``, ``diff`` and every other text come from the journal's rows, where a
-:class:`~gateway.secrets.Secret` was already reduced to its mask when its transition was made.
+Secrets: ``parameters``, ``rendered``, ``diff`` and every other text come from the journal's rows,
+where a :class:`~gateway.secrets.Secret` was already reduced to its mask when its transition was
+made, and a service's secret parameters (``writeOnly: true``) were masked by the planner and, in the
+texts of the run, by the engine (:mod:`gateway.render.masking`).
 Sizes: a text longer than :data:`MAX_TEXT_CHARS` is cut (its name listed in the task's
 ``truncated``); a payload still over :data:`MAX_PAYLOAD_CHARS` drops every ``rendered`` and
 ``diff`` (``texts_omitted``: true; ``agw get`` shows them).
@@ -97,6 +98,7 @@ def _task(t: TaskResult, omit: bool) -> dict[str, Any]:
         "platform": t.platform,
         "driver": t.driver,
         "depends_on": list(t.depends_on),
+        "parameters": codec.to_plain(t.parameters),
         "rendered": _clip(t.rendered, "rendered", truncated, omit),
         "diff": _clip(t.diff, "diff", truncated, omit),
         "verification": codec.to_plain(t.verification),

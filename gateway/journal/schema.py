@@ -7,7 +7,7 @@
                  last_seq, submitted_by, owner (the replica running it; "" on SQLite)
     tasks        (activation_id, task_id) PK, position, device, service, action, state, depends_on,
                  platform, driver, rendered, diff, verification, rollback, error, timings, note,
-                 recovery, emulated                                nested values are JSON text
+                 recovery, emulated, parameters (masked)           nested values are JSON text
     events       (activation_id, seq) PK, time, task_id, phase, state, message, actor
     agw_replicas       id PK, holder, started_at, alive, ended_at, taken_over_by
                        the gateways sharing a PostgreSQL journal (:mod:`gateway.journal.lease`)
@@ -20,6 +20,11 @@
     agw_deliveries     (event_id, subscriber) PK, state, attempts, next_attempt_at, started_at,
                        last_error, last_status, delivered_at     one per event and subscriber
                        (:mod:`gateway.journal.deliveries`, :mod:`gateway.events`)
+    agw_pools          name PK, kind, spec (JSON), lo, hi, created_at, updated_at     a resource pool
+    agw_pool_free      (pool, lo) PK, hi, span     the pool's free ranges (:mod:`gateway.journal.pools`)
+    agw_allocations    id PK, pool, lo, hi, value, activation_id, task_id, param, state
+                       (allocated | released), allocated_at, released_at, release_activation,
+                       release_task     one value handed out (kept when its activation is pruned)
     schema_version  version PK, applied_at
 
 Times are stored in UTC; :class:`UtcDateTime` hands back timezone-aware datetimes on both backends.
@@ -29,7 +34,10 @@ identities of the audit trail); 3 adds ``tasks.emulated`` (JSON list of what the
 for a task, ``'[]'`` on older rows); 4 adds ``activations.owner`` and the replica tables (several
 gateways on one PostgreSQL journal), and drops ``agw_owner`` (one active gateway's epoch); 5 adds
 ``agw_outbox.position`` (numbered in the order of the events' times on an older journal) and
-``agw_sequences``. :data:`MIGRATIONS` upgrades an older journal in place.
+``agw_sequences``; 6 adds ``tasks.parameters`` (the task's parameters as submitted, JSON, every
+secret parameter masked; ``'{}'`` on older rows); 7 adds the resource pools (``agw_pools``,
+``agw_pool_free``, ``agw_allocations``: :mod:`gateway.journal.pools`). :data:`MIGRATIONS` upgrades
+an older journal in place.
 """
 
 from __future__ import annotations
@@ -57,7 +65,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import NullType, TypeDecorator
 
-SCHEMA_VERSION = 5
+from gateway.errors import JournalError, Phase
+
+SCHEMA_VERSION = 7
 
 
 def _outbox_positions(conn: Connection) -> None:
@@ -72,6 +82,16 @@ def _outbox_positions(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE UNIQUE INDEX ix_agw_outbox_position ON agw_outbox (position)")
 
 
+def _pool_tables(conn: Connection) -> None:
+    """Version 7: the pool tables are new (``create_all`` made them, empty, before the upgrade
+    runs); check they are there, so a half-made schema stops the upgrade instead of the first Submit."""
+    found = set(sa.inspect(conn).get_table_names())
+    missing = sorted({"agw_pools", "agw_pool_free", "agw_allocations"} - found)
+    if missing:
+        raise JournalError(f"journal upgrade to version 7: table(s) {', '.join(missing)} missing", phase=Phase.JOURNAL,
+                           retryable=False)
+
+
 Migration = str | Callable[[Connection], None]
 MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     2: (
@@ -84,6 +104,8 @@ MIGRATIONS: dict[int, tuple[Migration, ...]] = {
         "DROP TABLE IF EXISTS agw_owner",
     ),
     5: (_outbox_positions,),  # agw_sequences is new: create_all makes it (setup fills its row)
+    6: ("ALTER TABLE agw_tasks ADD COLUMN parameters TEXT NOT NULL DEFAULT '{}'",),
+    7: (_pool_tables,),
 }
 """Statements (or functions of the connection) that take a journal from version N-1 to N (the same
 on SQLite and PostgreSQL)."""
@@ -180,6 +202,7 @@ tasks = Table(
     Column("note", Text, nullable=False),
     Column("recovery", Text, nullable=False),
     Column("emulated", Text, nullable=False, server_default="[]"),
+    Column("parameters", Text, nullable=False, server_default="{}"),
     Index("ix_agw_tasks_device", "device"),
     Index("ix_agw_tasks_state", "state"),
 )
@@ -272,6 +295,61 @@ deliveries = Table(
 past the attempt's time limit), ``delivered`` or ``dead``. ``started_at``: when the retry window
 began (the fan-out, or the last replay)."""
 
+POOL_KEY = String(32).with_variant(String(32, collation="C"), "postgresql")
+"""A stored bound: 32 lower-case hex digits (:func:`gateway.resources.pools.key`); byte order on
+PostgreSQL (its text order is then the numeric order, whatever the database's collation)."""
+
+pools = Table(
+    "agw_pools",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("lo", POOL_KEY, nullable=False),
+    Column("hi", POOL_KEY, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+"""A resource pool (:mod:`gateway.resources`): its kind, definition (JSON) and bounds. Its row is
+locked (FOR UPDATE on PostgreSQL) by every transaction that allocates from it or gives back to it."""
+
+pool_free = Table(
+    "agw_pool_free",
+    metadata,
+    Column("pool", String, primary_key=True),
+    Column("lo", POOL_KEY, primary_key=True),
+    Column("hi", POOL_KEY, nullable=False),
+    Column("span", Integer, nullable=False),
+    Index("ix_agw_pool_free_hi", "pool", "hi"),
+)
+"""A pool's free ranges ``[lo, hi]``, disjoint; ``span`` = floor(log2(size)) (a search for a block of
+2**k reads only ranges with span >= k)."""
+
+allocations = Table(
+    "agw_allocations",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("pool", String, nullable=False),
+    Column("lo", POOL_KEY, nullable=False),
+    Column("hi", POOL_KEY, nullable=False),
+    Column("value", String, nullable=False),
+    Column("activation_id", String, nullable=False),
+    Column("task_id", String, nullable=False),
+    Column("param", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("allocated_at", UtcDateTime, nullable=False),
+    Column("released_at", UtcDateTime, nullable=True),
+    Column("release_activation", String, nullable=False, server_default=""),
+    Column("release_task", String, nullable=False, server_default=""),
+    Index("ix_agw_allocations_activation", "activation_id"),
+    Index("ix_agw_allocations_release", "release_activation"),
+    Index("ix_agw_allocations_pool", "pool", "state", "lo"),
+)
+"""One value handed out: by the task (``activation_id``, ``task_id``) at the parameter ``param``;
+``allocated`` until given back (``released``). ``release_activation``/``release_task``: the delete
+task that names it; it is given back when that task completes. No foreign key: an allocation in use
+outlives the pruning of the activation that made it."""
+
 schema_version = Table(
     "agw_schema_version",
     metadata,
@@ -281,6 +359,10 @@ schema_version = Table(
 
 __all__ = [
     "MIGRATIONS",
+    "POOL_KEY",
+    "allocations",
+    "pool_free",
+    "pools",
     "OUTBOX_SEQUENCE",
     "SCHEMA_VERSION",
     "StoredTime",

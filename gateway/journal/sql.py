@@ -39,6 +39,7 @@ from gateway.journal.batch import Create
 from gateway.journal.dbcall import call
 from gateway.journal.deliveries import Outbox
 from gateway.journal.kpi import KpiRows
+from gateway.journal.pool_store import PoolStore
 from gateway.journal.cluster import Cluster
 from gateway.journal.reads import Reader
 from gateway.journal.schema import idem_key
@@ -145,6 +146,13 @@ class SqlJournal(Journal):
         assert self._engine is not None and self._reader_threads is not None
         return Outbox(self._engine, self._reader_threads)
 
+    @property
+    def pools(self) -> PoolStore:
+        """The resource pools: definitions, listings, peeks (:mod:`gateway.journal.pool_store`)."""
+        self._require_open()
+        assert self._engine is not None and self._reader_threads is not None
+        return PoolStore(self._engine, self._reader_threads)
+
     def holds_claim(self) -> bool:
         return self._cluster is None or self._cluster.valid()
 
@@ -205,6 +213,9 @@ class SqlJournal(Journal):
         tasks: Sequence[TaskResult],
         created_at: datetime,
         submitted_by: str = "",
+        allocations: Sequence[Any] = (),
+        releases: Sequence[Any] = (),
+        complete: Callable[[dict[Any, Any]], dict[int, TaskResult]] | None = None,
     ) -> tuple[str, bool]:
         def encode() -> list[dict[str, Any]]:
             return [codec.task_row(activation_id, i, t) for i, t in enumerate(tasks)]
@@ -221,6 +232,9 @@ class SqlJournal(Journal):
             task_rows=rows,
             created_at=codec.utc(created_at, "created_at"),
             future=asyncio.get_running_loop().create_future(),
+            allocations=tuple(allocations),
+            releases=tuple(releases),
+            complete=complete,
         )
         self._require_open()
         result: tuple[str, bool] = await self._writer.submit(op)

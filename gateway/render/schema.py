@@ -26,6 +26,7 @@ from drivers.base import PayloadFormat
 from gateway.errors import ConfigurationError, FieldViolation
 from gateway.inventory._yaml import load_yaml_file, type_name
 from gateway.model import Action
+from gateway.render.masking import secret_paths
 from gateway.render.payload import value_problem
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class ServiceSpec:
     """Check templates per platform; ``"*"`` applies to every platform."""
     examples: tuple[Example, ...] = ()
     source: str = ""
+    secrets: tuple[tuple[str, ...], ...] = ()
+    """Paths of the secret parameters (``writeOnly: true``): :mod:`gateway.render.masking`."""
 
     def checks_for(self, platform: str) -> tuple[str, ...]:
         return tuple(self.checks.get("*", ())) + tuple(self.checks.get(platform, ()))
@@ -104,7 +107,7 @@ def load_service(path: Path, *, name: str) -> ServiceSpec:
     assert isinstance(params, dict)  # checked above
     return ServiceSpec(
         name=name, description=description, parameters=params, keys=tuple(keys), checks=checks,
-        examples=examples, source=src,
+        examples=examples, source=src, secrets=secret_paths(params),
     )
 
 

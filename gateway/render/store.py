@@ -33,6 +33,7 @@ from drivers.base import ChangeSet, PayloadFormat
 from gateway.errors import ConfigurationError, FieldViolation, InputError, Phase, RenderError
 from gateway.model import Action
 from gateway.render import payload
+from gateway.render.masking import masked
 from gateway.render.schema import (
     ServiceSpec,
     action_of,
@@ -205,6 +206,12 @@ class TemplateStore:
         with self._lock:
             self._validators[key] = (mtime, validator)
         return validator
+
+    def masked(self, *, service: str, parameters: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """A task's parameters with its service's secret parameters masked, and the secret values
+        (:func:`gateway.render.masking.masked`); the parameters as they are for an unknown service."""
+        paths = self.spec(service).secrets if self._known(service) else ()
+        return masked(parameters, paths)
 
     # rendering ----------------------------------------------------------------------------
     def render(

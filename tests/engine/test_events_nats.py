@@ -255,3 +255,103 @@ async def test_a_nats_server_that_is_not_there_is_a_retry_naming_it(tmp_path: Pa
         assert outcome.verdict == Verdict.RETRY and "cannot connect to nats://127.0.0.1:1" in outcome.detail, outcome
     finally:
         await sink.aclose()
+
+
+# -- authentication: a user and password, a client certificate ---------------------------------------
+def _one_event(event_id: str) -> "OutboxEvent":
+    from gateway.journal.deliveries import OutboxEvent
+
+    return OutboxEvent(id=event_id, activation_id="a1", seq=3, type="net.agw.activation.completed",
+                       time=datetime.now(timezone.utc), payload="{}")
+
+
+async def test_a_server_that_needs_a_user_and_password_gets_them_and_a_wrong_one_is_a_retry(tmp_path: Path) -> None:
+    from gateway.events.sink import Verdict
+    from gateway.secrets import Secret
+
+    password = "n4ts-pass-word"
+    server = NatsServer(tmp_path / "auth").start(
+        config=f'authorization {{ user: agw, password: "{password}" }}\n')
+    try:
+        def sink(user: str, secret: str) -> JetStreamSink:
+            sub = bus(server, total_s=3.0)
+            target = NatsTarget(stream=STREAM, subject_prefix="agw.activation", user=user, password=Secret(secret))
+            return JetStreamSink(Subscriber(name=sub.name, url=sub.url, kind="nats", retry=sub.retry, nats=target,
+                                            timeouts=sub.timeouts), source="agw://test")
+
+        good = sink("agw", password)
+        assert (await good.deliver(_one_event("e-auth"), attempt=1)).verdict == Verdict.DELIVERED
+        await good.aclose()
+        assert [m.msg_id for m in await read_stream(server.url, STREAM, user="agw", password=password)] == ["e-auth"]
+        bad = sink("agw", "not-the-password")
+        outcome = await asyncio.wait_for(bad.deliver(_one_event("e-refused"), attempt=1), timeout=30)
+        await bad.aclose()
+        assert outcome.verdict == Verdict.RETRY and "not-the-password" not in outcome.detail, outcome
+        assert "authorization" in outcome.detail.lower(), outcome
+    finally:
+        server.stop()
+
+
+async def test_a_server_that_verifies_client_certificates_accepts_the_configured_one(tmp_path: Path) -> None:
+    import ssl
+
+    from gateway.events.sink import Verdict
+    from gateway.pki import development_pki
+
+    pki = development_pki(tmp_path / "pki", clients=("gateway",))
+    ca = tmp_path / "pki" / "ca.pem"
+    server = NatsServer(tmp_path / "mtls").start(config=(
+        f'tls {{ cert_file: "{pki["server"].cert}", key_file: "{pki["server"].key}", ca_file: "{ca}", '
+        'verify: true }\n'))
+    url = f"tls://127.0.0.1:{server.port}"
+    try:
+        def sink(with_cert: bool) -> JetStreamSink:
+            sub = bus(server, total_s=3.0)
+            target = NatsTarget(stream=STREAM, subject_prefix="agw.activation",
+                                client_cert=pki["gateway"].cert if with_cert else None,
+                                client_key=pki["gateway"].key if with_cert else None)
+            return JetStreamSink(Subscriber(name=sub.name, url=url, kind="nats", retry=sub.retry, nats=target,
+                                            ca=ca, timeouts=sub.timeouts), source="agw://test")
+
+        with_cert = sink(True)
+        assert (await with_cert.deliver(_one_event("e-mtls"), attempt=1)).verdict == Verdict.DELIVERED
+        await with_cert.aclose()
+        tls = ssl.create_default_context(cafile=str(ca))
+        tls.load_cert_chain(str(pki["gateway"].cert), str(pki["gateway"].key))
+        assert [m.msg_id for m in await read_stream(url, STREAM, tls=tls)] == ["e-mtls"]
+        without = sink(False)
+        outcome = await asyncio.wait_for(without.deliver(_one_event("e-nocert"), attempt=1), timeout=30)
+        await without.aclose()
+        assert outcome.verdict == Verdict.RETRY, outcome
+    finally:
+        server.stop()
+
+
+def test_nats_credentials_in_the_subscribers_file_are_checked(tmp_path: Path) -> None:
+    from gateway.errors import ConfigurationError
+
+    cert, key = tmp_path / "c.pem", tmp_path / "c.key"
+    cert.write_text("x")
+    key.write_text("x")
+    base = {"name": "bus", "kind": "nats", "url": "tls://nats.example.net:4222", "stream": "S"}
+    env = {"PW": "pass-word"}
+
+    def parse(**extra: object) -> object:
+        return subscribers_module.parse_subscribers({"subscribers": [{**base, **extra}]}, origin="t.yaml", environ=env)
+
+    target = parse(user="agw", password="env:PW", client_cert=str(cert), client_key=str(key)).subscribers[0].nats  # type: ignore[attr-defined]
+    assert target.user == "agw" and target.password.reveal() == "pass-word" and target.client_key == key
+    assert "pass-word" not in repr(target)
+    for extra, says in (({"user": "agw"}, "user and password go together"),
+                        ({"password": "env:PW"}, "user and password go together"),
+                        ({"token": "env:PW", "user": "agw", "password": "env:PW"}, "not both"),
+                        ({"client_cert": str(cert)}, "client_cert and client_key go together"),
+                        ({"client_cert": str(cert), "client_key": str(tmp_path / "none")}, "is not a readable file"),
+                        ({"user": "a b", "password": "env:PW"}, "a name without spaces")):
+        with pytest.raises(ConfigurationError) as info:
+            parse(**extra)
+        assert says in str(info.value), (extra, str(info.value))
+    with pytest.raises(ConfigurationError, match="needs a tls:// url"):
+        subscribers_module.parse_subscribers({"subscribers": [{**base, "url": "nats://127.0.0.1:4222",
+                                                               "client_cert": str(cert), "client_key": str(key)}]},
+                                             origin="t.yaml", environ=env)

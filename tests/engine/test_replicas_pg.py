@@ -281,3 +281,33 @@ async def test_replicas_starting_at_once_on_a_new_journal_create_its_schema_once
     finally:
         for j in journals:
             await j.close()
+
+
+async def test_a_peer_row_with_any_id_is_handled_as_data(pg_url: str) -> None:
+    """Replica ids come back from the database (a peer's row) and are bound as parameters: a row
+    whose id is not one of ours (quotes, spaces) is found dead and taken over like any other, where
+    a text quote of it used to stop the takeover scan with a ValueError."""
+    from gateway.journal.lease import ReplicaLease
+
+    journal = open_journal(pg_url, options=JournalOptions(lease_s=120, connect_timeout_s=3))
+    await journal.start()
+    engine = sa.create_engine(pg_url)
+    odd = "x'); SELECT pg_sleep(30); --"
+    try:
+        await journal.claim(holder="test")
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO agw_replicas (id, holder, started_at, alive, taken_over_by) "
+                                 "VALUES (:r, 'ghost', now(), true, '')"), {"r": odd})
+        lease = ReplicaLease(engine, holder="checker", lease_s=120)
+        lease.register()
+        try:
+            assert odd in await asyncio.to_thread(lease.dead_peers)
+            assert await asyncio.to_thread(lease.take_over, odd) == []
+        finally:
+            lease.release()
+        with engine.begin() as conn:
+            row = conn.execute(sa.text("SELECT alive, taken_over_by FROM agw_replicas WHERE id = :r"), {"r": odd}).one()
+        assert row == (False, lease.replica_id)
+    finally:
+        engine.dispose()
+        await journal.close()

@@ -785,7 +785,7 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.close()
     downgrade(journal_url, 1, "ALTER TABLE agw_activations DROP COLUMN submitted_by",
               "ALTER TABLE agw_events DROP COLUMN actor", "ALTER TABLE agw_tasks DROP COLUMN emulated",
-              "ALTER TABLE agw_activations DROP COLUMN owner")
+              "ALTER TABLE agw_activations DROP COLUMN owner", "ALTER TABLE agw_tasks DROP COLUMN parameters")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -797,7 +797,7 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
         await again.close()
     engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION == 5
+        assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION == 7
     engine.dispose()
 
 
@@ -806,7 +806,8 @@ async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.start()
     await create(first, "old2", tasks_=(task("t1"), full_task()))
     await first.close()
-    downgrade(journal_url, 2, "ALTER TABLE agw_tasks DROP COLUMN emulated", "ALTER TABLE agw_activations DROP COLUMN owner")
+    downgrade(journal_url, 2, "ALTER TABLE agw_tasks DROP COLUMN emulated", "ALTER TABLE agw_activations DROP COLUMN owner",
+              "ALTER TABLE agw_tasks DROP COLUMN parameters")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -825,7 +826,7 @@ async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> Non
     try:
         with engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version FROM agw_schema_version ORDER BY version")).scalars()
-            assert list(versions) == [2, 3, 4, 5]
+            assert list(versions) == [2, 3, 4, 5, 6, 7]
         column = next(c for c in sa.inspect(engine).get_columns("agw_tasks") if c["name"] == "emulated")
         assert column["nullable"] is False and "[]" in str(column["default"])
     finally:
@@ -841,7 +842,7 @@ async def test_a_version_3_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.close()
     downgrade(journal_url, 3, "ALTER TABLE agw_activations DROP COLUMN owner",
               "CREATE TABLE agw_owner (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, holder VARCHAR NOT NULL, "
-              "since TIMESTAMP NOT NULL)")
+              "since TIMESTAMP NOT NULL)", "ALTER TABLE agw_tasks DROP COLUMN parameters")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -872,7 +873,7 @@ async def test_a_version_4_journal_is_upgraded_in_place(journal_url: str) -> Non
     before = {e.activation_id: e.id for aid in ("old1", "old2") for e in await first.outbox.events(aid)}
     await first.close()
     downgrade(journal_url, 4, "DROP INDEX ix_agw_outbox_position", "ALTER TABLE agw_outbox DROP COLUMN position",
-              "DROP TABLE agw_sequences")
+              "DROP TABLE agw_sequences", "ALTER TABLE agw_tasks DROP COLUMN parameters")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -886,6 +887,32 @@ async def test_a_version_4_journal_is_upgraded_in_place(journal_url: str) -> Non
         assert [(e.position, e.activation_id) for e in await again.outbox.after(2)] == [(3, "new3")]
     finally:
         await again.close()
+
+
+async def test_a_version_5_journal_is_upgraded_in_place(journal_url: str) -> None:
+    """Version 6: tasks keep their (masked) parameters; older rows read back with none."""
+    first = SqlJournal(journal_url)
+    await first.start()
+    await create(first, "old5")
+    await first.close()
+    downgrade(journal_url, 5, "ALTER TABLE agw_tasks DROP COLUMN parameters")
+    again = SqlJournal(journal_url)
+    await again.start()
+    try:
+        assert [t.parameters for t in (await again.get("old5")).tasks] == [{}]
+        given = dataclasses.replace(task("t9"), parameters={"name": "eth1", "mtu": 9000, "key": "********"})
+        await create(again, "new6", tasks_=(given,))
+        assert (await again.get("new6")).tasks[0].parameters == {"name": "eth1", "mtu": 9000, "key": "********"}
+    finally:
+        await again.close()
+    engine = sa.create_engine(journal_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT max(version) FROM agw_schema_version")).scalar() == SCHEMA_VERSION
+        column = next(c for c in sa.inspect(engine).get_columns("agw_tasks") if c["name"] == "parameters")
+        assert column["nullable"] is False and "{}" in str(column["default"])
+    finally:
+        engine.dispose()
 
 
 async def test_a_fresh_journal_has_the_same_emulated_column_as_an_upgraded_one(journal: SqlJournal,

@@ -28,7 +28,8 @@ async def create(j: SqlJournal, aid: str, *tids: str, rendered: object = "x = 1"
         activation_id=aid, request_id=f"req-{aid}", fingerprint="fp", order_ref=f"order-{aid}", atomic=True,
         dry_run=False, created_at=T0, submitted_by="spiffe://test/orchestrator",
         tasks=tuple(TaskResult(id=t, device="nc1", service="svc", action=Action.CREATE, state=TaskState.ACKNOWLEDGED,
-                               platform="p", driver="d", rendered=rendered)  # type: ignore[arg-type]
+                               platform="p", driver="d", rendered=rendered,  # type: ignore[arg-type]
+                               parameters={"name": t, "mtu": 9000, "key": "********"})
                     for t in tids or ("t1",)))
 
 
@@ -70,7 +71,7 @@ async def test_an_end_state_writes_one_event_with_the_rows_of_its_transaction(jo
     assert t1["verification"] == {"ok": True, "checked": 1, "mismatches": [], "detail": ""}
     assert t1["timings"] == [{"phase": "push", "started_at": T0.isoformat(), "duration_ms": 12.5}]
     assert (t2["id"], t2["state"], t2["rendered"]) == ("t2", "acknowledged", "x = 1")
-    assert "parameters" not in t1  # the journal keeps none
+    assert t1["parameters"] == {"name": "t1", "mtu": 9000, "key": "********"}  # as journaled at creation
     # every later end is an event of its own
     await journal.record(Transition(activation_id="a1", phase="rollback", state="inProgress",
                                     activation_state=ActivationState.IN_PROGRESS))

@@ -176,6 +176,9 @@ async def test_outcomes_reach_a_webhook_and_nats_across_a_gateway_killed_mid_del
     assert len(receiver.requests) > len(ids)  # the held attempts came again after the restart
     hooked = sorted((json.loads(body)["subject"], json.loads(body)["data"]["outcome"]) for body in bodies.values())
     assert hooked == sorted(expected)
+    for body in bodies.values():  # each task with its parameters (the order's own words), as submitted
+        [sent] = json.loads(body)["data"]["tasks"]
+        assert sent["parameters"]["description"] in ("order A", "order B") and sent["parameters"]["name"]
 
     # NATS: every event on its subject, Nats-Msg-Id = the event id, the webhook's very bytes
     msgs: list[Stored] = await read_stream(nats_server.url, STREAM)

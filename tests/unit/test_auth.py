@@ -126,7 +126,7 @@ def test_cancel_and_rollback_own_or_as_operator() -> None:
     ({"grants": [{"identity": "x", "role": "reader", "colour": "red"}]}, "unknown field"),
     ({"rules": []}, "one key, grants"),
     ({"grants": [{"identity": "x", "role": "reader", "permissions": ["events:publish"]}]},
-     r"grants\[0\].permissions: unknown events:publish \(known: events:subscribe\)"),
+     r"grants\[0\].permissions: unknown events:publish \(known: events:subscribe, pools:read, pools:admin\)"),
     ({"grants": [{"identity": "x", "role": "reader", "permissions": []}]}, r"grants\[0\].permissions"),
 ])
 def test_bad_policies_are_refused_naming_the_file(data: object, message: str) -> None:

@@ -10,7 +10,9 @@ import yaml
 from drivers.base import Capabilities, Endpoint
 from drivers.cli import CliDriver
 from drivers.cli import config as cfg
-from drivers.cli.checks import Check, evaluate, parse_output, records
+from drivers import checks as svc_checks
+from drivers.checks import records
+from drivers.cli.checks import parse_output
 from drivers.cli.driver import unsafe_lines
 from drivers.cli.errors import rejected_info, rejection
 from drivers.cli.settings import CliSettings, scrapli_definition
@@ -169,16 +171,25 @@ def test_rejected_info_names_line_parent_and_tag() -> None:
 
 
 # -- TTP checks ------------------------------------------------------------------------------
+def _cli_check(expect: dict, *, absent: bool = False) -> svc_checks.Check:
+    import json as _json
+    text = (f"command: x\nexpect: {_json.dumps(expect)}\nabsent: {'true' if absent else 'false'}\nttp: |\n"
+            + "".join(f"  {line}\n" for line in TTP.splitlines()))
+    check = svc_checks.parse(text, default=svc_checks.Wait(timeout_s=0, interval_s=0.5))
+    assert check is not None
+    return check
+
+
 def test_ttp_check_on_recorded_show_ip_route() -> None:
     parsed = parse_output(SHOW_ROUTE, TTP)
-    check = Check(name="c", command="show ip route 203.0.113.0/24", ttp=TTP,
-                  expect={"prefix": "203.0.113.0/24", "protocol": "static"})
-    assert evaluate(check, parsed)[0] is True
-    assert evaluate(Check(name="c", command="x", ttp=TTP, expect={"protocol": "connected"}), parsed)[0] is False
+    check = _cli_check({"prefix": "203.0.113.0/24", "protocol": "static"})
+    assert svc_checks.evaluate(check, parsed).ok is True
+    assert svc_checks.evaluate(_cli_check({"protocol": "connected"}), parsed).ok is False
     missing = parse_output("% Network not in table\n", TTP)
-    assert evaluate(check, missing)[0] is False
-    assert evaluate(Check(name="c", command="x", ttp=TTP, expect=check.expect, absent=True), missing)[0] is True
-    assert evaluate(Check(name="c", command="x", ttp=TTP, expect=check.expect, absent=True), parsed)[0] is False
+    assert svc_checks.evaluate(check, missing).ok is False
+    absent = _cli_check({"prefix": "203.0.113.0/24", "protocol": "static"}, absent=True)
+    assert svc_checks.evaluate(absent, missing).ok is True
+    assert svc_checks.evaluate(absent, parsed).ok is False
 
 
 def test_records_flattens_ttp_results() -> None:
@@ -189,12 +200,13 @@ def test_rendered_static_route_check_parses() -> None:
     store = TemplateStore(root=ROOT / "templates")
     cs = store.render(service="static-route", platform="frr", action="create",
                       parameters={"prefix": "203.0.113.0/24", "nexthop": "Null0"}, device="cli1", payload_format="lines")
-    check = Check.from_text(cs.checks[0])
-    assert check is not None and check.command == "show ip route 203.0.113.0/24" and not check.absent
-    assert evaluate(check, parse_output(SHOW_ROUTE, check.ttp))[0] is True
-    with pytest.raises(ConfigurationError):
-        Check.from_text("command: [unterminated")
-    assert Check.from_text("  \n") is None
+    check = svc_checks.parse(cs.checks[0], default=svc_checks.Wait(timeout_s=2, interval_s=0.5))
+    assert check is not None and isinstance(check.query, svc_checks.CliQuery)
+    assert check.query.command == "show ip route 203.0.113.0/24" and not check.condition.absent
+    assert svc_checks.evaluate(check, parse_output(SHOW_ROUTE, check.query.ttp)).ok is True
+    with pytest.raises(svc_checks.CheckError):
+        svc_checks.parse("command: [unterminated", default=check.wait)
+    assert svc_checks.parse("  \n", default=check.wait) is None
 
 
 # -- templates -------------------------------------------------------------------------------

@@ -424,3 +424,43 @@ def test_planning_on_several_threads_at_once_gives_what_planning_alone_gives(mon
     with ThreadPoolExecutor(max_workers=4) as pool:
         together = list(pool.map(contents, range(8)))
     assert together == alone and "&amp; a &lt; b" in alone[3][0]
+
+
+# -- shutdown: open streams end at once, not at the end of the grace period ----------------------------
+async def test_a_shutdown_ends_open_watch_and_subscribe_streams_with_unavailable_at_once(make_engine: Any) -> None:
+    """Callers that never hang up (a Watch of an activation still running, a Subscribe waiting
+    for the next result) used to hold ``stop_server`` for its whole grace period: each now ends
+    with UNAVAILABLE saying what to do, and the in-flight unary call still gets its answer."""
+    script = Script(gate={"d1": asyncio.Event()})
+    engine = await started(make_engine(script))
+    server, port = await start_server(engine, listen="127.0.0.1:0")
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.ActivationServiceStub(channel)
+    try:
+        reply = await stub.Submit(submit_request(as_dicts(task("a", "d1")), request_id="held"))
+        while "load" not in script.ops("d1"):
+            await asyncio.sleep(0.01)
+        watch = stub.Watch(pb.WatchRequest(activation_id=reply.activation_id))
+        first = await watch.read()  # the stream is open and positioned
+        assert first.activation_id == reply.activation_id
+        subscribe = stub.Subscribe(pb.SubscribeRequest())
+        while engine.results.streams != 1:
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(stop_server(server, grace_s=300))
+        with pytest.raises(grpc.aio.AioRpcError) as watched:
+            while True:
+                await watch.read()
+        assert watched.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down: watch again" in (watched.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as subscribed:
+            while True:
+                await subscribe.read()
+        assert subscribed.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "subscribe again with the cursor" in (subscribed.value.details() or "")
+        await asyncio.wait_for(stopping, timeout=60)  # far within the 300 s grace: nothing held it
+        assert engine.results.streams == 0 and engine.ctx.bus.watched() == []
+    finally:
+        script.gate["d1"].set()
+        await channel.close()
+        await stop_server(server, grace_s=0)
+        await engine.stop(grace_s=5)

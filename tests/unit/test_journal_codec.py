@@ -117,10 +117,21 @@ def test_task_row_round_trip() -> None:
 
 def test_a_task_row_from_before_emulated_reads_back_empty() -> None:
     """Rows of a version-2 journal get the column's default '[]' when it is upgraded."""
-    row = ["t", "d", "s", "create", "completed", "[]", "", "", "", "", None, None, None, "[]", "", "[]"]
-    assert len(row) == len(codec.TASK_COLUMNS) and codec.TASK_COLUMNS[-1] == "emulated"
+    row = ["t", "d", "s", "create", "completed", "[]", "", "", "", "", None, None, None, "[]", "", "[]", "{}"]
+    assert len(row) == len(codec.TASK_COLUMNS) and codec.TASK_COLUMNS[-2:] == ("emulated", "parameters")
     assert codec.decode_task(row).emulated == ()
     assert codec.decode_texts(None) == () and codec.decode_texts("") == ()
+
+
+def test_task_parameters_round_trip_and_rows_from_before_version_6_read_back_empty() -> None:
+    t = TaskResult(id="t", device="d", service="s", action=Action.CREATE, state=TaskState.ACKNOWLEDGED,
+                   parameters={"name": "eth1", "mtu": 9000, "tags": ["a", None], "auth": Secret("s3cret")})
+    row = codec.task_row("a", 0, t)
+    assert json.loads(row["parameters"]) == {"name": "eth1", "mtu": 9000, "tags": ["a", None], "auth": MASK}
+    assert codec.decode_task([row[c] for c in codec.TASK_COLUMNS]).parameters["auth"] == MASK
+    old = [row[c] for c in codec.TASK_COLUMNS]
+    old[-1] = "{}"  # the column's default on an upgraded journal
+    assert codec.decode_task(old).parameters == {}
 
 
 def test_secrets_are_masked_everywhere() -> None:

@@ -44,7 +44,7 @@ def test_pending_values_are_the_strings_journals_already_hold() -> None:
 
 
 def test_the_change_types_name_exactly_the_mutable_fields() -> None:
-    identity = {"id", "device", "service", "action", "depends_on"}
+    identity = {"id", "device", "service", "action", "depends_on", "parameters"}  # fixed at creation
     assert TASK_FIELDS == {f.name for f in dataclasses.fields(TaskResult)} - identity
     assert RECOVERY_FIELDS == {f.name for f in dataclasses.fields(TaskRecovery)}
 

@@ -81,16 +81,30 @@ class Task(_message.Message):
     def __init__(self, id: _Optional[str] = ..., device: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., depends_on: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("request_id", "order_ref", "atomic", "tasks")
+    __slots__ = ("request_id", "order_ref", "atomic", "tasks", "retry")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_REF_FIELD_NUMBER: _ClassVar[int]
     ATOMIC_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     order_ref: str
     atomic: bool
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
-    def __init__(self, request_id: _Optional[str] = ..., order_ref: _Optional[str] = ..., atomic: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+    retry: RetryPolicy
+    def __init__(self, request_id: _Optional[str] = ..., order_ref: _Optional[str] = ..., atomic: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
+
+class RetryPolicy(_message.Message):
+    __slots__ = ("attempts", "initial_delay_s", "max_delay_s", "deadline_s")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_DELAY_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELAY_S_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    attempts: int
+    initial_delay_s: float
+    max_delay_s: float
+    deadline_s: float
+    def __init__(self, attempts: _Optional[int] = ..., initial_delay_s: _Optional[float] = ..., max_delay_s: _Optional[float] = ..., deadline_s: _Optional[float] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("activation_id", "created")
@@ -234,7 +248,7 @@ class TaskError(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., phase: _Optional[str] = ..., retryable: _Optional[bool] = ..., device_error: _Optional[_Union[DeviceError, _Mapping]] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff", "verification", "rollback", "error", "timings", "note", "emulated")
+    __slots__ = ("id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff", "verification", "rollback", "error", "timings", "note", "emulated", "parameters")
     ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -251,6 +265,7 @@ class TaskResult(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
     EMULATED_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     id: str
     device: str
     service: str
@@ -267,7 +282,8 @@ class TaskResult(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[PhaseTiming]
     note: str
     emulated: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., device: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., state: _Optional[_Union[TaskState, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., driver: _Optional[str] = ..., rendered: _Optional[str] = ..., diff: _Optional[str] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., rollback: _Optional[_Union[RollbackResult, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[PhaseTiming, _Mapping]]] = ..., note: _Optional[str] = ..., emulated: _Optional[_Iterable[str]] = ...) -> None: ...
+    parameters: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., device: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., state: _Optional[_Union[TaskState, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., driver: _Optional[str] = ..., rendered: _Optional[str] = ..., diff: _Optional[str] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., rollback: _Optional[_Union[RollbackResult, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[PhaseTiming, _Mapping]]] = ..., note: _Optional[str] = ..., emulated: _Optional[_Iterable[str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Activation(_message.Message):
     __slots__ = ("id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "tasks", "submitted_by", "audit")
