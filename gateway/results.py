@@ -132,6 +132,9 @@ class ActivationResult:
     """The identity that submitted it ("" without client identities)."""
     audit: tuple[AuditEntry, ...] = ()
     """Every mutating call on it, oldest first."""
+    retry: Mapping[str, float] = field(default_factory=dict)
+    """Its own retry policy as submitted: the fields given (``attempts``, ``initial_delay_s``,
+    ``max_delay_s``, ``deadline_s``), each over its devices' profiles'; empty: the profiles' alone."""
 
 
 T = TypeVar("T")

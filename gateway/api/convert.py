@@ -252,6 +252,7 @@ def activation_to_proto(a: ActivationResult) -> pb.Activation:
         tasks=[task_to_proto(t) for t in a.tasks],
         submitted_by=a.submitted_by,
         audit=[audit_to_proto(e) for e in a.audit],
+        retry=pb.RetryPolicy(**a.retry) if a.retry else None,  # type: ignore[arg-type]
     )
 
 
@@ -339,6 +340,7 @@ def activation_from_proto(msg: pb.Activation) -> ActivationResult:
         submitted_by=msg.submitted_by,
         audit=tuple(AuditEntry(time=datetime_from_ts(e.time), actor=e.actor, action=e.action, task_id=e.task_id,
                                note=e.note) for e in msg.audit),
+        retry=(retry_from_proto(msg.retry) or RetryOverride()).given() if msg.HasField("retry") else {},
     )
 
 

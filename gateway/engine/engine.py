@@ -297,7 +297,8 @@ class Engine:
             activation_id, created = await self.journal.create_activation(  # serialized by the journal's writer
                 activation_id=str(uuid.uuid4()), request_id=request.request_id, fingerprint=pools.fingerprint,
                 order_ref=request.order_ref, atomic=request.atomic, dry_run=False, tasks=tasks, created_at=utcnow(),
-                submitted_by=caller.identity, **pools.journal_kwargs(),
+                submitted_by=caller.identity, retry=request.retry.given() if request.retry else None,
+                **pools.journal_kwargs(),
             )
             plan = pools.plan  # with the values allocated in that transaction
         except BaseException:

@@ -20,7 +20,7 @@ import asyncio
 import builtins
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from gateway.journal.kpi import KpiRows
 from gateway.results import ActivationResult, ActivationState, Event, Page, TaskResult
@@ -90,12 +90,14 @@ class Journal(abc.ABC):
         tasks: Sequence[TaskResult],
         created_at: datetime,
         submitted_by: str = "",
+        retry: Mapping[str, float] | None = None,
         allocations: Sequence[Any] = (),
         releases: Sequence[Any] = (),
         complete: Callable[[dict[Any, Any]], dict[int, TaskResult]] | None = None,
     ) -> tuple[str, bool]:
         """Create an activation in state ``acknowledged`` with its first event (its actor:
-        ``submitted_by``, the caller's identity).
+        ``submitted_by``, the caller's identity). ``retry``: the activation's own retry policy,
+        the fields given (shown with it; each task journals the policy it runs with too).
 
         ``allocations`` / ``releases`` (:mod:`gateway.resources.params`): in the same transaction,
         values are taken from their pools and released values claimed (docs/pools.md); ``complete``

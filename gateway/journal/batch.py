@@ -49,6 +49,8 @@ from gateway.results import ActivationState, Event
 
 _ACKNOWLEDGED = ActivationState.ACKNOWLEDGED.value
 _COMPLETED = TaskState.COMPLETED.value
+_ROLLBACK_START = "rollback"
+"""The phase of the record that starts a Rollback RPC (a compare-and-set: ``expect`` is set)."""
 _RELEASING = frozenset({TaskState.FAILED.value, TaskState.CANCELLED.value, TaskState.ROLLED_BACK.value})
 """The task (and activation) states that give a task's allocations back: its change is not on the
 device. ``fallout`` keeps them (a person decides; resolving it makes the task failed)."""
@@ -68,6 +70,8 @@ class Create:
     task_rows: list[dict[str, Any]]
     created_at: datetime
     future: asyncio.Future[Any] = field(repr=False)
+    retry: str = "{}"
+    """The activation's own retry policy (JSON of the fields given)."""
     allocations: Sequence[Any] = ()
     """Its :class:`~gateway.resources.params.AllocationRequest` s, taken in its transaction."""
     releases: Sequence[Any] = ()
@@ -209,7 +213,7 @@ def _sql(dialect: Dialect) -> _Sql:
     lock = "" if dialect.name == "sqlite" else " FOR UPDATE"
     act_cols = (
         "id, request_id, idem_key, fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at, last_seq, "
-        "submitted_by, owner"
+        "submitted_by, owner, retry"
     )
     # ON CONFLICT on idem_key: a lost race (another writer took the request_id) inserts nothing
     # and the existing activation is read back, with no failed statement to roll back.
@@ -224,7 +228,7 @@ def _sql(dialect: Dialect) -> _Sql:
         insert_events=(
             f"INSERT INTO {e} (activation_id, seq, time, task_id, phase, state, message, actor) VALUES ({marks(8)})"
         ),
-        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(13)}) ON CONFLICT (idem_key) DO NOTHING",
+        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(14)}) ON CONFLICT (idem_key) DO NOTHING",
         select_idem=f"SELECT id, fingerprint FROM {a} WHERE idem_key = {m}",
         insert_tasks=f"INSERT INTO {t} ({', '.join(_TASK_COLUMNS)}) VALUES ({marks(len(_TASK_COLUMNS))})",
         notify="" if dialect.name == "sqlite" else "SELECT pg_notify('agw_event', x) FROM unnest(%s::text[]) AS x",
@@ -377,6 +381,11 @@ def _apply(
                 f"activation {op.activation_id} is {image.state} (another request or gateway moved it on); "
                 f"{op.phase or 'this'} needs it {' or '.join(sorted(op.expect))}"))
             continue
+        if image.pools and op.expect and op.phase == _ROLLBACK_START:  # its deletes come back: so do their values
+            refused = _retake(cur, sql, op)
+            if refused is not None:
+                outcomes.append(refused)
+                continue
         image.last_seq += 1
         seq = image.last_seq
         touched[op.activation_id] = op.time
@@ -431,6 +440,20 @@ def _apply(
         if sql.notify:
             cur.execute(sql.notify, (sorted({r[0] for r in event_rows}),))
     return outcomes, work
+
+
+def _retake(cur: Any, sql: _Sql, op: Any) -> AgwError | None:
+    """The Rollback of an activation starts: what its completed deletes released is taken back
+    (:func:`gateway.journal.pools.retake`), or nothing is and the Rollback is refused."""
+    cur.execute("SAVEPOINT agw_retake")
+    try:
+        pools.retake(cur, sql.pools, activation_id=op.activation_id, task_id=op.task_id)
+    except AgwError as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT agw_retake")
+        cur.execute("RELEASE SAVEPOINT agw_retake")
+        return exc
+    cur.execute("RELEASE SAVEPOINT agw_retake")
+    return None
 
 
 def _many(cur: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -499,6 +522,7 @@ def _insert_activation(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[A
             1,
             op.submitted_by,
             replica,
+            op.retry,
         ),
     )
     if cur.rowcount != 1:  # the request_id is taken (by this caller): same content is the same activation

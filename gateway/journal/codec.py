@@ -44,7 +44,7 @@ from gateway.transitions import (
 )
 
 ACTIVATION_COLUMNS = (
-    "id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "submitted_by",
+    "id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "submitted_by", "retry",
 )
 TASK_COLUMNS = (
     "task_id", "device", "service", "action", "state", "depends_on", "platform", "driver", "rendered", "diff",
@@ -279,7 +279,7 @@ def decode_audit(row: Sequence[Any]) -> AuditEntry:
 
 def decode_activation(row: Sequence[Any], tasks: Sequence[TaskResult], audit: Sequence[AuditEntry]) -> ActivationResult:
     """An activation from its :data:`ACTIVATION_COLUMNS`, with its tasks and audit trail decoded."""
-    aid, request_id, order_ref, atomic, state, created_at, updated_at, dry_run, submitted_by = row
+    aid, request_id, order_ref, atomic, state, created_at, updated_at, dry_run, submitted_by, retry = row
     return ActivationResult(
         id=aid,
         request_id=request_id,
@@ -292,6 +292,7 @@ def decode_activation(row: Sequence[Any], tasks: Sequence[TaskResult], audit: Se
         tasks=tuple(tasks),
         submitted_by=submitted_by,
         audit=tuple(audit),
+        retry=json.loads(retry or "{}"),
     )
 
 

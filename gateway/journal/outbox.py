@@ -14,7 +14,7 @@ without its event, and no event tells of a state that was rolled back. The dispa
 
 The payload (the CloudEvent's ``data``, version :data:`PAYLOAD_VERSION`)::
 
-    activation_id, outcome, seq, request_id, order_ref, submitted_by, atomic,
+    activation_id, outcome, seq, request_id, order_ref, submitted_by, atomic, retry,
     created_at, ended_at, duration_ms, texts_omitted,
     tasks: [{id, device, service, action, state, platform, driver, depends_on, parameters,
              rendered, diff, verification, timings, duration_ms, error, rollback,
@@ -125,6 +125,7 @@ def build_payload(activation: ActivationResult, *, outcome: str, seq: int, time:
         "order_ref": activation.order_ref,
         "submitted_by": activation.submitted_by,
         "atomic": activation.atomic,
+        "retry": dict(activation.retry),
         "created_at": codec.to_plain(activation.created_at),
         "ended_at": ended.isoformat(),
         "duration_ms": round(max(0.0, (ended - activation.created_at).total_seconds() * 1000), 3),

@@ -208,6 +208,45 @@ def release(cur: Any, q: Sql, now: datetime, *, owned: Sequence[tuple[str, str]]
     return count
 
 
+def retake(cur: Any, q: Sql, *, activation_id: str, task_id: str = "") -> int:
+    """Take back what the completed delete tasks of ``activation_id`` (``task_id``: of that task
+    only) released, as a rollback of that activation starts: it puts the deleted objects, and the
+    values they use, back on their devices. Each value goes back to ``allocated`` with its first
+    owner. A value allocated again since is a :class:`StateError` naming the pool, the value and
+    its new holder (the rollback would make two services use it); the caller's transaction (or
+    savepoint) then rolls back whatever this took. Returns how many were taken back."""
+    where = f"release_activation = {q.mark} AND state = {q.mark}"
+    args: tuple[Any, ...] = (activation_id, RELEASED)
+    if task_id:
+        where += f" AND release_task = {q.mark}"
+        args += (task_id,)
+    cur.execute(f"SELECT id, pool, lo, hi, value FROM agw_allocations WHERE {where} AND released_at IS NOT NULL", args)
+    rows = sorted(cur.fetchall(), key=lambda r: (r[1], r[2]))
+    if not rows:
+        return 0
+    lock_pools(cur, q, (r[1] for r in rows))
+    for alloc_id, pool, lo, hi, value in rows:
+        start, end = unkey(lo), unkey(hi)
+        cur.execute(f"SELECT lo, hi FROM agw_pool_free WHERE pool = {q.mark} AND lo <= {q.mark} AND hi >= {q.mark}",
+                    (pool, lo, hi))
+        free = cur.fetchone()
+        if free is None:
+            cur.execute(f"SELECT activation_id, task_id FROM agw_allocations WHERE pool = {q.mark} AND state = "
+                        f"{q.mark} AND lo <= {q.mark} AND hi >= {q.mark}", (pool, ALLOCATED, hi, lo))
+            holder = cur.fetchone()
+            by = f" (to activation {holder[0]}, task {holder[1]})" if holder else ""
+            raise StateError(f"{value} of pool {pool} was allocated again{by} after this activation's delete "
+                             "released it: rolling the delete back would make two services use it; release it "
+                             "there first")
+        flo, fhi = unkey(free[0]), unkey(free[1])
+        cur.execute(f"DELETE FROM agw_pool_free WHERE pool = {q.mark} AND lo = {q.mark}", (pool, free[0]))
+        for a, b in allocator.split(flo, fhi, start, end - start + 1):
+            _insert_free(cur, q, pool, a, b)
+        cur.execute(f"UPDATE agw_allocations SET state = {q.mark}, released_at = NULL WHERE id = {q.mark} "
+                    f"AND state = {q.mark}", (ALLOCATED, alloc_id, RELEASED))
+    return len(rows)
+
+
 def has_allocations(cur: Any, q: Sql, activation_ids: Sequence[str]) -> set[str]:
     """Which of these activations own or claim an allocation (ever): only those have releases to look for."""
     if not activation_ids:
@@ -233,4 +272,4 @@ def values_of(taken: Mapping[tuple[str, Path], Any]) -> dict[str, dict[str, Any]
 
 
 __all__ = ["ALLOCATED", "RELEASED", "Sql", "Taken", "allocate", "give_back", "has_allocations", "lock_pools",
-           "pool_def", "release", "sql_for", "take", "unknown_pool", "values_of"]
+           "pool_def", "release", "retake", "sql_for", "take", "unknown_pool", "values_of"]

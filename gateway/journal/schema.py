@@ -4,7 +4,8 @@
 
     activations  id PK, request_id, idem_key UNIQUE (the request_id scoped to its caller, NULL for dry
                  runs), fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at,
-                 last_seq, submitted_by, owner (the replica running it; "" on SQLite)
+                 last_seq, submitted_by, owner (the replica running it; "" on SQLite),
+                 retry (its own retry policy: the fields given, JSON)
     tasks        (activation_id, task_id) PK, position, device, service, action, state, depends_on,
                  platform, driver, rendered, diff, verification, rollback, error, timings, note,
                  recovery, emulated, parameters (masked)           nested values are JSON text
@@ -35,7 +36,8 @@ for a task, ``'[]'`` on older rows); 4 adds ``activations.owner`` and the replic
 gateways on one PostgreSQL journal), and drops ``agw_owner`` (one active gateway's epoch); 5 adds
 ``agw_outbox.position`` (numbered in the order of the events' times on an older journal) and
 ``agw_sequences``; 6 adds ``tasks.parameters`` (the task's parameters as submitted, JSON, every
-secret parameter masked; ``'{}'`` on older rows); 7 adds the resource pools (``agw_pools``,
+secret parameter masked; ``'{}'`` on older rows) and ``activations.retry`` (the activation's own
+retry policy: the fields given, JSON); 7 adds the resource pools (``agw_pools``,
 ``agw_pool_free``, ``agw_allocations``: :mod:`gateway.journal.pools`). :data:`MIGRATIONS` upgrades
 an older journal in place.
 """
@@ -104,7 +106,8 @@ MIGRATIONS: dict[int, tuple[Migration, ...]] = {
         "DROP TABLE IF EXISTS agw_owner",
     ),
     5: (_outbox_positions,),  # agw_sequences is new: create_all makes it (setup fills its row)
-    6: ("ALTER TABLE agw_tasks ADD COLUMN parameters TEXT NOT NULL DEFAULT '{}'",),
+    6: ("ALTER TABLE agw_tasks ADD COLUMN parameters TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE agw_activations ADD COLUMN retry TEXT NOT NULL DEFAULT '{}'"),
     7: (_pool_tables,),
 }
 """Statements (or functions of the connection) that take a journal from version N-1 to N (the same
@@ -176,6 +179,7 @@ activations = Table(
     Column("last_seq", Integer, nullable=False),
     Column("submitted_by", String, nullable=False, server_default=""),
     Column("owner", String, nullable=False, server_default=""),
+    Column("retry", Text, nullable=False, server_default="{}"),
     Index("ix_agw_activations_state", "state"),
     Index("ix_agw_activations_created_at", "created_at"),
 )

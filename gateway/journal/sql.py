@@ -25,7 +25,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -213,6 +213,7 @@ class SqlJournal(Journal):
         tasks: Sequence[TaskResult],
         created_at: datetime,
         submitted_by: str = "",
+        retry: Mapping[str, float] | None = None,
         allocations: Sequence[Any] = (),
         releases: Sequence[Any] = (),
         complete: Callable[[dict[Any, Any]], dict[int, TaskResult]] | None = None,
@@ -232,6 +233,7 @@ class SqlJournal(Journal):
             task_rows=rows,
             created_at=codec.utc(created_at, "created_at"),
             future=asyncio.get_running_loop().create_future(),
+            retry=codec.dumps(dict(retry or {})),
             allocations=tuple(allocations),
             releases=tuple(releases),
             complete=complete,

@@ -343,7 +343,7 @@ async def test_two_replicas_on_one_postgresql_journal_never_send_one_delivery_at
 
 def test_agw_serve_reads_the_subscribers_file_before_it_starts(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from gateway import cli
+    from gateway import cli, cli_serve
     from gateway.app import build_dispatcher, build_engine
 
     path = tmp_path / "subscribers.yaml"
@@ -355,7 +355,7 @@ def test_agw_serve_reads_the_subscribers_file_before_it_starts(tmp_path: Path,
     async def fake_serve(config: object, build: object, **_: object) -> None:
         seen.append(build_dispatcher(config, build_engine(config)))  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "_serve", fake_serve)
+    monkeypatch.setattr(cli_serve, "_serve", fake_serve)
     args = ["serve", "--data-dir", str(tmp_path / "data"), "--subscribers", str(path)]
     result = CliRunner().invoke(cli.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

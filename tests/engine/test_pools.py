@@ -283,6 +283,41 @@ async def test_a_delete_task_that_names_the_value_gives_it_back_when_it_complete
     assert await eng.journal.find_by_request_id("del-3") is None
 
 
+async def test_rolling_a_delete_back_takes_its_values_back_or_is_refused_when_reused(pgw: Gateway,
+                                                                                     eng: Engine) -> None:
+    """The Rollback of a completed delete puts the object back on the device, and with it the
+    values it uses: they are allocated again to their first owner. When one was allocated to
+    another activation meanwhile, the Rollback is refused before anything is touched."""
+    created = await pgw.run(eng, link("a", "r1", prefix=alloc("links", 31), vlan=alloc("vlans")))
+    prefix, vlan = task(created, "a").parameters["prefix"], task(created, "a").parameters["vlan"]
+    release = {"prefix": {"release": {"pool": "links", "value": prefix}},
+               "vlan": {"release": {"pool": "vlans", "value": vlan}}}
+    deleted = await pgw.run(eng, link("d", "r1", action=Action.DELETE, **release), request_id="del-1")
+    assert deleted.state == ActivationState.COMPLETED and in_use(eng, "links") == []
+    await eng.rollback(deleted.id)
+    undone = await pgw.settle(eng, deleted.id)
+    assert undone.state == ActivationState.ROLLED_BACK
+    assert pgw.net.config("r1")["if.l1.prefix"] == prefix  # the link is back on the device...
+    assert in_use(eng, "links") == [prefix] and in_use(eng, "vlans") == [str(vlan)]  # ...and so are its values
+    owner = rows(eng, "SELECT activation_id, task_id FROM agw_allocations WHERE value = :v", v=prefix)
+    assert [tuple(r) for r in owner] == [(created.id, "a")]
+    # delete again, let another activation take the /31, then try to roll the delete back
+    again = await pgw.run(eng, link("d", "r1", action=Action.DELETE, **release), request_id="del-2")
+    assert again.state == ActivationState.COMPLETED and in_use(eng, "links") == []
+    other = await pgw.run(eng, link("b", "r2", "l2", prefix=alloc("links", 31)), request_id="other")
+    assert task(other, "b").parameters["prefix"] == prefix  # the lowest free /31 is that one
+    before = pgw.net.config("r1")
+    with pytest.raises(StateError) as refused:
+        await eng.rollback(again.id)
+    text = str(refused.value)
+    assert f"{prefix} of pool links was allocated again (to activation {other.id}, task b)" in text
+    assert (await eng.get(again.id)).state == ActivationState.COMPLETED  # nothing started
+    assert pgw.net.config("r1") == before
+    assert in_use(eng, "links") == [prefix] and in_use(eng, "vlans") == []  # the vlan was not taken back either
+    assert [tuple(r) for r in rows(eng, "SELECT activation_id FROM agw_allocations WHERE value = :v AND "
+                                        "state = 'allocated'", v=prefix)] == [(other.id,)]
+
+
 @pytest.mark.parametrize("params, field, reason", [
     ({"prefix": alloc("links", 33)}, "tasks[0].parameters.prefix.allocate.prefix_length", "29 to 32, not 33"),
     ({"vlan": alloc("vlans", 24)}, "tasks[0].parameters.vlan.allocate.prefix_length", "takes no prefix_length"),

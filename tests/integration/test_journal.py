@@ -785,7 +785,8 @@ async def test_a_version_1_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.close()
     downgrade(journal_url, 1, "ALTER TABLE agw_activations DROP COLUMN submitted_by",
               "ALTER TABLE agw_events DROP COLUMN actor", "ALTER TABLE agw_tasks DROP COLUMN emulated",
-              "ALTER TABLE agw_activations DROP COLUMN owner", "ALTER TABLE agw_tasks DROP COLUMN parameters")
+              "ALTER TABLE agw_activations DROP COLUMN owner", "ALTER TABLE agw_tasks DROP COLUMN parameters",
+              "ALTER TABLE agw_activations DROP COLUMN retry")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -807,7 +808,8 @@ async def test_a_version_2_journal_is_upgraded_in_place(journal_url: str) -> Non
     await create(first, "old2", tasks_=(task("t1"), full_task()))
     await first.close()
     downgrade(journal_url, 2, "ALTER TABLE agw_tasks DROP COLUMN emulated", "ALTER TABLE agw_activations DROP COLUMN owner",
-              "ALTER TABLE agw_tasks DROP COLUMN parameters")
+              "ALTER TABLE agw_tasks DROP COLUMN parameters",
+              "ALTER TABLE agw_activations DROP COLUMN retry")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -842,7 +844,8 @@ async def test_a_version_3_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.close()
     downgrade(journal_url, 3, "ALTER TABLE agw_activations DROP COLUMN owner",
               "CREATE TABLE agw_owner (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, holder VARCHAR NOT NULL, "
-              "since TIMESTAMP NOT NULL)", "ALTER TABLE agw_tasks DROP COLUMN parameters")
+              "since TIMESTAMP NOT NULL)", "ALTER TABLE agw_tasks DROP COLUMN parameters",
+              "ALTER TABLE agw_activations DROP COLUMN retry")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -873,7 +876,8 @@ async def test_a_version_4_journal_is_upgraded_in_place(journal_url: str) -> Non
     before = {e.activation_id: e.id for aid in ("old1", "old2") for e in await first.outbox.events(aid)}
     await first.close()
     downgrade(journal_url, 4, "DROP INDEX ix_agw_outbox_position", "ALTER TABLE agw_outbox DROP COLUMN position",
-              "DROP TABLE agw_sequences", "ALTER TABLE agw_tasks DROP COLUMN parameters")
+              "DROP TABLE agw_sequences", "ALTER TABLE agw_tasks DROP COLUMN parameters",
+              "ALTER TABLE agw_activations DROP COLUMN retry")
     again = SqlJournal(journal_url)
     await again.start()
     try:
@@ -895,11 +899,12 @@ async def test_a_version_5_journal_is_upgraded_in_place(journal_url: str) -> Non
     await first.start()
     await create(first, "old5")
     await first.close()
-    downgrade(journal_url, 5, "ALTER TABLE agw_tasks DROP COLUMN parameters")
+    downgrade(journal_url, 5, "ALTER TABLE agw_tasks DROP COLUMN parameters",
+              "ALTER TABLE agw_activations DROP COLUMN retry")
     again = SqlJournal(journal_url)
     await again.start()
     try:
-        assert [t.parameters for t in (await again.get("old5")).tasks] == [{}]
+        assert [t.parameters for t in (await again.get("old5")).tasks] == [{}] and (await again.get("old5")).retry == {}
         given = dataclasses.replace(task("t9"), parameters={"name": "eth1", "mtu": 9000, "key": "********"})
         await create(again, "new6", tasks_=(given,))
         assert (await again.get("new6")).tasks[0].parameters == {"name": "eth1", "mtu": 9000, "key": "********"}

@@ -65,7 +65,7 @@ async def test_an_end_state_writes_one_event_with_the_rows_of_its_transaction(jo
     data = ev.data()
     assert (data["outcome"], data["activation_id"], data["request_id"], data["order_ref"]) == (
         "partial", "a1", "req-a1", "order-a1")
-    assert data["submitted_by"] == "spiffe://test/orchestrator" and data["atomic"] is True
+    assert data["submitted_by"] == "spiffe://test/orchestrator" and data["atomic"] is True and data["retry"] == {}
     t1, t2 = data["tasks"]
     assert (t1["id"], t1["state"], t1["diff"], t1["duration_ms"]) == ("t1", "completed", "+x = 1", 12.5)
     assert t1["verification"] == {"ok": True, "checked": 1, "mismatches": [], "detail": ""}

@@ -374,7 +374,7 @@ async def test_the_limits_count_per_caller_identity_and_dry_runs_separately(make
 def test_agw_serve_passes_the_per_caller_limits_to_the_engine(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from gateway import cli
+    from gateway import cli, cli_serve
     from gateway.app import build_engine
 
     seen: list[Engine] = []
@@ -382,7 +382,7 @@ def test_agw_serve_passes_the_per_caller_limits_to_the_engine(tmp_path: Any, mon
     async def fake_serve(config: Any, build: Any, **_: Any) -> None:
         seen.append(build_engine(config))
 
-    monkeypatch.setattr(cli, "_serve", fake_serve)
+    monkeypatch.setattr(cli_serve, "_serve", fake_serve)
     result = CliRunner().invoke(cli.main, ["serve", "--data-dir", str(tmp_path), "--max-activations-per-caller", "7",
                                            "--max-dry-runs-per-caller", "2", "--max-subscriptions-per-caller", "3"],
                                 catch_exceptions=False)

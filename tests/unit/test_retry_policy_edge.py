@@ -24,10 +24,14 @@ async def test_the_policy_reaches_the_engine_and_is_journaled_with_the_task(edge
     assert got.state == pb.ACTIVATION_STATE_COMPLETED
     rec = await edge.engine.journal.recovery(resp.activation_id, "t1")
     assert rec.retry == RetryOverride(attempts=4, max_delay_s=2.5)
+    assert got.HasField("retry") and (got.retry.attempts, got.retry.max_delay_s) == (4, 2.5)  # Get shows it
+    assert not got.retry.HasField("deadline_s")  # a field not given stays the profile's
+    assert convert.activation_from_proto(got).retry == {"attempts": 4, "max_delay_s": 2.5}
 
 
 async def test_an_empty_policy_is_no_policy(edge: Edge) -> None:  # noqa: F811
-    await edge.stub.Submit(submit(retry=pb.RetryPolicy()))
+    resp = await edge.stub.Submit(submit(retry=pb.RetryPolicy()))
+    assert not (await edge.outcome(resp.activation_id)).HasField("retry")
     assert edge.calls.last("submit").args[0].retry is None
 
 

@@ -286,7 +286,7 @@ class TaskResult(_message.Message):
     def __init__(self, id: _Optional[str] = ..., device: _Optional[str] = ..., service: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., state: _Optional[_Union[TaskState, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., platform: _Optional[str] = ..., driver: _Optional[str] = ..., rendered: _Optional[str] = ..., diff: _Optional[str] = ..., verification: _Optional[_Union[Verification, _Mapping]] = ..., rollback: _Optional[_Union[RollbackResult, _Mapping]] = ..., error: _Optional[_Union[TaskError, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[PhaseTiming, _Mapping]]] = ..., note: _Optional[str] = ..., emulated: _Optional[_Iterable[str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Activation(_message.Message):
-    __slots__ = ("id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "tasks", "submitted_by", "audit")
+    __slots__ = ("id", "request_id", "order_ref", "atomic", "state", "created_at", "updated_at", "dry_run", "tasks", "submitted_by", "audit", "retry")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ORDER_REF_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +298,7 @@ class Activation(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_BY_FIELD_NUMBER: _ClassVar[int]
     AUDIT_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FIELD_NUMBER: _ClassVar[int]
     id: str
     request_id: str
     order_ref: str
@@ -309,7 +310,8 @@ class Activation(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[TaskResult]
     submitted_by: str
     audit: _containers.RepeatedCompositeFieldContainer[AuditEntry]
-    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., order_ref: _Optional[str] = ..., atomic: _Optional[bool] = ..., state: _Optional[_Union[ActivationState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dry_run: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., submitted_by: _Optional[str] = ..., audit: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+    retry: RetryPolicy
+    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., order_ref: _Optional[str] = ..., atomic: _Optional[bool] = ..., state: _Optional[_Union[ActivationState, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dry_run: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., submitted_by: _Optional[str] = ..., audit: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
     __slots__ = ("states", "device", "since", "until", "limit", "page_size", "page_token")
