@@ -47,7 +47,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 from drivers.base import Capabilities, ChangeSet, DeviceProfile, Driver, RetryPolicy
 from drivers import checks
 from gateway.engine.context import EngineContext, error_view, verification_view
-from gateway.engine import retries
+from gateway.engine import retries, rollback_lock
 from gateway.engine.devices import session_is_suspect
 from gateway.engine.plan import PlannedTask
 from gateway import metrics, tracing
@@ -65,8 +65,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OVERRUN_GRACE_S = 2.0
-ROLLBACK_LOCK_RETRY = RetryPolicy(attempts=6, initial_delay_s=0.5, max_delay_s=4.0, deadline_s=12.0)
-"""How long a rollback keeps asking for a denied datastore lock (about 10 s)."""
 """A driver operation still running this long after its own timeout is cancelled by the engine
 (a plugin that ignores its timeouts must not hold a device, and the activation, forever)."""
 
@@ -105,6 +103,7 @@ class DeviceTransaction:
         self.driver: Driver | None = None
         self.locked = False
         self.armed = False  # a confirmed commit awaits confirm (its timer runs on the device)
+        self.timer_until: float | None = None  # a commit the device did not cancel reverts by then (monotonic)
         self.broken = False  # the session failed: reconnect before rolling back
         self.steps = steps_for(caps)
         self.emulated = emulations(caps)
@@ -381,16 +380,16 @@ class DeviceTransaction:
             if self.armed and not self.locked:
                 # rebuilt after a restart: a device with another session's confirmed commit pending
                 # refuses the lock (netconfd: in-use) until the commit is cancelled by its persist-id
-                await self._cancel_timer(drv, legs[0], methods)
+                await rollback_lock.cancel_timer(self, drv, legs[0], methods)
             if self.caps.lock and not self.locked:
-                await self._lock_to_roll_back(drv)
+                await rollback_lock.lock_for_rollback(self, drv, legs[0])
             if self.caps.candidate and (pending == Pending.STAGED or any(leg.staged for leg in legs)):
                 await self.call(Phase.ROLLBACK, drv.discard())  # edits in the candidate never reach running
                 for leg in legs:
                     leg.staged = False
                 methods.append("discard")
             if self.armed:
-                await self._cancel_timer(drv, legs[0], methods)
+                await rollback_lock.cancel_timer(self, drv, legs[0], methods)
         except Exception as exc:  # noqa: BLE001 - recorded as every leg's reason
             self._failed(exc)
             reason = f"{label} ({'+'.join(methods) or 'none'}) failed: {public_text(exc)}"
@@ -403,31 +402,6 @@ class DeviceTransaction:
         for group in _by_scope(legs).values():
             views.update(await self._restore_scope(group, mode, label, list(methods)))
         return views
-
-    async def _lock_to_roll_back(self, drv: Driver) -> None:
-        """The datastore lock for a rollback, asked again while it is denied (:data:`ROLLBACK_LOCK_RETRY`):
-        the session of a gateway that just died, or of one frozen, holds it until the device lets
-        that session go. A rollback that still gets no lock falls out, with the reason."""
-        attempt, first = 1, time.monotonic()
-        while True:
-            try:
-                await self.call(Phase.LOCK, drv.lock())
-                self.locked = True
-                return
-            except LockDeniedError:
-                delay_s = retry_delay_s(ROLLBACK_LOCK_RETRY, attempt, elapsed_s=time.monotonic() - first,
-                                        draw=random.random())
-                if delay_s is None:
-                    raise
-                log.info("rollback on %s: lock denied, asking again in %.1f s", self.device, delay_s)
-                await asyncio.sleep(delay_s)
-                attempt += 1
-
-    async def _cancel_timer(self, drv: Driver, leg: Leg, methods: list[str]) -> None:
-        await self.record(leg, Phase.ROLLBACK, message=f"cancelling confirmed commit {self.persist_id}")
-        reverted = await self.call(Phase.ROLLBACK, drv.cancel_commit(persist_id=self._pid()))
-        methods.append("cancel-commit" if reverted else "device-timer")
-        self.armed = False
 
     async def _restore_scope(self, group: list[Leg], mode: Mode, label: str, methods: list[str]) -> dict[str, RollbackView]:
         """Rules 3 and 4 for the legs of one scope (in activation order)."""

@@ -22,7 +22,7 @@ from gateway.errors import ConflictError
 from gateway.model import Action, RetryOverride, TaskSpec, TaskState
 from gateway.results import ActivationState
 from tests import scripted_gateway
-from tests.scripted_gateway import INITIAL, Gateway, kv, task
+from tests.scripted_gateway import INITIAL, NC, PROFILES, Gateway, kv, task
 
 POLICY = RetryPolicy(attempts=3, initial_delay_s=0.02, max_delay_s=0.05, deadline_s=5.0)
 
@@ -109,9 +109,9 @@ def test_the_profile_says_the_policy_and_refuses_nonsense() -> None:
 async def test_a_rollback_asks_again_for_a_denied_lock(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a crash, the dead gateway's session may hold the device's lock for a moment: the
     recovery's rollback asks again (a few seconds) instead of falling out at once."""
-    from gateway.engine import transaction
+    from gateway.engine import rollback_lock
 
-    monkeypatch.setattr(transaction, "ROLLBACK_LOCK_RETRY",
+    monkeypatch.setattr(rollback_lock, "ROLLBACK_LOCK_RETRY",
                         RetryPolicy(attempts=4, initial_delay_s=0.02, max_delay_s=0.05, deadline_s=5))
     first = await gw.engine()
     reached = gw.net.crash_at("r1", "load")
@@ -343,3 +343,50 @@ async def test_a_verify_lost_while_the_commit_is_pending_reads_again_and_confirm
     ops = gw.net.ops("r1")
     assert ops.count("load") == ops.count("commit") == ops.count("confirm") == 1
     assert "carrying on; confirmed commit" in (await outcome_events(engine, result.id))[-1]
+
+
+
+async def test_a_commit_the_device_did_not_cancel_is_waited_for_until_its_timer(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway dies while its confirmed commit is being sent; the recovery's cancel-commit by
+    persist-id finds nothing to cancel, yet the device refuses its lock because a confirmed commit
+    is pending (netconfd, when the committing session died while the commit was applied). The
+    device's timer reverts it within confirm_timeout_s: the rollback waits for the lock until then
+    (an event says so) instead of falling out after its usual ~10 s; past that bound it falls out."""
+    from gateway.engine import rollback_lock
+
+    monkeypatch.setattr(rollback_lock, "ROLLBACK_LOCK_RETRY",
+                        RetryPolicy(attempts=2, initial_delay_s=0.01, max_delay_s=0.01, deadline_s=0.05))
+    monkeypatch.setattr(rollback_lock, "TIMER_POLL_S", 0.01)
+    first = await gw.engine()
+    reached = gw.net.crash_at("r1", "commit", after=False)  # journaled as pending; never reached the device
+    submitted = await first.submit(scripted_gateway.request(kv("a", "r1", "if.ge1", "up")))
+    await reached.wait()
+    await gw.crash(first)
+    gw.net.clear()
+    pending = LockDeniedError("in-use: cannot perform the operation with confirmed-commit pending",
+                              info=DeviceErrorInfo("confirmed-commit pending", tag="in-use"))
+    gw.net.fail("r1", "lock", pending, times=8)  # more denials than ROLLBACK_LOCK_RETRY waits for
+    second = await gw.engine()  # recovers
+    await second.wait_idle()
+    result = await second.get(submitted.activation_id)
+    a = task(result, "a")
+    assert result.state == ActivationState.ROLLED_BACK and gw.net.config("r1") == INITIAL, (a.rollback, a.error)
+    assert a.rollback is not None and a.rollback.method.startswith("device-timer")
+    events = [e.message for e in await second.journal.events(result.id)]
+    assert any("reverts by its timer: waiting up to" in m for m in events), events
+
+    # past the timer's bound, a lock still denied is a fallout (the bound made short here)
+    monkeypatch.setattr(rollback_lock, "TIMER_GRACE_S", 0.2 - PROFILES[NC].confirm_timeout_s)
+    reached = gw.net.crash_at("r1", "commit", after=False)
+    submitted = await second.submit(scripted_gateway.request(kv("a", "r1", "if.ge2", "up"), request_id="r2"))
+    await reached.wait()
+    await gw.crash(second)
+    gw.net.clear()
+    gw.net.fail("r1", "lock", pending, times=None)
+    third = await gw.engine()
+    await third.wait_idle()
+    result = await third.get(submitted.activation_id)
+    a = task(result, "a")
+    assert result.state == ActivationState.FALLOUT and a.rollback is not None
+    assert "confirmed-commit pending" in a.rollback.reason
