@@ -70,12 +70,12 @@ from drivers.checks.model import (
 )
 from drivers.checks.parse import default_wait, parse
 from drivers.checks.planning import allowance_for, parse_all, plan_checks, verify_allowance_s
-from drivers.checks.polling import Probe, detail, evaluate, mismatch, records, run, show
+from drivers.checks.polling import Probe, detail, evaluate, mismatch, records, run, run_all, show
 
 __all__ = [
     "CLI", "DEFAULT_INTERVAL_S", "DEFAULT_SETTLE_S", "KINDS", "MAX_CHECKS", "MAX_FIELDS", "MAX_OUTPUT_CHARS",
     "MAX_QUERY", "MAX_RECORDS", "MAX_SHOWN", "MAX_TEXT", "MAX_TIMEOUT_S", "MAX_TOTAL_WAIT_S", "MIN_INTERVAL_S",
     "NETCONF", "SNMP", "Check", "CheckError", "CliQuery", "Condition", "NetconfQuery", "Outcome", "Probe", "Query",
     "Record", "SnmpQuery", "TooMuch", "Wait", "allowance_for", "default_wait", "detail", "evaluate", "mismatch",
-    "parse", "parse_all", "plan_checks", "records", "run", "show", "text_of", "verify_allowance_s",
+    "parse", "parse_all", "plan_checks", "records", "run", "run_all", "show", "text_of", "verify_allowance_s",
 ]

@@ -93,4 +93,16 @@ def detail(check: Check, outcome: Outcome) -> str:
     return f"check {check.name}: {state} after {outcome.polls} poll(s) in {outcome.elapsed_s:.1f} s"
 
 
-__all__ = ["Probe", "detail", "evaluate", "mismatch", "records", "run", "show"]
+async def run_all(checks: Sequence[Check], run_one: Callable[[Check], Awaitable[Outcome]],
+                  *, mismatches: list[Mismatch], details: list[str]) -> int:
+    """Run a driver's checks one after the other (``run_one``: the driver's poll loop of one),
+    adding each failure to ``mismatches`` and each line to ``details``; how many ran."""
+    for check in checks:
+        outcome = await run_one(check)
+        details.append(detail(check, outcome))
+        if not outcome.ok:
+            mismatches.append(mismatch(check, outcome))
+    return len(checks)
+
+
+__all__ = ["Probe", "detail", "evaluate", "mismatch", "records", "run", "run_all", "show"]

@@ -394,12 +394,8 @@ class NetconfDriver(Driver):
             detail = (f"{checked} leaves compared with the snapshot plus the change: "
                       + (f"{len(mismatches)} differ ({unexpected} not named by the change)" if mismatches else "all equal"))
             details = [detail]
-            for check in svc_checks.parse_all(change, self.profile, svc_checks.NETCONF):
-                outcome = await self._run_check(check)
-                checked += 1
-                details.append(svc_checks.detail(check, outcome))
-                if not outcome.ok:
-                    mismatches.append(svc_checks.mismatch(check, outcome))
+            checked += await svc_checks.run_all(svc_checks.parse_all(change, self.profile, svc_checks.NETCONF),
+                                                self._run_check, mismatches=mismatches, details=details)
             return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches),
                                 detail="; ".join(details), readback=Snapshot(content=content, scope=a.scope))
 

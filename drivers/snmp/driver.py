@@ -208,12 +208,9 @@ class SnmpDriver(Driver):
         details = ["; ".join(str(m) for m in mismatches) if mismatches
                    else f"{len(oids)} value(s) read back equal to the snapshot plus the change"]
         checked = len(oids)
-        for check in svc_checks.parse_all(change, self.profile, svc_checks.SNMP):
-            outcome = await svc_checks.run(check, functools.partial(self._probe, check))
-            checked += 1
-            details.append(svc_checks.detail(check, outcome))
-            if not outcome.ok:
-                mismatches.append(svc_checks.mismatch(check, outcome))
+        checked += await svc_checks.run_all(svc_checks.parse_all(change, self.profile, svc_checks.SNMP),
+                                            lambda check: svc_checks.run(check, functools.partial(self._probe, check)),
+                                            mismatches=mismatches, details=details)
         return Verification(ok=not mismatches, checked=checked, mismatches=tuple(mismatches),
                             detail="; ".join(details), readback=readback)
 
