@@ -36,14 +36,15 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from gateway.errors import AgwError, ConflictError, FencedError, JournalError, NotFoundError, Phase, StateError
 from gateway.journal.dbcall import invalidate_if_lost, sqlalchemy_error
 from gateway.journal import codec, outbox, pools
+from gateway.journal.batch_sql import TASK_COLUMNS, Sql, sql_for
 from gateway.journal.lease import fence_sql
-from gateway.journal.schema import activations, events, idem_key, tasks
+from gateway.journal.schema import idem_key
 from gateway.model import TaskState
 from gateway.results import ActivationState, Event
 
@@ -169,73 +170,7 @@ class _Stale(Exception):
         self.activation_ids = activation_ids
 
 
-_TASK_COLUMNS = tuple(c.name for c in tasks.columns)
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-@dataclass(frozen=True, slots=True)
-class _Sql:
-    """Plain SQL text for one dialect, and the bind converter of the UTC datetime columns."""
-
-    mark: str
-    begin: str
-    time: Callable[[datetime], Any]
-    select_act: str
-    select_recovery: str
-    update_act: str
-    insert_events: str
-    insert_act: str
-    select_idem: str
-    insert_tasks: str
-    notify: str
-    """PostgreSQL: wake the replicas watching these activations (delivered at commit)."""
-    pools: pools.Sql
-
-    def update_task(self, cols: tuple[str, ...]) -> str:
-        sets = ", ".join(f"{c} = {self.mark}" for c in cols)
-        return f"UPDATE {tasks.name} SET {sets} WHERE activation_id = {self.mark} AND task_id = {self.mark}"
-
-
-_SQL: dict[str, _Sql] = {}
-
-
-def _sql(dialect: Dialect) -> _Sql:
-    found = _SQL.get(dialect.name)
-    if found is not None:
-        return found
-    m = "?" if dialect.paramstyle == "qmark" else "%s"
-    proc = events.c.time.type.bind_processor(dialect)
-    a, t, e = activations.name, tasks.name, events.name
-
-    def marks(n: int) -> str:
-        return ", ".join([m] * n)
-
-    lock = "" if dialect.name == "sqlite" else " FOR UPDATE"
-    act_cols = (
-        "id, request_id, idem_key, fingerprint, order_ref, atomic, dry_run, state, created_at, updated_at, last_seq, "
-        "submitted_by, owner, retry"
-    )
-    # ON CONFLICT on idem_key: a lost race (another writer took the request_id) inserts nothing
-    # and the existing activation is read back, with no failed statement to roll back.
-    found = _Sql(
-        mark=m,
-        begin="BEGIN IMMEDIATE" if dialect.name == "sqlite" else "",
-        time=proc if proc is not None else (lambda v: v),
-        select_act=f"SELECT id, state, last_seq FROM {a} WHERE id IN ({{ids}}){lock}",
-        select_recovery=f"SELECT activation_id, task_id, recovery FROM {t} WHERE activation_id IN ({{ids}})",
-        update_act=(f"UPDATE {a} SET state = {m}, last_seq = {m}, updated_at = {m}, owner = {m} "
-                    f"WHERE id = {m} AND last_seq = {m}"),
-        insert_events=(
-            f"INSERT INTO {e} (activation_id, seq, time, task_id, phase, state, message, actor) VALUES ({marks(8)})"
-        ),
-        insert_act=f"INSERT INTO {a} ({act_cols}) VALUES ({marks(14)}) ON CONFLICT (idem_key) DO NOTHING",
-        select_idem=f"SELECT id, fingerprint FROM {a} WHERE idem_key = {m}",
-        insert_tasks=f"INSERT INTO {t} ({', '.join(_TASK_COLUMNS)}) VALUES ({marks(len(_TASK_COLUMNS))})",
-        notify="" if dialect.name == "sqlite" else "SELECT pg_notify('agw_event', x) FROM unnest(%s::text[]) AS x",
-        pools=pools.sql_for(dialect.name, dialect.paramstyle, proc if proc is not None else (lambda v: v)),
-    )
-    _SQL[dialect.name] = found
-    return found
 
 
 def apply_batch(engine: Engine, batch: Sequence[Op], *, cache: WriterCache | None = None,
@@ -284,7 +219,7 @@ def _transaction(
     SQLAlchemy per-statement or per-checkout work): BEGIN IMMEDIATE on SQLite (the write lock up
     front), an implicit BEGIN on PostgreSQL; commit; a DB-API error rolls back and is raised as the
     SQLAlchemy error it would have been (a lost connection is invalidated and replaced next time)."""
-    sql = _sql(engine.dialect)
+    sql = sql_for(engine.dialect)
     dbapi_error = engine.dialect.loaded_dbapi.Error
     if cache.connection is None:
         cache.connection = engine.raw_connection()
@@ -331,7 +266,7 @@ def _check_alive(cur: Any, replica: str) -> None:
 
 
 def _apply(
-    cur: Any, sql: _Sql, batch: Sequence[Op], cache: WriterCache, replica: str = ""
+    cur: Any, sql: Sql, batch: Sequence[Op], cache: WriterCache, replica: str = ""
 ) -> tuple[list[Any], dict[str, ActivationImage]]:
     # working images: copies of the cached ones (the cache changes only after the commit)
     work: dict[str, ActivationImage] = {}
@@ -442,7 +377,7 @@ def _apply(
     return outcomes, work
 
 
-def _retake(cur: Any, sql: _Sql, op: Any) -> AgwError | None:
+def _retake(cur: Any, sql: Sql, op: Any) -> AgwError | None:
     """The Rollback of an activation starts: what its completed deletes released is taken back
     (:func:`gateway.journal.pools.retake`), or nothing is and the Rollback is refused."""
     cur.execute("SAVEPOINT agw_retake")
@@ -464,7 +399,7 @@ def _many(cur: Any, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         cur.executemany(statement, rows)
 
 
-def _read(cur: Any, sql: _Sql, ids: list[str], work: dict[str, ActivationImage], expected: dict[str, int]) -> None:
+def _read(cur: Any, sql: Sql, ids: list[str], work: dict[str, ActivationImage], expected: dict[str, int]) -> None:
     marks = ", ".join([sql.mark] * len(ids))
     cur.execute(sql.select_act.format(ids=marks), ids)
     for aid, state, last_seq in cur.fetchall():
@@ -479,7 +414,7 @@ def _read(cur: Any, sql: _Sql, ids: list[str], work: dict[str, ActivationImage],
         work[aid].pools = True
 
 
-def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]], replica: str) -> Any:
+def _create(cur: Any, sql: Sql, op: Create, event_rows: list[tuple[Any, ...]], replica: str) -> Any:
     if not (op.allocations or op.releases):
         return _insert_activation(cur, sql, op, event_rows, replica, op.task_rows)
     # with pools: whatever the allocation or the rendering with its values refuses leaves nothing
@@ -501,7 +436,7 @@ def _create(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]], 
     return outcome
 
 
-def _insert_activation(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]], replica: str,
+def _insert_activation(cur: Any, sql: Sql, op: Create, event_rows: list[tuple[Any, ...]], replica: str,
                        rows: list[dict[str, Any]] | None) -> Any:
     """The activation's row, and (``rows`` given) its tasks and first event."""
     created = sql.time(op.created_at)
@@ -539,16 +474,16 @@ def _insert_activation(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[A
     return (op.activation_id, True)
 
 
-def _insert_tasks(cur: Any, sql: _Sql, op: Create, event_rows: list[tuple[Any, ...]],
+def _insert_tasks(cur: Any, sql: Sql, op: Create, event_rows: list[tuple[Any, ...]],
                   rows: list[dict[str, Any]]) -> None:
     if rows:
-        _many(cur, sql.insert_tasks, [tuple(r[c] for c in _TASK_COLUMNS) for r in rows])
+        _many(cur, sql.insert_tasks, [tuple(r[c] for c in TASK_COLUMNS) for r in rows])
     event_rows.append((op.activation_id, 1, sql.time(op.created_at), "", "", _ACKNOWLEDGED, "activation acknowledged",
                        op.submitted_by))
 
 
 def _update_tasks(
-    cur: Any, sql: _Sql, changes: dict[tuple[str, str], dict[str, Any]], work: dict[str, ActivationImage]
+    cur: Any, sql: Sql, changes: dict[tuple[str, str], dict[str, Any]], work: dict[str, ActivationImage]
 ) -> None:
     by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for (aid, tid), cols in changes.items():
