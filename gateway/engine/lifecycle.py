@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import random
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -52,6 +53,11 @@ def may_restore(mode: Mode, *, now: Snapshot, after: Snapshot | None) -> bool:
 
 BEFORE_PUSH = frozenset({Phase.CONNECT, Phase.LOCK, Phase.SNAPSHOT})
 """Steps that send no change: a retryable failure there may be retried (:func:`retry_delay_s`)."""
+
+
+jitter: Callable[[], float] = random.Random().random
+"""The engine's own source of backoff jitter, never the global ``random`` (a library or a test that
+seeds or draws from that must not change the engine's backoff, nor the engine theirs)."""
 
 
 def retry_delay_s(policy: RetryPolicy, attempt: int, *, elapsed_s: float, draw: float) -> float | None:

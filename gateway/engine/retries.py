@@ -41,7 +41,6 @@ of retry of the task; each retry is an event naming its attempt.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
@@ -49,7 +48,7 @@ from typing import TYPE_CHECKING, Callable
 from drivers.base import Driver, RetryPolicy
 from gateway.errors import AgwError, FencedError, LockDeniedError, Phase, VerificationError
 from gateway.incidents import public_text
-from gateway.engine.lifecycle import Leg, Work, retry_delay_s
+from gateway.engine.lifecycle import Leg, Work, jitter, retry_delay_s
 from gateway.model import RetryOverride
 
 if TYPE_CHECKING:
@@ -87,7 +86,7 @@ class Budget:
     """The attempts of one task under one policy (the first attempt starts when it is made)."""
 
     def __init__(self, policy: RetryPolicy, *, clock: Callable[[], float] = time.monotonic,
-                 draw: Callable[[], float] = random.random) -> None:
+                 draw: Callable[[], float] = jitter) -> None:
         self.policy = policy
         self.attempt = 1
         self._clock = clock

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import TYPE_CHECKING
 
 from drivers.base import Driver, RetryPolicy
-from gateway.engine.lifecycle import Leg, retry_delay_s
+from gateway.engine.lifecycle import Leg, jitter, retry_delay_s
 from gateway.errors import LockDeniedError, Phase
 
 if TYPE_CHECKING:
@@ -66,7 +65,7 @@ async def lock_for_rollback(txn: DeviceTransaction, drv: Driver, leg: Leg) -> No
             return
         except LockDeniedError as exc:
             now = time.monotonic()
-            delay_s = retry_delay_s(ROLLBACK_LOCK_RETRY, attempt, elapsed_s=now - first, draw=random.random())
+            delay_s = retry_delay_s(ROLLBACK_LOCK_RETRY, attempt, elapsed_s=now - first, draw=jitter())
             if delay_s is None:
                 until = txn.timer_until
                 if until is None or now >= until:

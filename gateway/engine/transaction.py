@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import random
 import time
 import logging
 from typing import Any, Awaitable, Callable, Sequence, TypeVar

@@ -65,7 +65,7 @@ class Dispatcher:
 
     def __init__(self, journal: Any, config: EventsConfig, *,
                  groups_of: Callable[[str], frozenset[str]] = _no_groups, sinks: Mapping[str, Sink] | None = None,
-                 refresh_s: float = 15.0, rand: Callable[[], float] = random.random) -> None:
+                 refresh_s: float = 15.0, rand: Callable[[], float] = random.Random().random) -> None:
         self.journal, self.config, self.groups_of = journal, config, groups_of
         self.refresh_s, self._rand = refresh_s, rand
         self._given_sinks = dict(sinks or {})
