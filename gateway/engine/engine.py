@@ -37,7 +37,6 @@ from gateway.errors import AgwError, StateError
 from gateway.journal.base import Journal
 from gateway.incidents import incident, public_text
 from gateway.model import ANONYMOUS, ActivationRequest, Caller, TaskState
-from gateway.render.masking import Redactor
 from gateway.results import ActivationResult, ActivationState, Event, Page, ResultEvent, SubmitResult, TaskResult
 from gateway.transitions import Transition
 
@@ -258,7 +257,7 @@ class Engine:
     def _plan_with_results(self, request: ActivationRequest) -> tuple[Plan, list[TaskResult]]:
         """The plan and the activation's first task results (what the journal creates)."""
         plan = self.plan(request)  # raises InputError with every violation
-        redact = Redactor(plan.secrets)
+        redact = plan.redact
         tasks = [
             TaskResult(id=p.spec.id, device=p.spec.device, service=p.spec.service, action=p.spec.action,
                        state=TaskState.ACKNOWLEDGED, depends_on=p.spec.depends_on, platform=p.platform,
@@ -311,8 +310,8 @@ class Engine:
             slots.give_back(caller)
         if created:
             self._slot_of[activation_id] = caller
-            if plan.secrets:  # every text journaled for it masks them (gateway.render.masking)
-                self.ctx.redactors[activation_id] = Redactor(plan.secrets)
+            if plan.redact:  # every text journaled for it masks them (gateway.render.masking)
+                self.ctx.redactors[activation_id] = plan.redact
             run = ActivationRun(self.ctx, activation_id=activation_id, plan=plan)
             self._runs[activation_id] = run
             self._spawn(self._run(run), name=f"activation-{activation_id}", activation_id=activation_id)

@@ -6,6 +6,7 @@ tested. All violations are collected, never only the first.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from drivers.checks import plan_checks
 from gateway.errors import AgwError, FieldViolation, InputError
 from gateway.incidents import public_message
 from gateway.model import Action, ActivationRequest, TaskSpec
+from gateway.render.masking import Redactor
 
 
 class _Templates(Protocol):
@@ -71,10 +73,10 @@ class Plan:
     def devices(self) -> tuple[str, ...]:
         return tuple(sorted({t.spec.device for t in self.tasks}))
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The secret parameter values of every task (what the engine masks in journaled texts)."""
-        return tuple(dict.fromkeys(v for t in self.tasks for v in t.secrets))
+    @functools.cached_property
+    def redact(self) -> Redactor:
+        """Masks the secret parameter values of every task (in every text journaled for it)."""
+        return Redactor(v for t in self.tasks for v in t.secrets)
 
     def task(self, task_id: str) -> PlannedTask:
         for t in self.tasks:

@@ -47,7 +47,7 @@ async def cancel_timer(txn: DeviceTransaction, drv: Driver, leg: Leg, methods: l
     says none is pending, whatever is pending there reverts by its own timer: from now on the lock
     may be waited for until then (:func:`lock_for_rollback`)."""
     await txn.record(leg, Phase.ROLLBACK, message=f"cancelling confirmed commit {txn.persist_id}")
-    reverted = await txn.call(Phase.ROLLBACK, drv.cancel_commit(persist_id=txn._pid()))
+    reverted = await txn.call(Phase.ROLLBACK, drv.cancel_commit(persist_id=txn.pid()))
     methods.append("cancel-commit" if reverted else "device-timer")
     txn.armed = False
     if not reverted:

@@ -271,13 +271,13 @@ class DeviceTransaction:
                               message=f"confirmed commit, device reverts in {timeout_s} s unless confirmed",
                               recovery=RecoveryChanges(pending=Pending.CONFIRMED_COMMIT, persist_id=self.persist_id))
             self.armed = True
-            await self.call(Phase.COMMIT, drv.commit(confirm_timeout_s=timeout_s, persist_id=self._pid()))
+            await self.call(Phase.COMMIT, drv.commit(confirm_timeout_s=timeout_s, persist_id=self.pid()))
         else:
             await self.record(leg, Phase.COMMIT, recovery=RecoveryChanges(pending=Pending.APPLIED))
             await self.call(Phase.COMMIT, drv.commit())
         leg.staged = False
 
-    def _pid(self) -> str | None:
+    def pid(self) -> str | None:
         """The persist-id to give the device (None when it keeps a pending commit per session)."""
         return self.persist_id if self.caps.persist_id else None
 
@@ -312,7 +312,7 @@ class DeviceTransaction:
             leg.clock.start(Phase.CONFIRM)
             await self.record(leg, Phase.CONFIRM, message=f"confirming commit {self.persist_id}")
             try:
-                await self.call(Phase.CONFIRM, (await self.session()).confirm(persist_id=self._pid()))
+                await self.call(Phase.CONFIRM, (await self.session()).confirm(persist_id=self.pid()))
             except Exception as exc:  # noqa: BLE001
                 self._failed(exc)
                 await self.record(leg, Phase.CONFIRM, message=f"confirm failed: {public_text(exc)}",

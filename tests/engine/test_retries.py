@@ -20,7 +20,8 @@ from gateway.engine.lifecycle import retry_delay_s
 from gateway.engine.retries import effective
 from gateway.errors import ConflictError
 from gateway.model import Action, RetryOverride, TaskSpec, TaskState
-from gateway.results import ActivationState
+from gateway.engine import Engine
+from gateway.results import ActivationResult, ActivationState
 from tests import scripted_gateway
 from tests.scripted_gateway import INITIAL, NC, PROFILES, Gateway, kv, task
 
@@ -113,29 +114,15 @@ async def test_a_rollback_asks_again_for_a_denied_lock(gw: Gateway, monkeypatch:
 
     monkeypatch.setattr(rollback_lock, "ROLLBACK_LOCK_RETRY",
                         RetryPolicy(attempts=4, initial_delay_s=0.02, max_delay_s=0.05, deadline_s=5))
-    first = await gw.engine()
-    reached = gw.net.crash_at("r1", "load")
-    submitted = await first.submit(scripted_gateway.request(kv("a", "r1", "if.ge1", "up")))
-    await reached.wait()
-    await gw.crash(first)
-    gw.net.clear()
     denied = LockDeniedError("lock held by session 3", info=DeviceErrorInfo("lock denied", tag="lock-denied"))
-    gw.net.fail("r1", "lock", denied, times=2)
-    second = await gw.engine()  # recovers
-    await second.wait_idle()
-    result = await second.get(submitted.activation_id)
+    second, result = await recovered_after_crash(gw, await gw.engine(), at="load", after=True, value="if.ge1",
+                                                 request_id="req", lock=denied, denials=2)
     assert result.state == ActivationState.ROLLED_BACK and gw.net.config("r1") == INITIAL
     assert gw.net.ops("r1").count("lock") >= 4  # the first push's, two denied, the granted one
 
-    reached = gw.net.crash_at("r1", "load")  # again, and this time the lock is never granted
-    submitted = await second.submit(scripted_gateway.request(kv("a", "r1", "if.ge2", "up"), request_id="r2"))
-    await reached.wait()
-    await gw.crash(second)
-    gw.net.clear()
-    gw.net.fail("r1", "lock", denied, times=None)
-    third = await gw.engine()
-    await third.wait_idle()
-    result = await third.get(submitted.activation_id)
+    # again, and this time the lock is never granted
+    _, result = await recovered_after_crash(gw, second, at="load", after=True, value="if.ge2", request_id="r2",
+                                            lock=denied, denials=None)
     a = task(result, "a")
     assert result.state == ActivationState.FALLOUT and a.rollback is not None and "lock" in a.rollback.reason
 
@@ -358,18 +345,12 @@ async def test_a_commit_the_device_did_not_cancel_is_waited_for_until_its_timer(
     monkeypatch.setattr(rollback_lock, "ROLLBACK_LOCK_RETRY",
                         RetryPolicy(attempts=2, initial_delay_s=0.01, max_delay_s=0.01, deadline_s=0.05))
     monkeypatch.setattr(rollback_lock, "TIMER_POLL_S", 0.01)
-    first = await gw.engine()
-    reached = gw.net.crash_at("r1", "commit", after=False)  # journaled as pending; never reached the device
-    submitted = await first.submit(scripted_gateway.request(kv("a", "r1", "if.ge1", "up")))
-    await reached.wait()
-    await gw.crash(first)
-    gw.net.clear()
     pending = LockDeniedError("in-use: cannot perform the operation with confirmed-commit pending",
                               info=DeviceErrorInfo("confirmed-commit pending", tag="in-use"))
-    gw.net.fail("r1", "lock", pending, times=8)  # more denials than ROLLBACK_LOCK_RETRY waits for
-    second = await gw.engine()  # recovers
-    await second.wait_idle()
-    result = await second.get(submitted.activation_id)
+    # the commit is journaled as pending and never reaches the device; more denials than
+    # ROLLBACK_LOCK_RETRY waits for
+    second, result = await recovered_after_crash(gw, await gw.engine(), at="commit", after=False, value="if.ge1",
+                                                 request_id="req", lock=pending, denials=8)
     a = task(result, "a")
     assert result.state == ActivationState.ROLLED_BACK and gw.net.config("r1") == INITIAL, (a.rollback, a.error)
     assert a.rollback is not None and a.rollback.method.startswith("device-timer")
@@ -378,15 +359,23 @@ async def test_a_commit_the_device_did_not_cancel_is_waited_for_until_its_timer(
 
     # past the timer's bound, a lock still denied is a fallout (the bound made short here)
     monkeypatch.setattr(rollback_lock, "TIMER_GRACE_S", 0.2 - PROFILES[NC].confirm_timeout_s)
-    reached = gw.net.crash_at("r1", "commit", after=False)
-    submitted = await second.submit(scripted_gateway.request(kv("a", "r1", "if.ge2", "up"), request_id="r2"))
-    await reached.wait()
-    await gw.crash(second)
-    gw.net.clear()
-    gw.net.fail("r1", "lock", pending, times=None)
-    third = await gw.engine()
-    await third.wait_idle()
-    result = await third.get(submitted.activation_id)
+    _, result = await recovered_after_crash(gw, second, at="commit", after=False, value="if.ge2", request_id="r2",
+                                            lock=pending, denials=None)
     a = task(result, "a")
     assert result.state == ActivationState.FALLOUT and a.rollback is not None
     assert "confirmed-commit pending" in a.rollback.reason
+
+
+async def recovered_after_crash(gw: Gateway, engine: Engine, *, at: str, after: bool, value: str, request_id: str,
+                                lock: LockDeniedError, denials: int | None) -> tuple[Engine, ActivationResult]:
+    """Submit a task on r1, let the gateway "die" at ``at``, deny the lock ``denials`` times (None:
+    always) and start a new gateway: the recovering engine and the activation once it is idle."""
+    reached = gw.net.crash_at("r1", at, after=after)
+    submitted = await engine.submit(scripted_gateway.request(kv("a", "r1", value, "up"), request_id=request_id))
+    await reached.wait()
+    await gw.crash(engine)
+    gw.net.clear()
+    gw.net.fail("r1", "lock", lock, times=denials)
+    recovering = await gw.engine()
+    await recovering.wait_idle()
+    return recovering, await recovering.get(submitted.activation_id)
